@@ -1,0 +1,111 @@
+"""Ablations: remove one part of the model and retrain it to see what that part was doing.
+
+Every variant trains with the baseline's data, tokenizer, seed and step budget, one after another,
+so the differences in loss come from the switch alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from minigpt.config import TrainConfig
+from minigpt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    overrides: dict
+
+
+VARIANTS: dict[str, list[Variant]] = {
+    "residual": [Variant("residual", "no residual connections", {"residual": False})],
+    "attention": [Variant("attention", "no self-attention (MLP only)", {"attention": False})],
+    "post-ln": [Variant("post-ln", "LayerNorm after the residual add", {"layer_norm": "post"})],
+    "no-ln": [Variant("no-ln", "no LayerNorm at all", {"layer_norm": "none"})],
+    "pos-emb": [Variant("pos-emb", "no position embedding", {"position_embedding": False})],
+    "mlp": [Variant("mlp", "no MLP (attention only)", {"mlp": False})],
+    "tying": [Variant("tying", "LM head not tied to the embedding", {"tie_weights": False})],
+    # The seed's scaling experiment: the same recipe at other widths and depths.
+    "size": [
+        Variant("size-1x32", "1 layer, 2 heads, 32 dims", {"n_layer": 1, "n_head": 2, "n_embd": 32}),
+        Variant("size-2x64", "2 layers, 2 heads, 64 dims", {"n_layer": 2, "n_head": 2, "n_embd": 64}),
+        Variant("size-6x192", "6 layers, 6 heads, 192 dims",
+                {"n_layer": 6, "n_head": 6, "n_embd": 192}),
+    ],
+}
+
+BASELINE = Variant("baseline", "GPT-2 as designed", {})
+
+
+def expand_variants(names: list[str]) -> list[Variant]:
+    """The baseline, then each named variant once, in the order given."""
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(
+            f"unknown variant(s): {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}"
+        )
+    runs = [BASELINE]
+    for name in dict.fromkeys(names):
+        runs.extend(VARIANTS[name])
+    return runs
+
+
+def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
+    """The baseline recipe on a fixed budget: evaluate at the end, warm up over a tenth of it."""
+    return base.with_overrides(
+        max_steps=steps, seed=seed, eval_interval=steps,
+        warmup_steps=max(1, min(base.warmup_steps, steps // 10)),
+        log_interval=max(1, min(base.log_interval, steps // 50)), sample_tokens=120,
+    )
+
+
+class AblationRunner:
+    """Trains the baseline and each variant; run() yields their events, each tagged "variant"."""
+
+    def __init__(self, variant_names: list[str], corpus, base: TrainConfig, steps: int,
+                 seed: int = 1337, device=None):
+        self.variants = expand_variants(variant_names)
+        self.corpus = corpus
+        self.cfg = ablation_config(base, steps, seed)
+        self.device = device
+        self.results: list[dict] = []
+
+    def run(self) -> Iterator[dict]:
+        from minigpt.events import event
+        from minigpt.train import Trainer, prepare_data
+
+        data = prepare_data(self.corpus, self.cfg)  # one tokenizer and split for every variant
+        baseline_val = None
+        for index, variant in enumerate(self.variants):
+            cfg = self.cfg.with_overrides(**variant.overrides)
+            yield event("variant", variant=variant.name, description=variant.description,
+                        index=index, count=len(self.variants), max_steps=cfg.max_steps)
+            started = time.perf_counter()
+            trainer = Trainer(cfg, data, device=self.device)
+            sample, done = "", {}
+            for ev in trainer.run():
+                if ev["type"] == "sample":
+                    sample = ev["text"]
+                if ev["type"] == "done":
+                    done = ev
+                yield {**ev, "variant": variant.name}
+            if baseline_val is None:
+                baseline_val = done["val_loss"]
+            result = {
+                "variant": variant.name,
+                "description": variant.description,
+                "train_loss": done["train_loss"],
+                "val_loss": done["val_loss"],
+                "val_loss_delta": done["val_loss"] - baseline_val,
+                "tokens_per_s": done["tokens_per_s"],
+                "seconds": time.perf_counter() - started,
+                "params": trainer.model.num_params(),
+                "steps": done["step"],
+                "sample": sample,
+            }
+            self.results.append(result)
+            yield event("result", **result)

@@ -1,0 +1,131 @@
+"""One-file checkpoints: weights, configuration, tokenizer and (for resuming) the training state.
+
+Saving is atomic: the file is written beside the target, flushed to disk, then renamed over it,
+so a kill mid-write leaves the previous checkpoint whole. Loading uses torch.load with
+weights_only=True, which unpickles only tensors and plain data: a file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from minigpt.config import GPTConfig, TrainConfig
+from minigpt.errors import CheckpointError, MinigptError
+from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
+
+FORMAT = "minigpt-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "model.pt"
+
+
+@dataclass
+class Checkpoint:
+    model_config: GPTConfig
+    state_dict: dict
+    tokenizer: Tokenizer
+    train_config: TrainConfig | None = None
+    train_state: dict | None = None  # optimizer, step, RNG states: present in training checkpoints
+    meta: dict = field(default_factory=dict)  # data source, step, losses, ...
+    path: Path | None = None
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    def build_model(self, device: str | torch.device = "cpu"):
+        from minigpt.model import GPT
+
+        model = GPT(self.model_config)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{self.path}: weights do not match its configuration ({first})") from None
+        return model.to(device)
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory holding model.pt."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+        if not p.is_file():
+            raise CheckpointError(f"no {CHECKPOINT_NAME} in run directory {path}")
+    elif not p.exists():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    elif not p.is_file():
+        raise CheckpointError(f"not a file: {path}")
+    return p
+
+
+def save_checkpoint(path: str | os.PathLike, model, tokenizer: Tokenizer,
+                    train_config: TrainConfig | None = None, train_state: dict | None = None,
+                    meta: dict | None = None) -> Path:
+    path = Path(path)
+    model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: save the original module
+    model = getattr(model, "module", model)  # a DDP-wrapped model
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "train_config": train_config.to_dict() if train_config else None,
+        "train_state": train_state,
+        "meta": meta or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    p = resolve_checkpoint_path(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            payload = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"refusing to load {path}: it holds Python objects that could run code, "
+                "not only weights and plain data"
+            ) from None
+        raise CheckpointError(f"{path} is not a minigpt checkpoint (unreadable data)") from None
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    except Exception:  # hostile or damaged bytes can make the unpickler raise almost anything
+        raise CheckpointError(f"cannot load {path}: it is truncated or corrupt") from None
+
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a minigpt checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {payload.get('version')}; this minigpt reads {VERSION}"
+        )
+    try:
+        model_config = GPTConfig.from_dict(payload["model_config"])
+        train_config = (TrainConfig.from_dict(payload["train_config"])
+                        if payload.get("train_config") else None)
+        tokenizer = tokenizer_from_dict(payload["tokenizer"])
+        state_dict = payload["model"]
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} is incomplete: {e}") from None
+    except MinigptError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return Checkpoint(model_config, state_dict, tokenizer, train_config,
+                      payload.get("train_state"), payload.get("meta") or {}, p)

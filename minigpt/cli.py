@@ -1,0 +1,312 @@
+"""The `minigpt` command line (Typer).
+
+torch is imported inside the commands, never at the top of this module, so `minigpt --help`
+answers at once. Every MinigptError and every usage error becomes one line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from minigpt.errors import MinigptError
+
+try:  # Typer >= 0.23 carries its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # older Typer uses the click package
+    from click.exceptions import UsageError
+
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def print_error(message: str) -> None:
+    print(f"minigpt: error: {message}", file=sys.stderr)
+
+
+class MinigptGroup(TyperGroup):
+    """One line for every user error: a MinigptError from a command (exit 1), or a bad command,
+    option or value (exit 2; click's own format spends four lines on it)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MinigptError as e:
+            print_error(str(e))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except UsageError as e:
+            command = e.ctx.command_path if e.ctx else ctx.command_path
+            print_error(f"{e.format_message()} (see '{command} --help')")
+            raise typer.Exit(EXIT_USAGE) from None
+
+
+app = typer.Typer(
+    cls=MinigptGroup,
+    help="GPT-2 built from its parts: train it, sample it, chat with it, take it apart.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain click help and errors: quick to start, one-line errors
+    pretty_exceptions_enable=False,
+)
+
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", help="UTF-8 text file, folder of .txt files, http(s) URL, or 'builtin' (default).")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="cpu, cuda, cuda:N or mps (default: the best available).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (reproducible runs).")]
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    preset_name: Annotated[Optional[str], typer.Option(
+        "--preset", help="tiny, cpu, gpu or gpt2 (default: gpu on CUDA, cpu elsewhere).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps in all.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Checkpoint file (x.pt) or run directory (default: checkpoints/<name>/model.pt).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the run saved in this checkpoint.")] = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="char or bpe.")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(
+        "--vocab-size", help="BPE vocabulary size to train.")] = None,
+    n_layer: Annotated[Optional[int], typer.Option("--n-layer")] = None,
+    n_head: Annotated[Optional[int], typer.Option("--n-head")] = None,
+    n_embd: Annotated[Optional[int], typer.Option("--n-embd")] = None,
+    block_size: Annotated[Optional[int], typer.Option("--block-size", help="Context length.")] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(
+        "--grad-accum", help="Micro-batches per optimizer step.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps")] = None,
+    eval_interval: Annotated[Optional[int], typer.Option("--eval-interval")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a model; checkpoints and events.jsonl go to the run directory."""
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.config import default_preset_name, preset
+    from minigpt.data import load_corpus
+    from minigpt.events import new_run_dir
+    from minigpt.train import Trainer, pick_device, prepare_data
+
+    overrides = dict(
+        max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
+        n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
+        batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
+        eval_interval=eval_interval,
+    )
+    torch_device = pick_device(device)
+    checkpoint = None
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        if checkpoint.train_config is None or checkpoint.train_state is None:
+            raise MinigptError(f"{resume} has no training state to resume from")
+        changed = sorted(k for k, v in overrides.items()
+                         if v is not None and k not in ("max_steps", "eval_interval"))
+        if changed:
+            raise MinigptError(f"--resume continues a run as it was; only --steps and "
+                               f"--eval-interval can change (got {', '.join(changed)})")
+        cfg = checkpoint.train_config.with_overrides(**overrides)
+        data = data or checkpoint.meta.get("data_source")
+        if checkpoint.step >= cfg.max_steps:
+            raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
+                               "pass a larger --steps to train further")
+    else:
+        cfg = preset(preset_name or default_preset_name(torch_device.type)).with_overrides(**overrides)
+
+    corpus = load_corpus(data)
+    prepared = prepare_data(corpus, cfg, tokenizer=checkpoint.tokenizer if checkpoint else None)
+
+    checkpoint_path = None
+    if out is not None:
+        checkpoint_path = out if out.suffix == ".pt" else out / "model.pt"
+        run_dir = checkpoint_path.parent
+    elif checkpoint is not None:
+        run_dir = checkpoint.path.parent
+        checkpoint_path = checkpoint.path
+    else:
+        run_dir = new_run_dir(name=name)
+
+    trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
+                      checkpoint_path=checkpoint_path, resume=checkpoint)
+    from minigpt.console import run_training
+
+    reason = run_training(trainer, quiet=quiet)
+    if reason == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+# --- generate and chat ---------------------------------------------------------------------------
+
+CkptOpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint file or run directory.")]
+StrategyOpt = Annotated[str, typer.Option(
+    "--strategy", help="greedy, temperature, top-k, top-p or min-p.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Softmax temperature (>= 0).")]
+TopKOpt = Annotated[int, typer.Option("--top-k", help="top-k: keep the k most likely tokens.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="top-p: smallest set with this much probability.")]
+MinPOpt = Annotated[float, typer.Option("--min-p", help="min-p: drop tokens under min-p x the best.")]
+PenaltyOpt = Annotated[float, typer.Option(
+    "--repetition-penalty", help="> 1 discourages tokens already in the context.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate.")]
+StopOpt = Annotated[Optional[list[str]], typer.Option(
+    "--stop", help="Stop before this string (repeatable).")]
+
+
+def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                    max_new_tokens, stop, seed):
+    from minigpt.sampling import SamplingConfig
+
+    return SamplingConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+                          min_p=min_p, repetition_penalty=repetition_penalty,
+                          max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
+
+
+def load_for_inference(ckpt: Path, device: str | None):
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.train import pick_device
+
+    torch_device = pick_device(device)
+    checkpoint = load_checkpoint(ckpt, map_location=torch_device)
+    model = checkpoint.build_model(torch_device)
+    model.eval()
+    return model, checkpoint.tokenizer
+
+
+@app.command()
+def generate(
+    ckpt: CkptOpt,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")] = "\n",
+    strategy: StrategyOpt = "top-k",
+    temperature: TemperatureOpt = 0.8,
+    top_k: TopKOpt = 50,
+    top_p: TopPOpt = 0.9,
+    min_p: MinPOpt = 0.05,
+    repetition_penalty: PenaltyOpt = 1.0,
+    max_new_tokens: MaxNewOpt = 200,
+    stop: StopOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
+) -> None:
+    """Print the prompt and its continuation, token by token."""
+    from minigpt.sampling import GenerationStats, stream_text
+
+    cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                          max_new_tokens, stop, seed)
+    model, tok = load_for_inference(ckpt, device)
+    if not prompt:
+        raise MinigptError("the prompt is empty")
+    tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
+    measured = GenerationStats()
+    sys.stdout.write(prompt)
+    for piece in stream_text(model, tok, prompt, cfg, stats=measured):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if stats:
+        print(f"{measured.new_tokens} tokens in {measured.seconds:.2f} s: "
+              f"{measured.tokens_per_s:.1f} tokens/s", file=sys.stderr)
+
+
+@app.command()
+def chat(
+    ckpt: CkptOpt,
+    plain: Annotated[bool, typer.Option("--plain", help="A line-based loop instead of the TUI.")] = False,
+    strategy: StrategyOpt = "top-k",
+    temperature: TemperatureOpt = 0.8,
+    top_k: TopKOpt = 50,
+    top_p: TopPOpt = 0.9,
+    min_p: MinPOpt = 0.05,
+    repetition_penalty: PenaltyOpt = 1.0,
+    max_new_tokens: MaxNewOpt = 200,
+    stop: StopOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Talk to a model: each line you type is continued by the model."""
+    cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
+                          max_new_tokens, stop, seed)
+    if not plain:
+        print("minigpt: the Textual chat pane is not built yet; using the plain chat (--plain)",
+              file=sys.stderr)
+    model, tok = load_for_inference(ckpt, device)
+    from minigpt.console import plain_chat
+
+    plain_chat(model, tok, cfg)
+
+
+# --- ablate ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def ablate(
+    variants: Annotated[list[str], typer.Argument(
+        help="Variants to compare with the baseline: residual, attention, post-ln, no-ln, "
+             "pos-emb, mlp, tying, size.")],
+    data: DataOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps for each model.")] = 500,
+    preset_name: Annotated[str, typer.Option("--preset", help="The baseline's preset.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed")] = 1337,
+    device: DeviceOpt = None,
+    json_path: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the results as a JSON list here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the baseline and each variant on the same data, seed and budget; compare them."""
+    from minigpt.ablation import AblationRunner
+    from minigpt.config import preset
+    from minigpt.console import run_ablation
+    from minigpt.data import load_corpus
+    from minigpt.train import pick_device
+
+    if steps < 1:
+        raise MinigptError(f"--steps must be at least 1, got {steps}")
+    runner = AblationRunner(variants, load_corpus(data), preset(preset_name), steps=steps,
+                            seed=seed, device=pick_device(device))
+    results = run_ablation(runner, quiet=quiet)
+    if json_path is not None:
+        import json
+
+        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n",
+                             encoding="utf-8")
+        print(f"wrote {json_path}", file=sys.stderr)
+
+
+# --- info and tui ----------------------------------------------------------------------------------
+
+
+@app.command()
+def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")]) -> None:
+    """Show a checkpoint's configuration, size, tokenizer, training step and data."""
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.console import print_info
+
+    print_info(load_checkpoint(ckpt))
+
+
+@app.command()
+def tui() -> None:
+    """The terminal UI (Train, Chat, Ablate panes)."""
+    raise MinigptError("the TUI is not built yet; use 'minigpt train', 'generate', 'chat --plain' "
+                       "and 'ablate'")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

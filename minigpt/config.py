@@ -1,0 +1,191 @@
+"""Configuration: the model's shape and ablation switches, the training recipe, named presets.
+
+Plain dataclasses, no torch import, so the command line can read them without paying for torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from minigpt.errors import ConfigError
+
+LAYER_NORM_PLACEMENTS = ("pre", "post", "none")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT-2 model, plus switches that remove a part of it on purpose.
+
+    The defaults are GPT-2 small (124M). Every switch left at its default gives GPT-2 exactly.
+    """
+
+    vocab_size: int = 50257
+    block_size: int = 1024  # the context: the most tokens the model sees at once
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
+    layer_norm_epsilon: float = 1e-5
+    attn_impl: str = "sdpa"  # "sdpa" (fused kernel) or "explicit" (scores, mask, softmax, sum)
+
+    # Ablation switches. Each one is a visible branch in model.py.
+    residual: bool = True  # False: a block's output replaces its input instead of adding to it
+    attention: bool = True  # False: blocks have no self-attention (each position sees only itself)
+    mlp: bool = True  # False: blocks have no MLP
+    position_embedding: bool = True  # False: no wpe, the model does not know where a token is
+    layer_norm: str = "pre"  # "pre" (GPT-2), "post" (the 2017 Transformer) or "none"
+    tie_weights: bool = True  # False: the LM head gets its own matrix instead of reusing wte
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.layer_norm not in LAYER_NORM_PLACEMENTS:
+            raise ConfigError(
+                f"layer_norm must be one of {', '.join(LAYER_NORM_PLACEMENTS)}, got {self.layer_norm!r}"
+            )
+        if self.attn_impl not in ATTENTION_IMPLEMENTATIONS:
+            raise ConfigError(
+                f"attn_impl must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, got {self.attn_impl!r}"
+            )
+
+    @property
+    def is_plain_gpt2(self) -> bool:
+        """True when no ablation switch is set, so the weights mean what GPT-2's mean."""
+        return (
+            self.residual
+            and self.attention
+            and self.mlp
+            and self.position_embedding
+            and self.layer_norm == "pre"
+            and self.tie_weights
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: the model's shape, the tokenizer, and the optimization recipe."""
+
+    model: GPTConfig
+    tokenizer: str = "char"  # "char" or "bpe"
+    bpe_vocab_size: int = 4096  # target vocabulary when tokenizer == "bpe"
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4  # the floor of the cosine decay
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: int = 250
+    eval_iters: int = 20  # batches per split when estimating the loss
+    log_interval: int = 10
+    sample_tokens: int = 200  # length of the sample printed at each evaluation (0: none)
+    val_fraction: float = 0.1
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in ("char", "bpe"):
+            raise ConfigError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_iters",
+                     "log_interval"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.bpe_vocab_size < 260:
+            raise ConfigError(f"bpe_vocab_size must be at least 260, got {self.bpe_vocab_size}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.model.block_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        model = GPTConfig.from_dict(d.pop("model"))
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        return cls(model=model, **d)
+
+    def with_overrides(self, **overrides) -> TrainConfig:
+        """A copy with some settings changed; model settings (n_layer, dropout, ...) go to the model."""
+        model_fields = {f.name for f in fields(GPTConfig)}
+        model_changes = {k: v for k, v in overrides.items() if k in model_fields and v is not None}
+        train_changes = {k: v for k, v in overrides.items() if k not in model_fields and v is not None}
+        unknown = set(train_changes) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, model=replace(self.model, **model_changes), **train_changes)
+
+
+# vocab_size in presets is a placeholder: the tokenizer built from the data sets the real one.
+PRESETS: dict[str, TrainConfig] = {
+    # Smoke tests and the test suite: seconds on a laptop, not meant to be good.
+    "tiny": TrainConfig(
+        model=GPTConfig(vocab_size=256, block_size=64, n_layer=2, n_head=2, n_embd=64),
+        batch_size=16, max_steps=300, lr=2e-3, warmup_steps=20, eval_interval=100,
+        eval_iters=10, sample_tokens=100,
+    ),
+    # The default on a CPU: a few minutes on 2 cores gives recognizable text.
+    "cpu": TrainConfig(
+        model=GPTConfig(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128),
+        batch_size=16, max_steps=2000, lr=2e-3, min_lr=2e-4, warmup_steps=100,
+        eval_interval=250, eval_iters=20,
+    ),
+    # nanoGPT's tinyshakespeare GPU recipe: a few minutes on one modern GPU.
+    "gpu": TrainConfig(
+        model=GPTConfig(vocab_size=256, block_size=256, n_layer=6, n_head=6, n_embd=384,
+                        dropout=0.2),
+        batch_size=64, max_steps=5000, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+        eval_interval=250, eval_iters=200,
+    ),
+    # GPT-2 small's shape (124M parameters with GPT-2's 50257-token vocabulary).
+    "gpt2": TrainConfig(
+        model=GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768),
+        tokenizer="bpe", bpe_vocab_size=50257, batch_size=8, grad_accum=8, max_steps=10000,
+        lr=6e-4, min_lr=6e-5, warmup_steps=500, beta2=0.95, eval_interval=500, eval_iters=50,
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}"
+        ) from None
+
+
+def default_preset_name(device_type: str) -> str:
+    """The preset used when none is named: the GPU recipe on CUDA, the CPU one elsewhere."""
+    return "gpu" if device_type == "cuda" else "cpu"

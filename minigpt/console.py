@@ -1,0 +1,218 @@
+"""What the command line shows: progress bars, tables and the plain chat loop (Rich).
+
+The engine yields events; this module turns them into terminal output. The TUI is the other
+consumer of the same events.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from minigpt.errors import TokenizerError
+
+console = Console(highlight=False)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+class StopOnSignals:
+    """Ctrl-C (SIGINT) and SIGTERM ask the trainer to stop after the current step and save.
+
+    A second Ctrl-C interrupts the step itself; the trainer still saves before it ends.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.previous = {}
+
+    def __enter__(self):
+        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
+        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _on_sigint(self, signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts
+        self.trainer.request_stop("interrupted")
+        console.print("[yellow]stopping: finishing this step and saving a checkpoint "
+                      "(Ctrl-C again to interrupt the step)")
+
+    def _on_sigterm(self, signum, frame):
+        self.trainer.request_stop("stopped")
+
+
+def run_training(trainer, quiet: bool = False) -> str:
+    """Consume the trainer's events, showing progress; the reason the run ended."""
+    reason = "finished"
+    progress = _progress()
+    if quiet:
+        progress.disable = True
+    with StopOnSignals(trainer), progress:
+        task = None
+        for ev in trainer.run():
+            kind = ev["type"]
+            if kind == "start":
+                cfg = ev["config"]["model"]
+                console.print(
+                    f"[bold]minigpt train[/] {ev['params'] / 1e6:.2f}M parameters "
+                    f"({cfg['n_layer']} layers, {cfg['n_head']} heads, {cfg['n_embd']} dims, "
+                    f"context {cfg['block_size']}), {ev['tokenizer']} tokenizer of "
+                    f"{ev['vocab_size']} tokens\n"
+                    f"  data    {ev['data']}: {ev['train_tokens']:,} train / "
+                    f"{ev['val_tokens']:,} val tokens\n"
+                    f"  device  {ev['device']}\n"
+                    f"  run     {ev['run_dir']}")
+                task = progress.add_task("train", total=ev["max_steps"], completed=ev["step"],
+                                         loss="-", speed="")
+            elif kind == "step":
+                progress.update(task, completed=ev["step"], loss=f"{ev['loss']:.3f}",
+                                speed=f"{ev['tokens_per_s']:,.0f} tok/s")
+            elif kind == "eval":
+                console.print(f"step {ev['step']:>6}: train loss {ev['train_loss']:.4f}, "
+                              f"val loss {ev['val_loss']:.4f}")
+            elif kind == "sample":
+                console.print(f"[dim]{_indent(ev['text'])}[/]", markup=True)
+            elif kind == "done":
+                reason = ev["reason"]
+                where = ev["checkpoint"]
+                verb = {"finished": "done", "interrupted": "interrupted",
+                        "stopped": "stopped"}[reason]
+                val = f", val loss {ev['val_loss']:.4f}" if ev["val_loss"] is not None else ""
+                console.print(f"{verb} at step {ev['step']}{val}; "
+                              f"{ev['tokens_per_s']:,.0f} tokens/s; checkpoint saved to {where}")
+    return reason
+
+
+def _indent(text: str, width: int = 400) -> str:
+    from rich.markup import escape
+
+    text = text if len(text) <= width else text[:width] + "…"
+    return "\n".join("  | " + escape(line) for line in text.splitlines())
+
+
+def run_ablation(runner, quiet: bool = False) -> list[dict]:
+    progress = _progress()
+    if quiet:
+        progress.disable = True
+    tasks = {}
+    with progress:
+        for ev in runner.run():
+            kind = ev["type"]
+            if kind == "variant":
+                tasks[ev["variant"]] = progress.add_task(ev["variant"], total=ev["max_steps"],
+                                                         loss="-", speed="")
+            elif kind == "step":
+                progress.update(tasks[ev["variant"]], completed=ev["step"],
+                                loss=f"{ev['loss']:.3f}", speed=f"{ev['tokens_per_s']:,.0f} tok/s")
+            elif kind == "result" and quiet:
+                console.print(f"{ev['variant']}: val loss {ev['val_loss']:.4f}")
+    results = runner.results
+    console.print(results_table(results))
+    for r in results:
+        console.print(f"[bold]{r['variant']}[/] [dim]({r['description']})[/]")
+        console.print(f"[dim]{_indent(r['sample'], 240)}[/]")
+    return results
+
+
+def results_table(results: list[dict]) -> Table:
+    table = Table(title="ablation: same data, seed and steps")
+    for column in ("variant", "params", "train loss", "val loss", "vs baseline", "tokens/s", "time"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for r in results:
+        delta = "" if r["variant"] == "baseline" else f"{r['val_loss_delta']:+.4f}"
+        table.add_row(r["variant"], f"{r['params'] / 1e6:.2f}M", f"{r['train_loss']:.4f}",
+                      f"{r['val_loss']:.4f}", delta, f"{r['tokens_per_s']:,.0f}",
+                      f"{r['seconds']:.1f} s")
+    return table
+
+
+def print_info(ckpt) -> None:
+    cfg = ckpt.model_config
+    from minigpt.model import GPT
+
+    n_params = GPT(cfg).num_params()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("checkpoint", str(ckpt.path))
+    table.add_row("parameters", f"{n_params:,} ({n_params / 1e6:.2f}M)")
+    table.add_row("shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, "
+                           f"context {cfg.block_size}, vocabulary {cfg.vocab_size}")
+    switches = [f"{name}={getattr(cfg, name)}" for name, default in
+                (("residual", True), ("attention", True), ("mlp", True),
+                 ("position_embedding", True), ("layer_norm", "pre"), ("tie_weights", True))
+                if getattr(cfg, name) != default]
+    table.add_row("ablations", ", ".join(switches) or "none (GPT-2 as designed)")
+    table.add_row("dropout", str(cfg.dropout))
+    table.add_row("tokenizer", f"{ckpt.tokenizer.kind}, {ckpt.tokenizer.vocab_size} tokens")
+    meta = ckpt.meta
+    steps = f"{ckpt.step}"
+    if ckpt.train_config:
+        steps += f" of {ckpt.train_config.max_steps}"
+    table.add_row("step", steps)
+    if "tokens_seen" in meta:
+        table.add_row("tokens seen", f"{meta['tokens_seen']:,}")
+    for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
+        if meta.get(key) is not None:
+            table.add_row(label, f"{meta[key]:.4f}")
+    if meta.get("data"):
+        table.add_row("data", meta["data"])
+    table.add_row("resumable", "yes" if ckpt.train_state else "no (weights only)")
+    console.print(table)
+
+
+def plain_chat(model, tokenizer, cfg) -> None:
+    """The seed's interactive mode: each line typed is continued by the model."""
+    from minigpt.sampling import stream_text
+
+    print("minigpt chat: type a prompt and press Enter; the model continues it. "
+          "Ctrl-C stops a reply, Ctrl-D or /quit leaves.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return
+        if line.strip() in ("/quit", "/exit"):
+            return
+        if not line:
+            continue
+        try:
+            tokenizer.encode(line)  # an unknown character is reported before any output
+            sys.stdout.write(line)
+            for piece in stream_text(model, tokenizer, line, cfg):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except TokenizerError as e:
+            print(f"\nminigpt: {e}", file=sys.stderr)
+        except KeyboardInterrupt:
+            sys.stdout.write(" [stopped]")
+        sys.stdout.write("\n")

@@ -1,0 +1,25 @@
+"""The errors a user can cause. The command line prints their message as one line and exits non-zero."""
+
+
+class MinigptError(Exception):
+    """Something the user can fix: a bad path, a bad checkpoint, a bad option."""
+
+
+class ConfigError(MinigptError, ValueError):
+    """An invalid setting."""
+
+
+class DataError(MinigptError):
+    """A corpus that cannot be read or is unusable."""
+
+
+class TokenizerError(MinigptError):
+    """Text the tokenizer cannot encode, or a tokenizer that cannot be rebuilt."""
+
+
+class CheckpointError(MinigptError):
+    """A checkpoint that is missing, truncated, corrupt, or unsafe to load."""
+
+
+class SamplingError(MinigptError, ValueError):
+    """Invalid sampling settings."""

@@ -1,0 +1,199 @@
+"""Decoding: turn the model's next-token logits into text, one token at a time.
+
+    prefill(prompt)            one forward pass over the prompt fills the KV cache
+    decode_one_token(token)    each new token then costs a single position
+    logits_to_probs            repetition penalty, temperature, then one filter: top-k, top-p or min-p
+
+Context rule: the model conditions on at most its last `block_size` tokens. A longer prompt keeps
+its last block_size tokens; once generation fills the context the window slides one token at a
+time (the cache is rebuilt from the last block_size tokens, exactly what a cache-less model sees).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from minigpt.errors import SamplingError
+
+STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    strategy: str = "top-k"
+    temperature: float = 0.8  # all strategies but greedy divide the logits by it
+    top_k: int = 50  # top-k: keep the k most likely tokens
+    top_p: float = 0.9  # top-p: keep the fewest tokens whose probabilities add up to p
+    min_p: float = 0.05  # min-p: keep tokens at least min_p times as likely as the best one
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the context less likely
+    max_new_tokens: int = 200
+    stop: tuple[str, ...] = ()  # generation ends before the first of these strings
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SamplingError(
+                f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
+            )
+        if self.temperature < 0:
+            raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 1:
+            raise SamplingError(f"top-k must be >= 1, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise SamplingError(f"top-p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p <= 1:
+            raise SamplingError(f"min-p must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise SamplingError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
+        if self.max_new_tokens < 0:
+            raise SamplingError(f"max new tokens must be >= 0, got {self.max_new_tokens}")
+        if any(not s for s in self.stop):
+            raise SamplingError("stop strings must not be empty")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.strategy == "greedy" or self.temperature == 0
+
+
+def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalty: float):
+    """CTRL's penalty: a token already in the context has its logit divided by penalty if positive,
+    multiplied if negative, so it always becomes less likely."""
+    if penalty == 1.0 or context.numel() == 0:
+        return logits
+    seen = logits.gather(-1, context)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(-1, context, seen)
+
+
+def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The distribution to draw the next token from, for logits [..., vocab]."""
+    if cfg.is_greedy:
+        return F.softmax(logits, dim=-1)
+    logits = logits / cfg.temperature
+    if cfg.strategy == "top-k":
+        kth = torch.topk(logits, min(cfg.top_k, logits.size(-1))).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    elif cfg.strategy == "top-p":
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # drop a token when the ones before it already reach top_p (the first always stays)
+        drop_sorted = (cumulative - F.softmax(sorted_logits, dim=-1)) >= cfg.top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    elif cfg.strategy == "min-p":
+        probs = F.softmax(logits, dim=-1)
+        threshold = cfg.min_p * probs.max(dim=-1, keepdim=True).values
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    return F.softmax(logits, dim=-1)
+
+
+def sample(probs: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> int:
+    if cfg.is_greedy:
+        return int(probs.argmax(dim=-1))
+    return int(torch.multinomial(probs, num_samples=1, generator=generator))
+
+
+@dataclass
+class NextToken:
+    id: int
+    probs: torch.Tensor  # [vocab]: the distribution it was drawn from, for "next token" views
+
+
+def prefill(model, ids: list[int], device) -> torch.Tensor:
+    """Run the prompt through the model, filling the cache; the logits for the next token."""
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    logits, _ = model(idx, input_pos=0)
+    return logits[0, -1]
+
+
+def decode_one_token(model, token: int, input_pos: int, device) -> torch.Tensor:
+    idx = torch.tensor([[token]], dtype=torch.long, device=device)
+    logits, _ = model(idx, input_pos=input_pos)
+    return logits[0, -1]
+
+
+@torch.no_grad()
+def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
+             generator: torch.Generator | None = None) -> Iterator[NextToken]:
+    """Yield new tokens one by one after prompt_ids (at least one token), using a KV cache."""
+    if not prompt_ids:
+        raise SamplingError("the prompt is empty: give at least one token")
+    block_size = model.config.block_size
+    device = model.transformer.wte.weight.device
+    if generator is None and cfg.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    was_training = model.training
+    model.eval()
+    context = list(prompt_ids)
+    window = context[-block_size:]
+    model.setup_kv_cache(batch_size=1)
+    try:
+        logits = prefill(model, window, device)
+        pos = len(window)
+        for _ in range(cfg.max_new_tokens):
+            if cfg.repetition_penalty != 1.0:
+                seen = torch.tensor(sorted(set(context[-block_size:])), device=device)
+                logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
+            probs = logits_to_probs(logits.float(), cfg)
+            token = sample(probs, cfg, generator)
+            yield NextToken(token, probs)
+            context.append(token)
+            if pos < block_size:
+                logits = decode_one_token(model, token, pos, device)
+                pos += 1
+            else:  # the context is full: slide the window by one and rebuild the cache
+                logits = prefill(model, context[-block_size:], device)
+    finally:
+        model.clear_kv_cache()
+        model.train(was_training)
+
+
+@dataclass
+class GenerationStats:
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def stream_text(model, tokenizer, prompt: str, cfg: SamplingConfig,
+                stats: GenerationStats | None = None,
+                generator: torch.Generator | None = None) -> Iterator[str]:
+    """Yield the continuation of prompt as text pieces, stopping before any stop string.
+
+    Pieces are emitted only when they are final: a byte-level token that ends halfway through a
+    UTF-8 character, or text that may be the start of a stop string, waits for the next token.
+    """
+    prompt_ids = tokenizer.encode(prompt)
+    new_ids: list[int] = []
+    emitted = 0
+    longest_stop = max((len(s) for s in cfg.stop), default=0)
+    start = time.perf_counter()
+    text = ""
+    for step in generate(model, prompt_ids, cfg, generator):
+        new_ids.append(step.id)
+        if stats is not None:
+            stats.new_tokens = len(new_ids)
+            stats.seconds = time.perf_counter() - start
+        text = tokenizer.decode(new_ids)
+        if text.endswith("\ufffd"):
+            continue  # an unfinished multi-byte character
+        cut = min((i for i in (text.find(s, max(0, emitted - longest_stop)) for s in cfg.stop)
+                   if i >= 0), default=-1)
+        if cut >= 0:
+            if cut > emitted:
+                yield text[emitted:cut]
+            return
+        safe = len(text) - max(0, longest_stop - 1)
+        if safe > emitted:
+            yield text[emitted:safe]
+            emitted = safe
+    if len(text) > emitted:
+        yield text[emitted:]

@@ -1,0 +1,145 @@
+"""Tokenizers: text <-> token ids.
+
+- CharTokenizer: one id per distinct character of the corpus. Readable, and exact for any script.
+- BPETokenizer: byte-level BPE (GPT-2's scheme) trained on the corpus with the `tokenizers`
+  library. Every byte is in its base alphabet, so any UTF-8 text round-trips exactly.
+
+A tokenizer is saved inside the checkpoint as a small dict (to_dict / tokenizer_from_dict).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Protocol
+
+from minigpt.errors import TokenizerError
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+class Tokenizer(Protocol):
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def token_text(self, token_id: int) -> str: ...
+
+    def to_dict(self) -> dict: ...
+
+
+def describe_char(c: str) -> str:
+    """'é' (U+00E9 LATIN SMALL LETTER E WITH ACUTE): a name a person can act on."""
+    name = unicodedata.name(c, "unnamed")
+    shown = c if c.isprintable() and not c.isspace() else repr(c)[1:-1]
+    return f"'{shown}' (U+{ord(c):04X} {name})"
+
+
+class CharTokenizer:
+    kind = "char"
+
+    def __init__(self, chars: str):
+        if len(set(chars)) != len(chars):
+            raise TokenizerError("character vocabulary has duplicates")
+        self.chars = chars
+        self.stoi = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError:
+            missing = sorted({c for c in text if c not in self.stoi})
+            shown = ", ".join(describe_char(c) for c in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise TokenizerError(
+                f"the text has characters this model's vocabulary lacks: {shown}{more}"
+            ) from None
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.chars[token_id]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+class BPETokenizer:
+    kind = "bpe"
+
+    def __init__(self, tokenizer):  # a tokenizers.Tokenizer
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        # GPT-2's pre-tokenizer: bytes mapped to printable characters, split with GPT-2's regex
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing unknown
+            special_tokens=[END_OF_TEXT],
+            show_progress=False,
+        )
+        lines = text.splitlines(keepends=True)
+        chunks = ("".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000))
+        tok.train_from_iterator(chunks, trainer, length=len(lines) // 1000 + 1)
+        return cls(tok)
+
+    @classmethod
+    def from_json(cls, json_text: str) -> BPETokenizer:
+        from tokenizers import Tokenizer
+
+        try:
+            return cls(Tokenizer.from_str(json_text))
+        except Exception as e:  # the library raises its own Exception type
+            raise TokenizerError(f"cannot rebuild the BPE tokenizer: {e}") from None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def token_text(self, token_id: int) -> str:
+        return self.decode([token_id])
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "json": self.tokenizer.to_str()}
+
+
+def build_tokenizer(kind: str, text: str, bpe_vocab_size: int = 4096) -> Tokenizer:
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    if kind == "bpe":
+        return BPETokenizer.train(text, bpe_vocab_size)
+    raise TokenizerError(f"unknown tokenizer {kind!r}; choose 'char' or 'bpe'")
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char" and isinstance(d.get("chars"), str):
+        return CharTokenizer(d["chars"])
+    if kind == "bpe" and isinstance(d.get("json"), str):
+        return BPETokenizer.from_json(d["json"])
+    raise TokenizerError(f"unrecognized tokenizer record (kind {kind!r})")

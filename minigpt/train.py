@@ -1,0 +1,303 @@
+"""Training: AdamW, warmup then cosine decay, gradient clipping and accumulation, evaluation.
+
+`Trainer.run()` is a generator of events (see events.py for their fields). The command line,
+the TUI and the tests all consume it; with a run directory it also appends every event to
+events.jsonl and keeps model.pt there, saved atomically at each evaluation and at the end.
+
+Reproducible: with the same seed, data and device, two runs give the same losses, and a run
+resumed from a checkpoint continues exactly where the uninterrupted run would be, because the
+checkpoint carries the optimizer state and every random generator the loop draws from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from minigpt.config import TrainConfig
+from minigpt.data import Corpus, TokenData, get_batch
+from minigpt.errors import ConfigError
+from minigpt.events import EventLog, event
+from minigpt.model import GPT
+from minigpt.sampling import SamplingConfig, generate
+from minigpt.tokenizer import Tokenizer, build_tokenizer
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """cuda > mps > cpu when not told; a named device that is not there is an error."""
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's MPS backend is not available here")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """'cpu (2 threads)', 'cuda: NVIDIA H100 80GB HBM3', 'mps'."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if step >= cfg.max_steps:
+        return cfg.min_lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+@dataclass
+class PreparedData:
+    tokenizer: Tokenizer
+    tokens: TokenData
+    corpus: Corpus
+
+
+def prepare_data(corpus: Corpus, cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> PreparedData:
+    """Tokenize the corpus (building the tokenizer from it unless one is given) and split it."""
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.tokenizer, corpus.text, cfg.bpe_vocab_size)
+    ids = tokenizer.encode(corpus.text)
+    return PreparedData(tokenizer, TokenData.from_ids(ids, cfg.val_fraction, cfg.model.block_size),
+                        corpus)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: PreparedData, device: str | torch.device | None = None,
+                 run_dir: str | os.PathLike | None = None,
+                 checkpoint_path: str | os.PathLike | None = None,
+                 resume: Checkpoint | None = None, init: Checkpoint | None = None):
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.data = data
+        # the model's vocabulary is the tokenizer's, whatever the preset said
+        self.cfg = cfg.with_overrides(vocab_size=data.tokenizer.vocab_size)
+        self.run_dir = Path(run_dir) if run_dir else None
+        if checkpoint_path is not None:
+            self.checkpoint_path = Path(checkpoint_path)
+        else:
+            self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
+        self._stop_reason: str | None = None
+        self._save_requested = False
+
+        torch.manual_seed(self.cfg.seed)
+        self.model = GPT(self.cfg.model).to(self.device)
+        source = resume or init
+        if source is not None:
+            self.model.load_state_dict(source.state_dict)
+        self.optimizer = self.model.configure_optimizer(
+            self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
+        # Batches come from their own generator so that evaluation and sampling, which use
+        # others, never change which batches training sees.
+        self.batch_generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.step = 0
+        self.tokens_seen = 0
+        self.last_eval: dict = {}
+        if resume is not None:
+            self._restore(resume.train_state or {})
+        # bf16 autocast on GPUs that have it; fp32 elsewhere
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            self.autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+        else:
+            self.autocast = nullcontext()
+
+    # --- control from outside (signal handlers, the TUI) -------------------------------------------
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """Finish the current step, save a checkpoint and end the run."""
+        self._stop_reason = reason
+
+    def request_save(self) -> None:
+        """Save a checkpoint after the current step."""
+        self._save_requested = True
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[dict]:
+        log = EventLog(self.run_dir) if self.run_dir else None
+        try:
+            for ev in self._loop():
+                if log:
+                    log.write(ev)
+                yield ev
+        except Exception as e:
+            ev = event("error", message=f"{type(e).__name__}: {e}")
+            if log:
+                log.write(ev)
+            raise
+        finally:
+            if log:
+                log.close()
+
+    def _loop(self) -> Iterator[dict]:
+        cfg = self.cfg
+        started = time.perf_counter()
+        yield event("start", step=self.step, max_steps=cfg.max_steps, config=cfg.to_dict(),
+                    device=describe_device(self.device), params=self.model.num_params(),
+                    data=self.data.corpus.description, data_source=self.data.corpus.source,
+                    tokenizer=self.data.tokenizer.kind, vocab_size=self.data.tokenizer.vocab_size,
+                    train_tokens=len(self.data.tokens.train), val_tokens=len(self.data.tokens.val),
+                    run_dir=str(self.run_dir) if self.run_dir else None)
+        if self.step == 0:
+            yield from self._evaluate()
+
+        train_seconds = 0.0
+        window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+        reason = "finished"
+        try:
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                loss, grad_norm, lr = self._train_step()
+                train_seconds += time.perf_counter() - t0
+                window_loss += loss
+                window_steps += 1
+                window_tokens += cfg.tokens_per_step
+
+                if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                    now = time.perf_counter()
+                    yield event("step", step=self.step, max_steps=cfg.max_steps,
+                                loss=window_loss / window_steps, lr=lr, grad_norm=grad_norm,
+                                tokens_per_s=window_tokens / max(now - window_start, 1e-9),
+                                elapsed=now - started)
+                    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
+
+                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                    yield from self._evaluate()
+                    yield self._save()
+                elif self._save_requested:
+                    yield self._save()
+                if self._stop_reason:
+                    reason = self._stop_reason
+                    break
+        except KeyboardInterrupt:
+            reason = "interrupted"
+
+        if reason != "finished":
+            yield self._save()
+        yield event("done", step=self.step, reason=reason,
+                    train_loss=self.last_eval.get("train_loss"),
+                    val_loss=self.last_eval.get("val_loss"),
+                    tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
+                    elapsed=time.perf_counter() - started,
+                    checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
+
+    def _train_step(self) -> tuple[float, float, float]:
+        cfg = self.cfg
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = get_batch(self.data.tokens.train, cfg.batch_size, cfg.model.block_size,
+                             self.batch_generator, self.device)
+            with self.autocast:
+                _, loss = self.model(x, y)
+            # each micro-batch contributes its share of the mean over the whole step
+            (loss / cfg.grad_accum).backward()
+            total += loss.item()
+        # clip_grad_norm_ returns the norm before clipping; an infinite bound only measures it
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += cfg.tokens_per_step
+        return total / cfg.grad_accum, float(grad_norm), lr
+
+    @torch.no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        """Mean loss over eval_iters batches of each split; the same batches every time."""
+        cfg = self.cfg
+        self.model.eval()
+        losses = {}
+        for split, data in (("train", self.data.tokens.train), ("val", self.data.tokens.val)):
+            generator = torch.Generator().manual_seed(cfg.seed + 1)
+            total = 0.0
+            for _ in range(cfg.eval_iters):
+                x, y = get_batch(data, cfg.batch_size, cfg.model.block_size, generator, self.device)
+                with self.autocast:
+                    _, loss = self.model(x, y)
+                total += loss.item()
+            losses[split] = total / cfg.eval_iters
+        self.model.train()
+        return losses
+
+    def _evaluate(self) -> Iterator[dict]:
+        losses = self.estimate_loss()
+        self.last_eval = {"train_loss": losses["train"], "val_loss": losses["val"]}
+        yield event("eval", step=self.step, **self.last_eval)
+        if self.cfg.sample_tokens > 0:
+            yield event("sample", step=self.step, text=self.sample_text(self.cfg.sample_tokens))
+
+    def sample_text(self, n_tokens: int, seed: int | None = None) -> str:
+        """A continuation of the validation text's first token, for watching the model learn."""
+        prompt = self.data.tokens.val[:1].tolist()
+        generator = torch.Generator(device=self.device).manual_seed(
+            self.cfg.seed if seed is None else seed)
+        cfg = SamplingConfig(strategy="top-k", temperature=0.8, top_k=40, max_new_tokens=n_tokens)
+        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator)]
+        return self.data.tokenizer.decode(ids)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def train_state(self) -> dict:
+        state = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "optimizer": self.optimizer.state_dict(),
+            "batch_rng": self.batch_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore(self, state: dict) -> None:
+        self.step = int(state.get("step", 0))
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "batch_rng" in state:
+            self.batch_generator.set_state(state["batch_rng"].cpu())
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        path = Path(path) if path else self.checkpoint_path
+        if path is None:
+            raise ConfigError("no run directory and no path to save the checkpoint to")
+        meta = {"step": self.step, "tokens_seen": self.tokens_seen,
+                "data": self.data.corpus.description, "data_source": self.data.corpus.source,
+                **self.last_eval}
+        return save_checkpoint(path, self.model, self.data.tokenizer, self.cfg, self.train_state(), meta)
+
+    def _save(self) -> dict:
+        self._save_requested = False
+        if self.checkpoint_path is None:
+            return event("checkpoint", step=self.step, path=None)
+        return event("checkpoint", step=self.step, path=str(self.save()))

@@ -1,0 +1,60 @@
+"""Shared fixtures: small real text and tiny models, so the suite runs in minutes on 2 cores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from minigpt.config import GPTConfig, preset
+from minigpt.data import Corpus, builtin_text
+
+# The reference corpora live beside the project (../shared/corpora), never inside it.
+SHARED_CORPORA = Path(os.environ.get(
+    "MINIGPT_SHARED_CORPORA", Path(__file__).resolve().parents[2] / "shared" / "corpora"))
+
+
+def shared_corpus(name: str) -> Path:
+    path = SHARED_CORPORA / name
+    if not path.is_file():
+        pytest.skip(f"{name} not found in {SHARED_CORPORA} (set MINIGPT_SHARED_CORPORA)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def english_text() -> str:
+    """60 kB of real English prose from the built-in corpus."""
+    return builtin_text()[:60_000]
+
+
+@pytest.fixture
+def corpus(english_text) -> Corpus:
+    return Corpus(english_text, "test", "test text")
+
+
+@pytest.fixture
+def tiny_model_config() -> GPTConfig:
+    return GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture
+def tiny_train_config():
+    """A training recipe that takes a second or two."""
+    return preset("tiny").with_overrides(
+        block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=8, max_steps=40,
+        warmup_steps=5, eval_interval=20, eval_iters=2, log_interval=5, sample_tokens=20,
+    )
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MINIGPT_CACHE", str(path))
+    return path

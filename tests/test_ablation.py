@@ -1,0 +1,34 @@
+import pytest
+
+from minigpt.ablation import VARIANTS, AblationRunner, expand_variants
+from minigpt.errors import ConfigError
+
+
+def test_every_named_variant_exists():
+    assert set(VARIANTS) == {"residual", "attention", "post-ln", "no-ln", "pos-emb", "mlp",
+                             "tying", "size"}
+
+
+def test_baseline_comes_first_and_size_is_a_sweep():
+    names = [v.name for v in expand_variants(["residual", "size", "residual"])]
+    assert names[:2] == ["baseline", "residual"]
+    assert len([n for n in names if n.startswith("size-")]) == 3
+    assert len(names) == 5
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown variant.*choose from: residual"):
+        expand_variants(["residuals"])
+
+
+def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus):
+    runner = AblationRunner(["attention", "tying"], corpus, tiny_train_config, steps=20, seed=3)
+    events = list(runner.run())
+    results = runner.results
+    assert [r["variant"] for r in results] == ["baseline", "attention", "tying"]
+    assert results[0]["val_loss_delta"] == 0
+    for r in results:
+        assert r["steps"] == 20 and r["tokens_per_s"] > 0 and r["seconds"] > 0 and r["sample"]
+        assert r["val_loss_delta"] == pytest.approx(r["val_loss"] - results[0]["val_loss"])
+    assert results[2]["params"] > results[0]["params"]  # an untied head adds a matrix
+    assert {e["variant"] for e in events if e["type"] == "step"} == {"baseline", "attention", "tying"}

@@ -1,0 +1,113 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from minigpt.checkpoint import load_checkpoint, save_checkpoint
+from minigpt.errors import CheckpointError
+from minigpt.model import GPT
+from minigpt.tokenizer import CharTokenizer
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_model_config):
+    model = GPT(tiny_model_config).eval()
+    tok = CharTokenizer("".join(chr(ord("a") + i) for i in range(tiny_model_config.vocab_size)))
+    path = save_checkpoint(tmp_path / "model.pt", model, tok, meta={"step": 7})
+    return path, model
+
+
+def test_round_trip_gives_the_same_model(saved):
+    path, model = saved
+    ckpt = load_checkpoint(path)
+    again = ckpt.build_model().eval()
+    idx = torch.randint(model.config.vocab_size, (1, 8))
+    torch.testing.assert_close(again(idx)[0], model(idx)[0])
+    assert ckpt.step == 7 and ckpt.tokenizer.decode([0, 1]) == "ab"
+
+
+def test_a_run_directory_can_stand_for_its_checkpoint(saved):
+    path, _ = saved
+    assert load_checkpoint(path.parent).path == path
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_intact(saved, monkeypatch):
+    path, model = saved
+    before = path.read_bytes()
+
+    def dies_midway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # as if killed mid-write
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, CharTokenizer("ab"))
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["model.pt"]  # no temporary file left behind
+    load_checkpoint(path)
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["raw pickle", "torch.save"])
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, how):
+    marker = tmp_path / "pwned"
+    evil = RunsCode()
+    evil.marker = marker
+    path = tmp_path / "evil.pt"
+    payload = {"format": "minigpt-checkpoint", "version": 1, "model": evil}
+    if how == "raw pickle":
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="refusing to load .*could run code"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(saved, tmp_path):
+    path, _ = saved
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(cut)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "truncated or corrupt"),
+    (b"hello, not a checkpoint", "not a minigpt checkpoint|truncated or corrupt"),
+])
+def test_garbage_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_someone_elses_torch_file_is_not_a_minigpt_checkpoint(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a minigpt checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_missing_file_and_empty_run_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="no model.pt in run directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_compiled_model_is_saved_without_the_compile_prefix(tmp_path, tiny_model_config):
+    model = GPT(tiny_model_config)
+
+    class Compiled(torch.nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    save_checkpoint(tmp_path / "m.pt", Compiled(model), CharTokenizer("a"))
+    assert all(not k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "m.pt").state_dict)

@@ -1,0 +1,190 @@
+"""The command line as users meet it: real subprocesses for exit codes, errors and signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minigpt.checkpoint import load_checkpoint
+
+TINY = ["--preset", "tiny", "--block-size", "32", "--n-embd", "32", "--batch-size", "8",
+        "--eval-interval", "20", "-q"]
+
+
+def minigpt(*args, input=None, cwd=None, timeout=240):
+    return subprocess.run([sys.executable, "-m", "minigpt", *map(str, args)], input=input,
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained once through `minigpt train`, shared by the tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "corpus.txt"
+    from minigpt.data import builtin_text
+
+    data.write_text(builtin_text()[:40_000], encoding="utf-8")
+    result = minigpt("train", "--data", data, "--steps", 40, "--out", root / "run" / "model.pt",
+                     *TINY, cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root, root / "run" / "model.pt", data, result
+
+
+def test_train_reports_and_saves(trained):
+    root, ckpt, _, result = trained
+    assert "done at step 40" in result.stdout and str(ckpt) in result.stdout
+    assert load_checkpoint(ckpt).step == 40
+    events = [json.loads(line) for line in (ckpt.parent / "events.jsonl").read_text().splitlines()]
+    assert events[0]["type"] == "start" and events[-1]["type"] == "done"
+
+
+def test_default_run_directory_is_under_checkpoints(tmp_path, trained):
+    _, _, data, _ = trained
+    result = minigpt("train", "--data", data, "--steps", 5, "--name", "my run", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "checkpoints" / "my-run" / "model.pt").is_file()
+    assert (tmp_path / "checkpoints" / "my-run" / "events.jsonl").is_file()
+
+
+def test_resume_continues_to_more_steps(trained, tmp_path):
+    _, ckpt, _, _ = trained
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(ckpt.read_bytes())
+    result = minigpt("train", "--resume", copy, "--steps", 50, "-q")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(copy).step == 50
+    again = minigpt("train", "--resume", copy, "--steps", 50, "-q")
+    assert_one_line_error(again, "already at step 50")
+    changed = minigpt("train", "--resume", copy, "--steps", 60, "--n-layer", 3)
+    assert_one_line_error(changed, "only --steps and --eval-interval")
+
+
+def test_generate_prints_prompt_and_continuation(trained):
+    _, ckpt, _, _ = trained
+    result = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
+                     "--strategy", "greedy", "--stats")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The ") and len(result.stdout) > len("The ") + 10
+    assert "tokens/s" in result.stderr
+    again = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
+                    "--strategy", "greedy")
+    assert again.stdout == result.stdout
+
+
+@pytest.mark.parametrize("strategy", ["temperature", "top-k", "top-p", "min-p"])
+def test_every_strategy_is_reachable(trained, strategy):
+    _, ckpt, _, _ = trained
+    result = minigpt("generate", "--ckpt", ckpt, "-p", "a", "-n", 5, "--strategy", strategy)
+    assert result.returncode == 0, result.stderr
+
+
+def test_chat_plain_continues_each_line(trained):
+    _, ckpt, _, _ = trained
+    result = minigpt("chat", "--ckpt", ckpt, "--plain", "-n", 10, "--seed", 0,
+                     input="The language\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    assert "The language" in result.stdout
+
+
+def test_info_describes_the_checkpoint(trained):
+    _, ckpt, _, _ = trained
+    result = minigpt("info", ckpt)
+    assert result.returncode == 0, result.stderr
+    for fragment in ("2 layers", "char", "step", "40 of 40", "val loss", "resumable"):
+        assert fragment in result.stdout
+
+
+def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
+    _, _, data, _ = trained
+    out = tmp_path / "results.json"
+    result = minigpt("ablate", "attention", "--data", data, "--steps", 10, "--preset", "tiny",
+                     "--json", out, "-q")
+    assert result.returncode == 0, result.stderr
+    assert "baseline" in result.stdout and "attention" in result.stdout
+    rows = json.loads(out.read_text())
+    assert [r["variant"] for r in rows] == ["baseline", "attention"]
+    for r in rows:
+        assert {"variant", "train_loss", "val_loss", "tokens_per_s", "seconds"} <= r.keys()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["generate", "--ckpt", "missing.pt"], ["no such checkpoint"]),
+    (["info", "missing.pt"], ["no such checkpoint"]),
+    (["train", "--data", "missing.txt"], ["no such file or folder"]),
+    (["train", "--preset", "huge"], ["unknown preset"]),
+    (["train", "--steps", "many"], ["--steps"]),
+    (["train", "--bogus"], ["No such option"]),
+    (["ablate", "residuals", "--steps", "5"], ["unknown variant"]),
+    (["frobnicate"], ["No such command"]),
+    (["train", "--device", "cuda:9"], []),
+])
+def test_user_errors_are_one_line(tmp_path, args, fragments):
+    assert_one_line_error(minigpt(*args, cwd=tmp_path), *fragments)
+
+
+def test_bad_sampling_values_are_one_line(trained):
+    _, ckpt, _, _ = trained
+    for args, fragment in ((["--temperature", "-1"], "temperature"), (["--top-p", "0"], "top-p"),
+                           (["--top-k", "0"], "top-k")):
+        assert_one_line_error(minigpt("generate", "--ckpt", ckpt, *args), fragment)
+
+
+def test_prompt_outside_the_vocabulary_names_the_character(trained):
+    _, ckpt, _, _ = trained
+    assert_one_line_error(minigpt("generate", "--ckpt", ckpt, "-p", "猫"), "'猫' (U+732B")
+
+
+def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
+    import pickle
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"x": os.system}))  # unpickling would import os.system
+    assert_one_line_error(minigpt("info", evil), "refusing to load")
+    _, ckpt, _, _ = trained
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(ckpt.read_bytes()[:1000])
+    assert_one_line_error(minigpt("generate", "--ckpt", cut), "truncated or corrupt")
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; sys.argv = ['minigpt', '--help']\n"
+            "from minigpt.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Usage: minigpt" in result.stdout
+    assert "torch imported: False" in result.stdout
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, trained):
+    _, _, data, _ = trained
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minigpt", "train", "--data", str(data), "--steps", "100000",
+         "--out", str(run_dir), *TINY, "--eval-interval", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = run_dir / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if events.exists() and '"type": "step"' in events.read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted at step" in out and str(run_dir / "model.pt") in out
+    assert load_checkpoint(run_dir).step > 0

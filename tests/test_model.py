@@ -1,0 +1,179 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from dataclasses import replace
+
+from minigpt.config import GPTConfig
+from minigpt.model import GPT, Block
+
+
+def make(cfg: GPTConfig, **changes) -> GPT:
+    torch.manual_seed(0)
+    return GPT(replace(cfg, **changes)).eval()
+
+
+def tokens(cfg, T=None, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(cfg.vocab_size, (2, T or cfg.block_size), generator=g)
+
+
+def test_parameter_names_are_gpt2s(tiny_model_config):
+    names = set(make(tiny_model_config).state_dict())
+    expected = {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight",
+                "transformer.ln_f.bias", "lm_head.weight"}
+    for i in range(tiny_model_config.n_layer):
+        for part in ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                     "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                     "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"):
+            expected.add(f"transformer.h.{i}.{part}")
+    assert names == expected
+
+
+def test_gpt2_small_has_124m_parameters():
+    with torch.device("meta"):
+        model = GPT(GPTConfig())
+    assert model.num_params() == 124_439_808
+
+
+def test_head_is_tied_to_token_embedding(tiny_model_config):
+    model = make(tiny_model_config)
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_explicit_and_fused_attention_agree(tiny_model_config):
+    fused = make(tiny_model_config, attn_impl="sdpa")
+    explicit = make(tiny_model_config, attn_impl="explicit")
+    explicit.load_state_dict(fused.state_dict())
+    idx = tokens(tiny_model_config)
+    torch.testing.assert_close(explicit(idx)[0], fused(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_mlp_uses_gpt2_tanh_gelu(tiny_model_config):
+    mlp = make(tiny_model_config).transformer.h[0].mlp
+    x = torch.randn(3, tiny_model_config.n_embd)
+    h = mlp.c_fc(x)
+    gelu_new = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
+    torch.testing.assert_close(mlp(x), mlp.c_proj(gelu_new))
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
+def test_kv_cache_decoding_matches_full_recompute(tiny_model_config, attn_impl):
+    model = make(tiny_model_config, attn_impl=attn_impl)
+    idx = tokens(tiny_model_config)[:1]
+    full, _ = model(idx)
+    model.setup_kv_cache(batch_size=1)
+    prompt = 5
+    pieces = [model(idx[:, :prompt], input_pos=0)[0]]  # prefill
+    pieces.append(model(idx[:, prompt:prompt + 3], input_pos=prompt)[0])  # a chunk after cached ones
+    for pos in range(prompt + 3, idx.size(1)):  # then one token at a time
+        pieces.append(model(idx[:, pos:pos + 1], input_pos=pos)[0])
+    model.clear_kv_cache()
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_sequence_longer_than_context_is_refused(tiny_model_config):
+    model = make(tiny_model_config)
+    with pytest.raises(ValueError, match="exceeds the context"):
+        model(tokens(tiny_model_config, T=tiny_model_config.block_size + 1))
+
+
+def test_attention_maps_are_causal_distributions(tiny_model_config):
+    model = make(tiny_model_config)
+    maps = model.attention_maps(tokens(tiny_model_config, T=8))
+    assert len(maps) == tiny_model_config.n_layer
+    for weights in maps:
+        assert weights.shape == (2, tiny_model_config.n_head, 8, 8)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, tiny_model_config.n_head, 8))
+        assert torch.all(weights.triu(diagonal=1) == 0)
+
+
+# --- ablation switches: each one changes what the model can compute --------------------------------
+
+
+def test_without_attention_a_position_sees_only_itself(tiny_model_config):
+    idx = tokens(tiny_model_config, T=8)
+    changed = idx.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % tiny_model_config.vocab_size
+    baseline, ablated = make(tiny_model_config), make(tiny_model_config, attention=False)
+    assert not torch.allclose(baseline(idx)[0][:, -1], baseline(changed)[0][:, -1])
+    torch.testing.assert_close(ablated(idx)[0][:, -1], ablated(changed)[0][:, -1])
+    assert all(block.attn is None for block in ablated.transformer.h)
+
+
+def test_without_position_embedding_order_is_invisible(tiny_model_config):
+    # One layer: the last token attends to the earlier ones as a set. (With more layers, earlier
+    # positions see their own causal prefixes, which is how deeper models recover some order.)
+    cfg = replace(tiny_model_config, n_layer=1)
+    idx = tokens(cfg, T=8)
+    shuffled = torch.cat([idx[:, :7].flip(1), idx[:, 7:]], dim=1)  # same last token, others reordered
+    baseline, ablated = make(cfg), make(cfg, position_embedding=False)
+    assert "wpe" not in ablated.transformer
+    torch.testing.assert_close(ablated(idx)[0][:, -1], ablated(shuffled)[0][:, -1])
+    assert not torch.allclose(baseline(idx)[0][:, -1], baseline(shuffled)[0][:, -1])
+
+
+def test_without_residual_the_block_output_is_the_sublayers_output(tiny_model_config):
+    block = Block(replace(tiny_model_config, residual=False)).eval()
+    x = torch.randn(1, 5, tiny_model_config.n_embd)
+    expected = block.mlp(block.ln_2(block.attn(block.ln_1(x))))
+    torch.testing.assert_close(block(x), expected)
+    with_residual = Block(tiny_model_config).eval()
+    with_residual.load_state_dict(block.state_dict())
+    h = x + with_residual.attn(with_residual.ln_1(x))
+    torch.testing.assert_close(with_residual(x), h + with_residual.mlp(with_residual.ln_2(h)))
+
+
+def test_post_ln_normalizes_after_the_addition(tiny_model_config):
+    block = Block(replace(tiny_model_config, layer_norm="post")).eval()
+    out = block(torch.randn(1, 5, tiny_model_config.n_embd) * 10)
+    torch.testing.assert_close(out.mean(-1), torch.zeros(1, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(1, 5), atol=1e-3, rtol=0)
+
+
+def test_no_ln_has_no_layer_norm(tiny_model_config):
+    model = make(tiny_model_config, layer_norm="none")
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in make(tiny_model_config).modules())
+
+
+def test_without_mlp_blocks_have_no_mlp(tiny_model_config):
+    model = make(tiny_model_config, mlp=False)
+    assert all(block.mlp is None for block in model.transformer.h)
+    assert model.num_params() < make(tiny_model_config).num_params()
+
+
+def test_untied_head_has_its_own_matrix(tiny_model_config):
+    model = make(tiny_model_config, tie_weights=False)
+    assert model.lm_head.weight is not model.transformer.wte.weight
+    extra = tiny_model_config.vocab_size * tiny_model_config.n_embd
+    assert model.num_params() == make(tiny_model_config).num_params() + extra
+
+
+def test_every_ablation_still_trains(tiny_model_config):
+    idx = tokens(tiny_model_config)
+    for changes in ({"residual": False}, {"attention": False}, {"mlp": False},
+                    {"position_embedding": False}, {"layer_norm": "post"},
+                    {"layer_norm": "none"}, {"tie_weights": False}):
+        model = make(tiny_model_config, **changes).train()
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        assert torch.isfinite(loss)
+
+
+def test_optimizer_decays_only_matrices(tiny_model_config):
+    model = make(tiny_model_config)
+    decay, no_decay = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99), "cpu").param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"])
+    assert all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_loss_is_cross_entropy_of_the_logits(tiny_model_config):
+    model = make(tiny_model_config)
+    idx = tokens(tiny_model_config)
+    logits, loss = model(idx[:, :-1], idx[:, 1:])
+    expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), idx[:, 1:].reshape(-1))
+    torch.testing.assert_close(loss, expected)

@@ -1,0 +1,138 @@
+import pytest
+import torch
+
+from minigpt.config import GPTConfig
+from minigpt.errors import SamplingError
+from minigpt.model import GPT
+from minigpt.sampling import (
+    SamplingConfig,
+    apply_repetition_penalty,
+    generate,
+    logits_to_probs,
+    stream_text,
+)
+from minigpt.tokenizer import BPETokenizer, CharTokenizer
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"temperature": -0.1}, "temperature"),
+    ({"top_p": 0.0}, "top-p"),
+    ({"top_p": 1.5}, "top-p"),
+    ({"top_k": 0}, "top-k"),
+    ({"min_p": 2.0}, "min-p"),
+    ({"strategy": "beam"}, "unknown strategy"),
+    ({"stop": ("",)}, "stop"),
+])
+def test_invalid_settings_are_clear_errors(changes, message):
+    with pytest.raises(SamplingError, match=message):
+        SamplingConfig(**changes)
+
+
+LOGITS = torch.log(torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03]))
+
+
+def kept(strategy, **kw):
+    probs = logits_to_probs(LOGITS, SamplingConfig(strategy=strategy, temperature=1.0, **kw))
+    torch.testing.assert_close(probs.sum(), torch.tensor(1.0))
+    return (probs > 0).nonzero().flatten().tolist()
+
+
+def test_top_k_keeps_the_k_most_likely():
+    assert kept("top-k", top_k=2) == [0, 1]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    assert kept("top-p", top_p=0.7) == [0, 1]  # 0.5 < 0.7 <= 0.75
+    assert kept("top-p", top_p=0.76) == [0, 1, 2]
+    assert kept("top-p", top_p=0.1) == [0]  # the most likely token always stays
+
+
+def test_min_p_keeps_tokens_near_the_best():
+    assert kept("min-p", min_p=0.3) == [0, 1, 2]  # 0.15 >= 0.3 * 0.5, 0.07 is not
+
+
+def test_temperature_sharpens_and_flattens():
+    cold = logits_to_probs(LOGITS, SamplingConfig(strategy="temperature", temperature=0.5))
+    hot = logits_to_probs(LOGITS, SamplingConfig(strategy="temperature", temperature=2.0))
+    assert cold[0] > 0.5 > hot[0]
+
+
+def test_repetition_penalty_lowers_seen_tokens():
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    out = apply_repetition_penalty(logits, torch.tensor([0, 1]), 2.0)
+    assert out.tolist() == [1.0, -2.0, 0.5]
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=30, block_size=12, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def naive_greedy(model, ids, n):
+    """No cache: recompute the last block_size tokens for every new token."""
+    ids = list(ids)
+    for _ in range(n):
+        window = torch.tensor([ids[-model.config.block_size:]])
+        ids.append(int(model(window)[0][0, -1].argmax()))
+    return ids
+
+
+def test_cached_greedy_equals_recomputing_even_past_the_context(model):
+    prompt = [1, 2, 3, 4, 5]
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=30)  # 35 tokens > context of 12
+    cached = prompt + [t.id for t in generate(model, prompt, cfg)]
+    assert cached == naive_greedy(model, prompt, 30)
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_end(model):
+    prompt = list(range(25))
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=5)
+    assert [t.id for t in generate(model, prompt, cfg)] == naive_greedy(model, prompt, 5)[25:]
+
+
+def test_seeded_sampling_is_reproducible(model):
+    cfg = SamplingConfig(strategy="top-p", temperature=1.5, max_new_tokens=20, seed=7)
+    first = [t.id for t in generate(model, [1], cfg)]
+    assert first == [t.id for t in generate(model, [1], cfg)]
+    other = SamplingConfig(strategy="top-p", temperature=1.5, max_new_tokens=20, seed=8)
+    assert first != [t.id for t in generate(model, [1], other)]
+
+
+def test_each_strategy_draws_from_its_own_distribution(model):
+    for strategy in ("greedy", "temperature", "top-k", "top-p", "min-p"):
+        cfg = SamplingConfig(strategy=strategy, top_k=3, max_new_tokens=5, seed=0)
+        for step in generate(model, [1, 2], cfg):
+            assert step.probs[step.id] > 0
+            if strategy == "top-k":
+                assert (step.probs > 0).sum() == 3
+            if strategy == "greedy":
+                assert step.id == int(step.probs.argmax())
+
+
+def fake_generation(monkeypatch, token_ids):
+    """Make generate() yield these ids, to test the text layer on its own."""
+    from minigpt import sampling
+
+    def fake(model, prompt_ids, cfg, generator=None):
+        for i in token_ids[: cfg.max_new_tokens]:
+            yield sampling.NextToken(i, torch.zeros(1))
+
+    monkeypatch.setattr(sampling, "generate", fake)
+
+
+def test_stream_stops_before_a_stop_string(monkeypatch):
+    tok = CharTokenizer("abcdEND\n")
+    fake_generation(monkeypatch, tok.encode("abcEcEND\nddd"))
+    pieces = list(stream_text(None, tok, "a", SamplingConfig(stop=("END",), max_new_tokens=50)))
+    assert "".join(pieces) == "abcEc"
+
+
+def test_stream_never_splits_a_multibyte_character(monkeypatch, english_text):
+    tok = BPETokenizer.train(english_text[:5000], vocab_size=300)  # no Japanese merges: bytes
+    ids = tok.encode("猫です")
+    assert len(ids) > 3  # each character is several byte tokens
+    fake_generation(monkeypatch, ids)
+    pieces = list(stream_text(None, tok, "a", SamplingConfig(max_new_tokens=50)))
+    assert "".join(pieces) == "猫です"
+    assert all("\ufffd" not in p for p in pieces)

@@ -1,0 +1,119 @@
+import json
+
+import pytest
+import torch
+
+from minigpt.checkpoint import load_checkpoint
+from minigpt.events import read_events
+from minigpt.train import Trainer, lr_at, prepare_data
+
+
+def run(cfg, corpus, **kw):
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", **kw)
+    return trainer, list(trainer.run())
+
+
+def of(events, kind):
+    return [e for e in events if e["type"] == kind]
+
+
+def test_loss_falls_and_events_tell_the_story(tiny_train_config, corpus):
+    cfg = tiny_train_config.with_overrides(max_steps=120, eval_interval=60)
+    _, events = run(cfg, corpus)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    evals = of(events, "eval")
+    assert [e["step"] for e in evals] == [0, 60, 120]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5
+    steps = of(events, "step")
+    assert [e["step"] for e in steps] == list(range(5, 121, 5))
+    for e in steps:
+        assert e["tokens_per_s"] > 0 and e["grad_norm"] > 0 and e["lr"] > 0 and e["elapsed"] > 0
+    assert len(of(events, "sample")) == 3
+    done = events[-1]
+    assert done["reason"] == "finished" and done["val_loss"] == evals[-1]["val_loss"]
+
+
+def test_events_are_appended_to_the_run_directory(tiny_train_config, corpus, tmp_path):
+    _, events = run(tiny_train_config, corpus, run_dir=tmp_path)
+    assert read_events(tmp_path) == json.loads(json.dumps(events))
+    assert load_checkpoint(tmp_path / "model.pt").step == tiny_train_config.max_steps
+    assert of(events, "checkpoint")[-1]["path"] == str(tmp_path / "model.pt")
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor(tiny_train_config):
+    cfg = tiny_train_config.with_overrides(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 110))
+
+
+def test_same_seed_same_losses(tiny_train_config, corpus):
+    losses = lambda evs: [e["loss"] for e in of(evs, "step")]  # noqa: E731
+    _, a = run(tiny_train_config, corpus)
+    _, b = run(tiny_train_config, corpus)
+    _, c = run(tiny_train_config.with_overrides(seed=2), corpus)
+    assert losses(a) == losses(b) != losses(c)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tiny_train_config, corpus, tmp_path):
+    cfg = tiny_train_config.with_overrides(max_steps=40, eval_interval=20, dropout=0.1)
+    _, whole = run(cfg, corpus)
+
+    interrupted = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    for ev in interrupted.run():
+        if ev["type"] == "step" and ev["step"] == 20:
+            interrupted.request_stop("interrupted")
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert ckpt.step == 20
+    resumed = Trainer(ckpt.train_config, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                      device="cpu", resume=ckpt)
+    later = list(resumed.run())
+
+    whole_steps = {e["step"]: e["loss"] for e in of(whole, "step") if e["step"] > 20}
+    later_steps = {e["step"]: e["loss"] for e in of(later, "step")}
+    assert later_steps.keys() == whole_steps.keys()
+    for step in whole_steps:
+        assert later_steps[step] == pytest.approx(whole_steps[step], abs=1e-6)
+    assert of(later, "eval")[-1]["val_loss"] == pytest.approx(of(whole, "eval")[-1]["val_loss"], abs=1e-6)
+
+
+def test_stop_request_saves_and_ends(tiny_train_config, corpus, tmp_path):
+    cfg = tiny_train_config.with_overrides(max_steps=1000, eval_interval=500)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    events = []
+    for ev in trainer.run():
+        events.append(ev)
+        if ev["type"] == "step" and ev["step"] == 10:
+            trainer.request_stop()
+    assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
+    assert events[-2]["type"] == "checkpoint"
+    assert load_checkpoint(tmp_path).step == 10
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, monkeypatch):
+    """Two micro-batches of 4 give the same update as one batch of the same 8 sequences."""
+    import minigpt.train as train_module
+
+    fixed = torch.randint(50, (8, 33), generator=torch.Generator().manual_seed(0))
+
+    def batches(size):
+        served = []
+
+        def fake_get_batch(data, batch_size, block_size, generator, device):
+            start = sum(served) % 8
+            served.append(batch_size)
+            chunk = fixed[start:start + batch_size]
+            return chunk[:, :-1], chunk[:, 1:]
+        return fake_get_batch
+
+    weights = []
+    for batch_size, accum in ((8, 1), (4, 2)):
+        cfg = tiny_train_config.with_overrides(batch_size=batch_size, grad_accum=accum, max_steps=1)
+        trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
+        monkeypatch.setattr(train_module, "get_batch", batches(batch_size))
+        trainer._train_step()
+        weights.append(trainer.model.transformer.h[0].attn.c_attn.weight.detach().clone())
+    torch.testing.assert_close(weights[0], weights[1], atol=1e-6, rtol=1e-5)
