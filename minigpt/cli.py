@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -55,11 +55,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DataOpt = Annotated[Optional[str], typer.Option(
+DataOpt = Annotated[str | None, typer.Option(
     "--data", help="UTF-8 text file, folder of .txt files, http(s) URL, or 'builtin' (default).")]
-DeviceOpt = Annotated[Optional[str], typer.Option(
+DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="cpu, cuda, cuda:N or mps (default: the best available).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (reproducible runs).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible runs).")]
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -68,31 +68,31 @@ SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (rep
 @app.command()
 def train(
     data: DataOpt = None,
-    preset_name: Annotated[Optional[str], typer.Option(
+    preset_name: Annotated[str | None, typer.Option(
         "--preset", help="tiny, cpu, gpu or gpt2 (default: gpu on CUDA, cpu elsewhere).")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimizer steps in all.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps in all.")] = None,
+    out: Annotated[Path | None, typer.Option(
         "--out", help="Checkpoint file (x.pt) or run directory (default: checkpoints/<name>/model.pt).")] = None,
-    name: Annotated[Optional[str], typer.Option(
+    name: Annotated[str | None, typer.Option(
         "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(
+    resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue the run saved in this checkpoint.")] = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="char or bpe.")] = None,
-    vocab_size: Annotated[Optional[int], typer.Option(
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="char or bpe.")] = None,
+    vocab_size: Annotated[int | None, typer.Option(
         "--vocab-size", help="BPE vocabulary size to train.")] = None,
-    n_layer: Annotated[Optional[int], typer.Option("--n-layer")] = None,
-    n_head: Annotated[Optional[int], typer.Option("--n-head")] = None,
-    n_embd: Annotated[Optional[int], typer.Option("--n-embd")] = None,
-    block_size: Annotated[Optional[int], typer.Option("--block-size", help="Context length.")] = None,
-    dropout: Annotated[Optional[float], typer.Option("--dropout")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option(
+    n_layer: Annotated[int | None, typer.Option("--n-layer")] = None,
+    n_head: Annotated[int | None, typer.Option("--n-head")] = None,
+    n_embd: Annotated[int | None, typer.Option("--n-embd")] = None,
+    block_size: Annotated[int | None, typer.Option("--block-size", help="Context length.")] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    grad_accum: Annotated[int | None, typer.Option(
         "--grad-accum", help="Micro-batches per optimizer step.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option("--warmup-steps")] = None,
-    eval_interval: Annotated[Optional[int], typer.Option("--eval-interval")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    warmup_steps: Annotated[int | None, typer.Option("--warmup-steps")] = None,
+    eval_interval: Annotated[int | None, typer.Option("--eval-interval")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a model; checkpoints and events.jsonl go to the run directory."""
@@ -161,7 +161,7 @@ MinPOpt = Annotated[float, typer.Option("--min-p", help="min-p: drop tokens unde
 PenaltyOpt = Annotated[float, typer.Option(
     "--repetition-penalty", help="> 1 discourages tokens already in the context.")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate.")]
-StopOpt = Annotated[Optional[list[str]], typer.Option(
+StopOpt = Annotated[list[str] | None, typer.Option(
     "--stop", help="Stop before this string (repeatable).")]
 
 
@@ -216,6 +216,7 @@ def generate(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    sys.stdout.flush()  # before the stats line on stderr, so the two never interleave
     if stats:
         print(f"{measured.new_tokens} tokens in {measured.seconds:.2f} s: "
               f"{measured.tokens_per_s:.1f} tokens/s", file=sys.stderr)
@@ -261,7 +262,7 @@ def ablate(
     preset_name: Annotated[str, typer.Option("--preset", help="The baseline's preset.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed")] = 1337,
     device: DeviceOpt = None,
-    json_path: Annotated[Optional[Path], typer.Option(
+    json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as a JSON list here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -137,8 +137,8 @@ def download(url: str) -> Path:
 class TokenData:
     """A corpus as token ids, split into the first (1 - val_fraction) for training, the rest to validate."""
 
-    train: "torch.Tensor"  # noqa: F821  (torch is imported lazily)
-    val: "torch.Tensor"  # noqa: F821
+    train: torch.Tensor  # noqa: F821  (torch is imported lazily)
+    val: torch.Tensor  # noqa: F821
 
     @classmethod
     def from_ids(cls, ids: list[int], val_fraction: float, block_size: int) -> TokenData:

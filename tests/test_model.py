@@ -1,9 +1,9 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from dataclasses import replace
 
 from minigpt.config import GPTConfig
 from minigpt.model import GPT, Block

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import shared_corpus
+
 from minigpt.errors import TokenizerError
 from minigpt.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
