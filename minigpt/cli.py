@@ -77,6 +77,9 @@ def train(
         "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue the run saved in this checkpoint.")] = None,
+    init: Annotated[Path | None, typer.Option(
+        "--init", help="Fine-tune this model (e.g. from import-gpt2): its shape and tokenizer are "
+                       "kept, the preset gives the recipe (default: a fine-tuning one).")] = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="char or bpe.")] = None,
@@ -110,6 +113,10 @@ def train(
     )
     torch_device = pick_device(device)
     checkpoint = None
+    start = None  # the model --init starts from
+    if resume is not None and init is not None:
+        raise MinigptError("--resume continues a run, --init starts a new one from a model: "
+                           "give one of them")
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         if checkpoint.train_config is None or checkpoint.train_state is None:
@@ -124,11 +131,18 @@ def train(
         if checkpoint.step >= cfg.max_steps:
             raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
                                "pass a larger --steps to train further")
+    elif init is not None:
+        from minigpt.finetune import FINETUNE, finetune_config, fit_to_context
+
+        start = load_checkpoint(init)
+        cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
+        start = fit_to_context(start, cfg.model)
     else:
         cfg = preset(preset_name or default_preset_name(torch_device.type)).with_overrides(**overrides)
 
     corpus = load_corpus(data)
-    prepared = prepare_data(corpus, cfg, tokenizer=checkpoint.tokenizer if checkpoint else None)
+    given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
+    prepared = prepare_data(corpus, cfg, tokenizer=given.tokenizer if given else None)
 
     checkpoint_path = None
     if out is not None:
@@ -141,7 +155,7 @@ def train(
         run_dir = new_run_dir(name=name)
 
     trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
-                      checkpoint_path=checkpoint_path, resume=checkpoint)
+                      checkpoint_path=checkpoint_path, resume=checkpoint, init=start)
     from minigpt.console import run_training
 
     reason = run_training(trainer, quiet=quiet)
@@ -284,6 +298,42 @@ def ablate(
         json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n",
                              encoding="utf-8")
         print(f"wrote {json_path}", file=sys.stderr)
+
+
+# --- Hugging Face GPT-2 ---------------------------------------------------------------------------
+
+
+@app.command("import-gpt2")
+def import_gpt2(
+    src: Annotated[str, typer.Argument(
+        help="A local Hugging Face GPT-2 folder (config.json, weights, tokenizer files) or a hub "
+             "id: gpt2, gpt2-medium, openai-community/gpt2, ...")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Checkpoint file (x.pt) or run directory (then x/model.pt) to write.")],
+) -> None:
+    """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
+    from minigpt.hf import import_gpt2 as convert
+
+    path, imported = convert(src, out if out.suffix == ".pt" else out / "model.pt")
+    cfg = imported.model.config
+    print(f"imported {src}: {imported.model.num_params() / 1e6:.2f}M parameters ({cfg.n_layer} "
+          f"layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}, vocabulary "
+          f"{cfg.vocab_size}), tokenizer of {imported.tokenizer.vocab_size} tokens")
+    print(f"saved to {path}")
+
+
+@app.command("export-hf")
+def export_hf(
+    ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
+    outdir: Annotated[Path, typer.Argument(help="Folder to write the Hugging Face model to.")],
+) -> None:
+    """Write a model as a Hugging Face GPT-2 folder that transformers loads."""
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.hf import export_hf as convert
+
+    written = convert(load_checkpoint(ckpt), outdir)
+    print(f"wrote {', '.join(written)} to {outdir}")
+    print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(outdir)!r})")
 
 
 # --- info and tui ----------------------------------------------------------------------------------

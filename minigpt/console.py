@@ -163,6 +163,8 @@ def print_info(ckpt) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("checkpoint", str(ckpt.path))
+    if ckpt.meta.get("source"):  # imported from Hugging Face, or fine-tuned from another model
+        table.add_row("source", ckpt.meta["source"])
     table.add_row("parameters", f"{n_params:,} ({n_params / 1e6:.2f}M)")
     table.add_row("shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, "
                            f"context {cfg.block_size}, vocabulary {cfg.vocab_size}")

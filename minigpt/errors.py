@@ -23,3 +23,7 @@ class CheckpointError(MinigptError):
 
 class SamplingError(MinigptError, ValueError):
     """Invalid sampling settings."""
+
+
+class ConversionError(MinigptError):
+    """A model that cannot be imported from, or exported to, Hugging Face's GPT-2 layout."""

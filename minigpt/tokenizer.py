@@ -143,3 +143,50 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
     if kind == "bpe" and isinstance(d.get("json"), str):
         return BPETokenizer.from_json(d["json"])
     raise TokenizerError(f"unrecognized tokenizer record (kind {kind!r})")
+
+
+# --- GPT-2's own vocabulary --------------------------------------------------------------------
+
+# The files a GPT-2 tokenizer can come from, in the order they are tried. tokenizer.json first: it
+# is the complete fast tokenizer (tokens added after training included); the other two pairs are
+# the vocabulary and merge list, as Hugging Face and as OpenAI named them.
+GPT2_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"),
+                        ("encoder.json", "vocab.bpe"))
+
+
+def gpt2_tokenizer_from_folder(folder) -> BPETokenizer:
+    """GPT-2's byte-level BPE from the tokenizer files in a local folder; never a download.
+
+    Built exactly as transformers' GPT2TokenizerFast builds it, so the ids are the same: GPT-2's
+    byte-to-unicode alphabet and pre-tokenizer regex (tokenizers' ByteLevel, no prefix space) and
+    <|endoftext|> as a special token, so the text "<|endoftext|>" is that one token (50256 in GPT-2).
+    It is a BPETokenizer, so it travels inside checkpoints like one trained here.
+    """
+    from pathlib import Path
+
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    folder = Path(folder)
+    for names in GPT2_TOKENIZER_FILES:
+        paths = [folder / name for name in names]
+        if all(p.is_file() for p in paths):
+            break
+    else:
+        wanted = " or ".join(" + ".join(names) for names in GPT2_TOKENIZER_FILES)
+        raise TokenizerError(f"no tokenizer files in {folder} (looked for {wanted})")
+    try:
+        if len(paths) == 1:
+            return BPETokenizer(Tokenizer.from_file(str(paths[0])))
+        # the merges reader skips the "#version: 0.2" first line both files start with
+        bpe = models.BPE.from_file(str(paths[0]), str(paths[1]), dropout=None,
+                                   continuing_subword_prefix="", end_of_word_suffix="",
+                                   fuse_unk=False)
+    except Exception as e:  # the library raises its own Exception type
+        names = " + ".join(p.name for p in paths)
+        raise TokenizerError(f"cannot read the tokenizer in {folder} ({names}): {e}") from None
+    tok = Tokenizer(bpe)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    # GPT-2's unknown, start and end token in one; it keeps its vocabulary id when it has one
+    tok.add_special_tokens([AddedToken(END_OF_TEXT, special=True, normalized=False)])
+    return BPETokenizer(tok)

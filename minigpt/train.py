@@ -92,8 +92,11 @@ class Trainer:
                  resume: Checkpoint | None = None, init: Checkpoint | None = None):
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.data = data
-        # the model's vocabulary is the tokenizer's, whatever the preset said
-        self.cfg = cfg.with_overrides(vocab_size=data.tokenizer.vocab_size)
+        # the model's vocabulary is the tokenizer's, whatever the preset said; a model that starts
+        # from saved weights keeps its own (an imported GPT-2's may be padded past its tokenizer's)
+        if resume is None and init is None:
+            cfg = cfg.with_overrides(vocab_size=data.tokenizer.vocab_size)
+        self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir else None
         if checkpoint_path is not None:
             self.checkpoint_path = Path(checkpoint_path)
@@ -107,6 +110,11 @@ class Trainer:
         source = resume or init
         if source is not None:
             self.model.load_state_dict(source.state_dict)
+        # where the starting weights came from, kept in the run's checkpoints for `minigpt info`
+        self.origin = resume.meta.get("source") if resume is not None else None
+        if init is not None:
+            self.origin = "; ".join(filter(None, [f"fine-tuned from {init.path}",
+                                                  init.meta.get("source")]))
         self.optimizer = self.model.configure_optimizer(
             self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
         # Batches come from their own generator so that evaluation and sampling, which use
@@ -294,6 +302,8 @@ class Trainer:
         meta = {"step": self.step, "tokens_seen": self.tokens_seen,
                 "data": self.data.corpus.description, "data_source": self.data.corpus.source,
                 **self.last_eval}
+        if self.origin:
+            meta["source"] = self.origin
         return save_checkpoint(path, self.model, self.data.tokenizer, self.cfg, self.train_state(), meta)
 
     def _save(self) -> dict:

@@ -1,0 +1,62 @@
+"""Fine-tuning: a training run that starts from a saved model (an imported GPT-2, or one of ours).
+
+The weights only mean something with the shape and the tokenizer they were trained with, so both
+come from the checkpoint; a preset gives only the recipe (learning rate, batch, steps). The context
+may be shortened (GPT-2's 1024 tokens is slow on a CPU) but never lengthened: wpe has no rows for
+positions the model never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from minigpt.checkpoint import Checkpoint
+from minigpt.config import GPTConfig, TrainConfig
+from minigpt.errors import ConfigError
+
+# The recipe when --init is given without --preset: a learning rate small enough that pretrained
+# weights are adjusted rather than overwritten, and batches a CPU gets through in seconds. The
+# model in it is a placeholder (the checkpoint's shape replaces it) except for block_size, the
+# context used when the model's own is longer.
+FINETUNE = TrainConfig(
+    model=GPTConfig(block_size=256),
+    tokenizer="bpe", batch_size=8, max_steps=200, lr=1e-4, min_lr=1e-5, warmup_steps=20,
+    eval_interval=50, eval_iters=10, sample_tokens=100,
+)
+
+# Settings that would change what the weights mean: refused with --init.
+FIXED_BY_THE_MODEL = ("n_layer", "n_head", "n_embd", "tokenizer", "bpe_vocab_size")
+OPTION_NAMES = {"bpe_vocab_size": "vocab-size"}
+
+
+def finetune_config(start: Checkpoint, recipe: TrainConfig, overrides: dict) -> TrainConfig:
+    """The training configuration for fine-tuning `start`: its model, the recipe, the overrides."""
+    fixed = [k for k in FIXED_BY_THE_MODEL if overrides.get(k) is not None]
+    if fixed:
+        shown = ", ".join("--" + OPTION_NAMES.get(k, k).replace("_", "-") for k in fixed)
+        raise ConfigError(f"--init keeps the model's shape and tokenizer, so {shown} cannot be "
+                          "changed")
+    model = start.model_config
+    context = overrides.get("block_size")
+    if context is None:
+        context = min(recipe.model.block_size, model.block_size)
+    elif context > model.block_size:
+        raise ConfigError(f"--block-size {context} exceeds the model's context of "
+                          f"{model.block_size}: it has no position embeddings beyond that")
+    dropout = overrides.get("dropout")
+    model = replace(model, block_size=context,
+                    dropout=model.dropout if dropout is None else dropout)
+    recipe_changes = {k: v for k, v in overrides.items()
+                      if k not in (*FIXED_BY_THE_MODEL, "block_size", "dropout")}
+    kind = start.tokenizer.kind if start.tokenizer.kind in ("char", "bpe") else "bpe"
+    return replace(recipe, model=model, tokenizer=kind).with_overrides(**recipe_changes)
+
+
+def fit_to_context(start: Checkpoint, model: GPTConfig) -> Checkpoint:
+    """The checkpoint with its configuration replaced by `model` (same shape, maybe a shorter
+    context, other dropout): wpe keeps the rows of the first block_size positions."""
+    state = dict(start.state_dict)
+    wpe = state.get("transformer.wpe.weight")
+    if wpe is not None and wpe.size(0) > model.block_size:
+        state["transformer.wpe.weight"] = wpe[: model.block_size].clone()
+    return replace(start, model_config=model, state_dict=state)
