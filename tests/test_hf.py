@@ -285,6 +285,19 @@ def test_gpt2_sized_vocabulary_and_context(tmp_path, vocab_folder):
     assert minigpt_greedy(ours.model, prompt, 8) == hf_greedy(reference, prompt, 8)
 
 
+def test_sharded_weights_import(tmp_path, vocab_folder, reference_tokenizer):
+    """Large models come in shards listed by model.safetensors.index.json."""
+    reference = random_hf_model(len(reference_tokenizer), "small")
+    reference.save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(vocab_folder / name, tmp_path / name)
+    ours = load_gpt2(str(tmp_path))
+    ids = torch.randint(0, reference.config.vocab_size, (1, 32))
+    with torch.no_grad():
+        assert (ours.model(ids)[0] - reference(ids).logits).abs().max().item() < 1e-4
+
+
 # --- what import refuses, in one line ------------------------------------------------------------
 
 
