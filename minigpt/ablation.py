@@ -6,6 +6,7 @@ so the differences in loss come from the switch alone.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,25 +68,54 @@ class AblationRunner:
     """Trains the baseline and each variant; run() yields their events, each tagged "variant"."""
 
     def __init__(self, variant_names: list[str], corpus, base: TrainConfig, steps: int,
-                 seed: int = 1337, device=None):
+                 seed: int = 1337, device=None, run_dir=None):
         self.variants = expand_variants(variant_names)
         self.corpus = corpus
         self.cfg = ablation_config(base, steps, seed)
         self.device = device
+        self.run_dir = run_dir
         self.results: list[dict] = []
+        self._trainer = None
+        self._cancelled = False
+
+    def request_stop(self) -> None:
+        """Cancel: stop the variant in training (its result is dropped); finished ones stay."""
+        self._cancelled = True
+        if self._trainer is not None:
+            self._trainer.request_stop("stopped")
 
     def run(self) -> Iterator[dict]:
+        """The events of every variant; with a run directory, also appended to its events.jsonl."""
+        from minigpt.events import EventLog
+
+        log = EventLog(self.run_dir) if self.run_dir else None
+        try:
+            for ev in self._run():
+                if log:
+                    log.write(ev)
+                yield ev
+        finally:
+            if log:
+                log.close()
+
+    def _run(self) -> Iterator[dict]:
         from minigpt.events import event
         from minigpt.train import Trainer, prepare_data
 
+        yield event("ablation_start", variants=[v.name for v in self.variants],
+                    descriptions={v.name: v.description for v in self.variants},
+                    max_steps=self.cfg.max_steps, step=0, data=self.corpus.description,
+                    config=self.cfg.to_dict(), pid=os.getpid())
         data = prepare_data(self.corpus, self.cfg)  # one tokenizer and split for every variant
         baseline_val = None
         for index, variant in enumerate(self.variants):
+            if self._cancelled:
+                break
             cfg = self.cfg.with_overrides(**variant.overrides)
             yield event("variant", variant=variant.name, description=variant.description,
                         index=index, count=len(self.variants), max_steps=cfg.max_steps)
             started = time.perf_counter()
-            trainer = Trainer(cfg, data, device=self.device)
+            trainer = self._trainer = Trainer(cfg, data, device=self.device)
             sample, done = "", {}
             for ev in trainer.run():
                 if ev["type"] == "sample":
@@ -93,6 +123,9 @@ class AblationRunner:
                 if ev["type"] == "done":
                     done = ev
                 yield {**ev, "variant": variant.name}
+            self._trainer = None
+            if done.get("reason") != "finished":
+                break
             if baseline_val is None:
                 baseline_val = done["val_loss"]
             result = {
@@ -109,3 +142,5 @@ class AblationRunner:
             }
             self.results.append(result)
             yield event("result", **result)
+        yield event("ablation_done", reason="cancelled" if self._cancelled else "finished",
+                    results=self.results)

@@ -101,9 +101,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             payload = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
+            # torch's safe unpickler says the same for damaged bytes and for code it refused
             raise CheckpointError(
-                f"refusing to load {path}: it holds Python objects that could run code, "
-                "not only weights and plain data"
+                f"refusing to load {path}: it is not plain weights and data (it is corrupt, "
+                "or holds Python objects that could run code)"
             ) from None
         raise CheckpointError(f"{path} is not a minigpt checkpoint (unreadable data)") from None
     except PermissionError as e:

@@ -8,6 +8,7 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -255,8 +256,11 @@ def chat(
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
     if not plain:
-        print("minigpt: the Textual chat pane is not built yet; using the plain chat (--plain)",
-              file=sys.stderr)
+        from minigpt.checkpoint import resolve_checkpoint_path
+        from minigpt_tui.app import MinigptApp
+
+        MinigptApp(ckpt=resolve_checkpoint_path(ckpt), autostart=False).run()
+        return
     model, tok = load_for_inference(ckpt, device)
     from minigpt.console import plain_chat
 
@@ -278,9 +282,13 @@ def ablate(
     device: DeviceOpt = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as a JSON list here.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Run directory for events.jsonl (default: checkpoints/ablate-<time>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train the baseline and each variant on the same data, seed and budget; compare them."""
+    """Train the baseline and each variant on the same data, seed and budget; compare them.
+
+    Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
     from minigpt.ablation import AblationRunner
     from minigpt.config import preset
     from minigpt.console import run_ablation
@@ -289,8 +297,15 @@ def ablate(
 
     if steps < 1:
         raise MinigptError(f"--steps must be at least 1, got {steps}")
-    runner = AblationRunner(variants, load_corpus(data), preset(preset_name), steps=steps,
-                            seed=seed, device=pick_device(device))
+    from minigpt.events import new_run_dir
+
+    base = preset(preset_name)
+    corpus = load_corpus(data)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    run_dir = out or new_run_dir(name=f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
+    runner = AblationRunner(variants, corpus, base, steps=steps, seed=seed,
+                            device=pick_device(device), run_dir=run_dir)
     results = run_ablation(runner, quiet=quiet)
     if json_path is not None:
         import json
@@ -349,10 +364,30 @@ def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run direc
 
 
 @app.command()
-def tui() -> None:
-    """The terminal UI (Train, Chat, Ablate panes)."""
-    raise MinigptError("the TUI is not built yet; use 'minigpt train', 'generate', 'chat --plain' "
-                       "and 'ablate'")
+def tui(
+    data: DataOpt = None,
+    preset_name: Annotated[str | None, typer.Option(
+        "--preset", help="tiny, cpu, gpu or gpt2 for a new run (default: by device).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
+    attach: Annotated[Path | None, typer.Option(
+        "--attach", help="Follow this run directory (running or finished).")] = None,
+) -> None:
+    """The terminal UI: watch training live, chat with a model, run ablations.
+
+    With no run to attach and no checkpoints yet, it starts training on the data (default: the
+    built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
+    from minigpt.config import preset
+    from minigpt.events import summarize_run
+
+    if preset_name is not None:
+        preset(preset_name)  # an unknown name is an error now, not in the child process
+    if steps is not None and steps < 1:
+        raise MinigptError(f"--steps must be at least 1, got {steps}")
+    if attach is not None and summarize_run(attach) is None:
+        raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
+    from minigpt_tui.app import MinigptApp
+
+    MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach).run()
 
 
 def main() -> None:

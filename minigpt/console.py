@@ -40,10 +40,13 @@ def _progress() -> Progress:
     )
 
 
-class StopOnSignals:
-    """Ctrl-C (SIGINT) and SIGTERM ask the trainer to stop after the current step and save.
+class TrainerSignals:
+    """How other processes (and Ctrl-C) steer a run: the TUI sends these to its training child.
 
-    A second Ctrl-C interrupts the step itself; the trainer still saves before it ends.
+    SIGINT (Ctrl-C), SIGTERM   stop after the current step and save; a second Ctrl-C interrupts
+                               the step itself, and the trainer still saves before it ends
+    SIGUSR1                    save a checkpoint now
+    SIGUSR2                    pause, or resume a paused run
     """
 
     def __init__(self, trainer):
@@ -53,6 +56,9 @@ class StopOnSignals:
     def __enter__(self):
         self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
         self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if hasattr(signal, "SIGUSR1"):  # POSIX only
+            self.previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+            self.previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_sigusr2)
         return self
 
     def __exit__(self, *exc):
@@ -68,6 +74,12 @@ class StopOnSignals:
     def _on_sigterm(self, signum, frame):
         self.trainer.request_stop("stopped")
 
+    def _on_sigusr1(self, signum, frame):
+        self.trainer.request_save()
+
+    def _on_sigusr2(self, signum, frame):
+        self.trainer.request_pause(not self.trainer.paused)
+
 
 def run_training(trainer, quiet: bool = False) -> str:
     """Consume the trainer's events, showing progress; the reason the run ended."""
@@ -75,7 +87,7 @@ def run_training(trainer, quiet: bool = False) -> str:
     progress = _progress()
     if quiet:
         progress.disable = True
-    with StopOnSignals(trainer), progress:
+    with TrainerSignals(trainer), progress:
         task = None
         for ev in trainer.run():
             kind = ev["type"]
@@ -100,6 +112,8 @@ def run_training(trainer, quiet: bool = False) -> str:
                               f"val loss {ev['val_loss']:.4f}")
             elif kind == "sample":
                 console.print(f"[dim]{_indent(ev['text'])}[/]", markup=True)
+            elif kind in ("paused", "resumed"):
+                console.print(f"{kind} at step {ev['step']}")
             elif kind == "done":
                 reason = ev["reason"]
                 where = ev["checkpoint"]
@@ -118,12 +132,32 @@ def _indent(text: str, width: int = 400) -> str:
     return "\n".join("  | " + escape(line) for line in text.splitlines())
 
 
+class CancelOnSignals:
+    """Ctrl-C or SIGTERM cancels an ablation; the variants already finished are kept."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._cancel)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _cancel(self, signum, frame):
+        self.runner.request_stop()
+
+
 def run_ablation(runner, quiet: bool = False) -> list[dict]:
     progress = _progress()
     if quiet:
         progress.disable = True
     tasks = {}
-    with progress:
+    with CancelOnSignals(runner), progress:
         for ev in runner.run():
             kind = ev["type"]
             if kind == "variant":
@@ -134,7 +168,11 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
                                 loss=f"{ev['loss']:.3f}", speed=f"{ev['tokens_per_s']:,.0f} tok/s")
             elif kind == "result" and quiet:
                 console.print(f"{ev['variant']}: val loss {ev['val_loss']:.4f}")
+            elif kind == "ablation_done" and ev["reason"] == "cancelled":
+                console.print("[yellow]cancelled: showing the variants that finished")
     results = runner.results
+    if not results:
+        return results
     console.print(results_table(results))
     for r in results:
         console.print(f"[bold]{r['variant']}[/] [dim]({r['description']})[/]")

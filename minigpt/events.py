@@ -11,7 +11,12 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
     checkpoint  step, path
     done        step, reason ("finished", "interrupted", "stopped"), train_loss, val_loss,
                 tokens_per_s, elapsed, checkpoint
+    paused      step                      (and "resumed", step)
     error       message
+
+An ablation's directory holds the events of every variant, each tagged "variant", between
+"ablation_start" (variants, max_steps, pid) and "ablation_done" (reason), with a "result" event
+per finished variant.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -64,38 +70,113 @@ class EventLog:
         self._file.close()
 
 
+class EventTail:
+    """Reads a run's events.jsonl incrementally: each read_new() returns the lines completed since
+    the last call, and never blocks. A half-written last line waits for the next call."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / EVENTS_NAME
+        self._offset = 0
+        self._pending = b""
+
+    def read_new(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        events = []
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except ValueError:  # a blank or damaged line: skip it, keep reading
+                continue
+        return events
+
+
 def read_events(run_dir: str | os.PathLike) -> list[dict]:
-    """Every complete event written so far (a half-written last line is left for later)."""
-    return list(follow_events(run_dir, follow=False, stop_after_done=False))
+    """Every complete event written so far."""
+    return EventTail(run_dir).read_new()
 
 
-def follow_events(run_dir: str | os.PathLike, follow: bool = True, poll_s: float = 0.2,
-                  stop_after_done: bool = True) -> Iterator[dict]:
-    """Yield the run's events from the first; with follow, keep waiting for new ones like `tail -f`."""
-    path = Path(run_dir) / EVENTS_NAME
-    while follow and not path.exists():
-        time.sleep(poll_s)
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as f:
-        pending = ""
-        while True:
-            chunk = f.readline()
-            if chunk:
-                pending += chunk
-                if not pending.endswith("\n"):
-                    continue  # the writer is mid-line: wait for the rest
-                line, pending = pending.strip(), ""
-                if not line:
-                    continue
-                try:
-                    ev = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                yield ev
-                if stop_after_done and ev.get("type") in ("done", "error"):
-                    return
-            elif follow:
-                time.sleep(poll_s)
-            else:
+def follow_events(run_dir: str | os.PathLike, poll_s: float = 0.2) -> Iterator[dict]:
+    """Yield the run's events from the first, then wait for new ones like `tail -f`, until the
+    run is done or failed."""
+    tail = EventTail(run_dir)
+    while True:
+        for ev in tail.read_new():
+            yield ev
+            if ev.get("type") in ("done", "error"):
                 return
+        time.sleep(poll_s)
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
+
+
+@dataclass
+class RunSummary:
+    """What a run picker shows about a run directory."""
+
+    path: Path
+    kind: str  # "train" or "ablate"
+    status: str  # "running", "paused", "finished", "stopped", "interrupted", "failed", "ended"
+    step: int
+    max_steps: int
+    val_loss: float | None
+    data: str
+    pid: int | None
+    modified: float
+
+
+def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
+    run_dir = Path(run_dir)
+    events = read_events(run_dir)
+    starts = [e for e in events if e.get("type") in ("start", "ablation_start")]
+    if not starts:
+        return None
+    start = starts[-1]
+    kind = "ablate" if start["type"] == "ablation_start" else "train"
+    last = events[-1]
+    steps = [e for e in events if e.get("type") == "step"]
+    evals = [e for e in events if e.get("type") == "eval"]
+    pid = start.get("pid")
+    if last["type"] == "done" and kind == "train":
+        status = last.get("reason", "finished")
+    elif last["type"] == "ablation_done":
+        status = last.get("reason", "finished")
+    elif last["type"] == "error":
+        status = "failed"
+    elif process_alive(pid):
+        status = "paused" if last["type"] == "paused" else "running"
+    else:
+        status = "ended"  # the process is gone without saying goodbye (killed)
+    return RunSummary(
+        path=run_dir, kind=kind, status=status,
+        step=steps[-1]["step"] if steps else start.get("step", 0),
+        max_steps=start.get("max_steps", 0),
+        val_loss=evals[-1]["val_loss"] if evals else None,
+        data=start.get("data", ""), pid=pid,
+        modified=(run_dir / EVENTS_NAME).stat().st_mtime,
+    )
+
+
+def list_runs(root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> list[RunSummary]:
+    """Every run directory under root, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [summarize_run(p) for p in root.iterdir() if (p / EVENTS_NAME).is_file()]
+    return sorted((r for r in runs if r), key=lambda r: r.modified, reverse=True)

@@ -163,13 +163,14 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def stream_text(model, tokenizer, prompt: str, cfg: SamplingConfig,
-                stats: GenerationStats | None = None,
-                generator: torch.Generator | None = None) -> Iterator[str]:
-    """Yield the continuation of prompt as text pieces, stopping before any stop string.
+def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
+                  stats: GenerationStats | None = None,
+                  generator: torch.Generator | None = None) -> Iterator[tuple[str, NextToken]]:
+    """Yield (text piece, token) for each new token, stopping before any stop string.
 
-    Pieces are emitted only when they are final: a byte-level token that ends halfway through a
-    UTF-8 character, or text that may be the start of a stop string, waits for the next token.
+    A piece is only text that is final: a byte-level token that ends halfway through a UTF-8
+    character, or text that may be the start of a stop string, is held back (its piece is "")
+    and comes out with a later token.
     """
     prompt_ids = tokenizer.encode(prompt)
     new_ids: list[int] = []
@@ -183,17 +184,25 @@ def stream_text(model, tokenizer, prompt: str, cfg: SamplingConfig,
             stats.new_tokens = len(new_ids)
             stats.seconds = time.perf_counter() - start
         text = tokenizer.decode(new_ids)
-        if text.endswith("\ufffd"):
-            continue  # an unfinished multi-byte character
+        if text.endswith("\ufffd"):  # an unfinished multi-byte character
+            yield "", step
+            continue
         cut = min((i for i in (text.find(s, max(0, emitted - longest_stop)) for s in cfg.stop)
                    if i >= 0), default=-1)
         if cut >= 0:
-            if cut > emitted:
-                yield text[emitted:cut]
+            yield text[emitted:cut], step
             return
-        safe = len(text) - max(0, longest_stop - 1)
-        if safe > emitted:
-            yield text[emitted:safe]
-            emitted = safe
+        safe = max(emitted, len(text) - max(0, longest_stop - 1))
+        yield text[emitted:safe], step
+        emitted = safe
     if len(text) > emitted:
-        yield text[emitted:]
+        yield text[emitted:], None
+
+
+def stream_text(model, tokenizer, prompt: str, cfg: SamplingConfig,
+                stats: GenerationStats | None = None,
+                generator: torch.Generator | None = None) -> Iterator[str]:
+    """Yield the continuation of prompt as text pieces (see stream_pieces)."""
+    for piece, _ in stream_pieces(model, tokenizer, prompt, cfg, stats, generator):
+        if piece:
+            yield piece

@@ -104,6 +104,7 @@ class Trainer:
             self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
         self._stop_reason: str | None = None
         self._save_requested = False
+        self._paused = False
 
         torch.manual_seed(self.cfg.seed)
         self.model = GPT(self.cfg.model).to(self.device)
@@ -141,6 +142,14 @@ class Trainer:
         """Save a checkpoint after the current step."""
         self._save_requested = True
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def request_pause(self, paused: bool) -> None:
+        """Hold (or release) the run after the current step; a stop request still ends it."""
+        self._paused = paused
+
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> Iterator[dict]:
@@ -167,7 +176,7 @@ class Trainer:
                     data=self.data.corpus.description, data_source=self.data.corpus.source,
                     tokenizer=self.data.tokenizer.kind, vocab_size=self.data.tokenizer.vocab_size,
                     train_tokens=len(self.data.tokens.train), val_tokens=len(self.data.tokens.val),
-                    run_dir=str(self.run_dir) if self.run_dir else None)
+                    run_dir=str(self.run_dir) if self.run_dir else None, pid=os.getpid())
         if self.step == 0:
             yield from self._evaluate()
 
@@ -196,6 +205,9 @@ class Trainer:
                     yield self._save()
                 elif self._save_requested:
                     yield self._save()
+                if self._paused and not self._stop_reason:
+                    yield from self._wait_while_paused()
+                    window_tokens, window_start = 0, time.perf_counter()  # a pause is not slowness
                 if self._stop_reason:
                     reason = self._stop_reason
                     break
@@ -210,6 +222,14 @@ class Trainer:
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
                     elapsed=time.perf_counter() - started,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
+
+    def _wait_while_paused(self) -> Iterator[dict]:
+        yield event("paused", step=self.step)
+        while self._paused and not self._stop_reason:
+            if self._save_requested:
+                yield self._save()
+            time.sleep(0.1)
+        yield event("resumed", step=self.step)
 
     def _train_step(self) -> tuple[float, float, float]:
         cfg = self.cfg

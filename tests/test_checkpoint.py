@@ -79,7 +79,7 @@ def test_truncated_checkpoint_is_a_clear_error(saved, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"", "truncated or corrupt"),
-    (b"hello, not a checkpoint", "not a minigpt checkpoint|truncated or corrupt"),
+    (b"hello, not a checkpoint", "not a minigpt checkpoint|truncated or corrupt|not plain weights"),
 ])
 def test_garbage_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "junk.pt"

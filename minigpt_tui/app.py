@@ -1,0 +1,165 @@
+"""The minigpt TUI: Train, Chat and Ablate panes in tabs.
+
+    minigpt tui [--data PATH] [--preset NAME] [--steps N] [--attach RUN_DIR]
+    minigpt chat --ckpt model.pt        (opens straight into the Chat pane)
+
+Training and ablations run as child processes in their own sessions, so quitting the TUI or
+losing the SSH connection leaves them running; attaching later replays their history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
+
+from minigpt.events import DEFAULT_RUNS_ROOT, list_runs, summarize_run
+from minigpt_tui.ablate_pane import AblatePane
+from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.widgets.run_picker import NEW_RUN, RunPicker
+
+
+class QuitScreen(ModalScreen[str]):
+    """Asked on quit while a run is live: leave it running, stop it, or stay."""
+
+    BINDINGS = [Binding("l", "choose('leave')", "Leave running"),
+                Binding("s", "choose('stop')", "Stop it"),
+                Binding("escape", "choose('cancel')", "Cancel")]
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form"):
+            yield Label(f"{self.what} still running. Leave it running (attach later with "
+                        "minigpt tui --attach), or stop it?", classes="title")
+            with Horizontal(classes="buttons"):
+                yield Button("Leave running (l)", variant="primary", id="leave")
+                yield Button("Stop it (s)", variant="error", id="stop")
+                yield Button("Cancel (esc)", id="cancel")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+class MinigptApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "minigpt"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("1", "show_tab('train')", "Train", show=False),
+        Binding("2", "show_tab('chat')", "Chat", show=False),
+        Binding("3", "show_tab('ablate')", "Ablate", show=False),
+        Binding("f1,question_mark", "toggle_help", "Keys"),
+    ]
+
+    def __init__(self, data: str | None = None, preset: str | None = None,
+                 steps: int | None = None, attach: Path | None = None, ckpt: Path | None = None,
+                 runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True):
+        super().__init__()
+        self.data, self.preset, self.steps = data, preset, steps
+        self.attach_dir, self.ckpt = attach, ckpt
+        self.runs_root = Path(runs_root)
+        self.autostart = autostart
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="")
+        with TabbedContent(initial="chat" if self.ckpt else "train"):
+            with TabPane("Train [1]", id="train"):
+                yield TrainPane(self.runs_root)
+            with TabPane("Chat [2]", id="chat"):
+                yield ChatPane()
+            with TabPane("Ablate [3]", id="ablate"):
+                yield AblatePane(self.runs_root)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.ckpt:
+            self.query_one(ChatPane).load(self.ckpt)
+        elif self.attach_dir:
+            self.open_run(Path(self.attach_dir))
+        elif self.autostart:
+            existing = list_runs(self.runs_root)
+            if existing and self.data is None:
+                self.pick_run()
+            else:
+                self.query_one(TrainPane).start_run(self.data, self.preset, self.steps)
+        self._focus_tab("chat" if self.ckpt else "train")
+
+    # --- runs --------------------------------------------------------------------------------------
+
+    def pick_run(self) -> None:
+        def picked(choice) -> None:
+            if choice == NEW_RUN:
+                self.query_one(TrainPane).action_new_run()
+            elif choice is not None:
+                self.open_run(choice)
+
+        self.push_screen(RunPicker(list_runs(self.runs_root)), picked)
+
+    def open_run(self, run_dir: Path) -> None:
+        summary = summarize_run(run_dir)
+        if summary is not None and summary.kind == "ablate":
+            self.query_one(AblatePane).attach(run_dir)
+            self.action_show_tab("ablate")
+        else:
+            self.query_one(TrainPane).attach(run_dir)
+            self.action_show_tab("train")
+
+    def latest_checkpoint(self) -> Path | None:
+        state = self.query_one(TrainPane).state
+        if state is None:
+            return None
+        path = Path(state.checkpoint) if state.checkpoint else state.run_dir / "model.pt"
+        return path if path.exists() else None
+
+    # --- navigation --------------------------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_tab(event.pane.id)
+
+    def _focus_tab(self, tab: str) -> None:
+        """Focus the pane's main widget once the tab is shown (a hidden widget takes no focus),
+        so the pane's key bindings work at once."""
+        target = {"train": "TrainPane", "chat": "#chat-prompt", "ablate": "#ablate-variants"}[tab]
+        self.call_after_refresh(lambda: self.query_one(target).focus())
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    # --- quitting ----------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        train, ablate = self.query_one(TrainPane), self.query_one(AblatePane)
+        live = [name for name, pane in (("Training", train), ("An ablation", ablate)) if pane.is_live]
+        if not live:
+            self.exit()
+            return
+
+        def decided(choice: str) -> None:
+            if choice == "stop":
+                train.stop_run()
+                ablate.stop_run()
+            if choice in ("stop", "leave"):
+                self.exit()
+
+        self.push_screen(QuitScreen(" and ".join(live)), decided)

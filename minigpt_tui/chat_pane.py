@@ -1,0 +1,302 @@
+"""The Chat pane: type a prompt, watch the model continue it token by token, and look at the
+candidates it chose from.
+
+The model loads and generates in thread workers (PyTorch releases the GIL in its kernels, and a
+reply is short), posting messages to the UI; Esc cancels a reply between two tokens. Pieces are
+sent in batches of at most 50 ms so a fast model cannot flood the screen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.validation import Function, Integer, Number
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
+
+STRATEGIES = [(s, s) for s in ("greedy", "temperature", "top-k", "top-p", "min-p")]
+N_CANDIDATES = 8
+
+
+class PromptInput(Input):
+    """An Input with a history: up and down walk through earlier prompts."""
+
+    BINDINGS = [Binding("up", "older", "Older prompt", show=False),
+                Binding("down", "newer", "Newer prompt", show=False)]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.history: list[str] = []
+        self.position = 0
+
+    def remember(self, prompt: str) -> None:
+        if prompt and (not self.history or self.history[-1] != prompt):
+            self.history.append(prompt)
+        self.position = len(self.history)
+
+    def action_older(self) -> None:
+        if self.position > 0:
+            self.position -= 1
+            self.value = self.history[self.position]
+            self.cursor_position = len(self.value)
+
+    def action_newer(self) -> None:
+        if self.position < len(self.history):
+            self.position += 1
+            self.value = self.history[self.position] if self.position < len(self.history) else ""
+            self.cursor_position = len(self.value)
+
+
+def is_probability(text: str) -> bool:
+    """For top-p: a number in (0, 1]."""
+    try:
+        return 0 < float(text) <= 1
+    except ValueError:
+        return False
+
+
+def setting(label: str, input_id: str, value: str, validators, valid_empty=False) -> Horizontal:
+    return Horizontal(
+        Label(label, classes="setting-label"),
+        Input(value, id=input_id, validators=validators, valid_empty=valid_empty, compact=True),
+        classes="setting",
+    )
+
+
+class ChatPane(Widget, can_focus=False):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop reply"),
+        Binding("ctrl+o", "open", "Open checkpoint"),
+        Binding("ctrl+l", "clear", "Clear"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        model: object
+        tokenizer: object
+        description: str
+
+    @dataclass
+    class LoadFailed(Message):
+        error: str
+
+    @dataclass
+    class Generated(Message):
+        text: str
+        candidates: list[Candidates]
+        tokens_per_s: float
+
+    @dataclass
+    class Finished(Message):
+        reason: str
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.model = None
+        self.tokenizer = None
+        self.checkpoint_path: Path | None = None
+        self.reply: Static | None = None
+        self.reply_text = Text()
+        self.generating = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="chat-main"):
+                yield Static("No model: ctrl+o opens a checkpoint.", id="chat-model")
+                yield VerticalScroll(id="chat-transcript")
+                yield PromptInput(placeholder="a prompt for the model to continue; Enter sends",
+                                  id="chat-prompt")
+                yield Static("", id="chat-status")
+            with Vertical(id="chat-side"):
+                yield Select(STRATEGIES, value="top-k", allow_blank=False, id="strategy",
+                             compact=True)
+                yield setting("temperature", "temperature", "0.8", [Number(minimum=0)])
+                yield setting("top-k", "top_k", "50", [Integer(minimum=1)])
+                yield setting("top-p", "top_p", "0.9",
+                              [Function(is_probability, "top-p must be in (0, 1]")])
+                yield setting("min-p", "min_p", "0.05", [Number(minimum=0, maximum=1)])
+                yield setting("seed", "seed", "", [Integer()], valid_empty=True)
+                yield setting("max tokens", "max_new_tokens", "200",
+                              [Integer(minimum=1, maximum=100_000)])
+                yield TokenInspector(id="chat-inspector")
+
+    # --- model -------------------------------------------------------------------------------------
+
+    def load(self, path: Path) -> None:
+        self.query_one("#chat-model", Static).update(f"loading {path} ...")
+        self.checkpoint_path = Path(path)
+        self._load(Path(path))
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load(self, path: Path) -> None:
+        from minigpt.checkpoint import load_checkpoint
+        from minigpt.errors import MinigptError
+        from minigpt.train import describe_device, pick_device
+
+        try:
+            device = pick_device()
+            ckpt = load_checkpoint(path, map_location=device)
+            model = ckpt.build_model(device).eval()
+        except MinigptError as e:
+            self.post_message(self.LoadFailed(str(e)))
+            return
+        cfg = ckpt.model_config
+        description = (f"[b]{path}[/b]  {model.num_params() / 1e6:.2f}M params, "
+                       f"{ckpt.tokenizer.kind} {ckpt.tokenizer.vocab_size} tokens, context "
+                       f"{cfg.block_size}, step {ckpt.step}, {describe_device(device)}")
+        self.post_message(self.Loaded(model, ckpt.tokenizer, description))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        self.model, self.tokenizer = message.model, message.tokenizer
+        self.query_one("#chat-model", Static).update(message.description)
+        self.query_one("#chat-prompt").focus()
+
+    @on(LoadFailed)
+    def _load_failed(self, message: LoadFailed) -> None:
+        self.query_one("#chat-model", Static).update(f"[red]{message.error}[/red]")
+        self.notify(message.error, severity="error")
+
+    # --- settings ----------------------------------------------------------------------------------
+
+    def sampling_config(self):
+        """The settings as typed, or None (with the problem shown) if one is invalid."""
+        from minigpt.errors import SamplingError
+        from minigpt.sampling import SamplingConfig
+
+        for field in ("temperature", "top_k", "top_p", "min_p", "seed", "max_new_tokens"):
+            box = self.query_one(f"#{field}", Input)
+            result = box.validate(box.value)
+            if result is not None and not result.is_valid:
+                self.notify(f"{field.replace('_', ' ')}: {'; '.join(result.failure_descriptions)}",
+                            severity="error")
+                return None
+        value = lambda f: self.query_one(f"#{f}", Input).value  # noqa: E731
+        try:
+            return SamplingConfig(
+                strategy=self.query_one("#strategy", Select).value,
+                temperature=float(value("temperature")), top_k=int(value("top_k")),
+                top_p=float(value("top_p")), min_p=float(value("min_p")),
+                seed=int(value("seed")) if value("seed") else None,
+                max_new_tokens=int(value("max_new_tokens")),
+            )
+        except SamplingError as e:
+            self.notify(str(e), severity="error")
+            return None
+
+    @on(Input.Changed, ".setting Input")
+    def _show_validity(self, event: Input.Changed) -> None:
+        if event.validation_result and not event.validation_result.is_valid:
+            self.query_one("#chat-status", Static).update(
+                f"[red]{'; '.join(event.validation_result.failure_descriptions)}[/red]")
+        else:
+            self.query_one("#chat-status", Static).update("")
+
+    # --- generation --------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#chat-prompt")
+    def send(self, event: Input.Submitted) -> None:
+        prompt = event.value
+        if not prompt:
+            return
+        if self.model is None:
+            self.notify("open a checkpoint first (ctrl+o)", severity="warning")
+            return
+        if self.generating:
+            self.notify("a reply is still streaming: Esc stops it", severity="warning")
+            return
+        cfg = self.sampling_config()
+        if cfg is None:
+            return
+        from minigpt.errors import TokenizerError
+
+        try:
+            self.tokenizer.encode(prompt)
+        except TokenizerError as e:
+            self.notify(str(e), severity="error")
+            return
+        prompt_box = self.query_one(PromptInput)
+        prompt_box.remember(prompt)
+        prompt_box.value = ""
+        self.reply_text = Text(prompt, style="bold")
+        self.reply = Static(self.reply_text, classes="reply")
+        self.query_one("#chat-transcript").mount(self.reply)
+        self.query_one(TokenInspector).clear()
+        self.generating = True
+        self._generate(prompt, cfg)
+
+    @work(thread=True, exclusive=True, group="generate")
+    def _generate(self, prompt: str, cfg) -> None:
+        import torch
+
+        from minigpt.sampling import GenerationStats, stream_pieces
+
+        worker = get_current_worker()
+        stats = GenerationStats()
+        text, candidates, last_post = "", [], time.monotonic()
+        reason = "done"
+        for piece, step in stream_pieces(self.model, self.tokenizer, prompt, cfg, stats):
+            if worker.is_cancelled:
+                reason = "stopped"
+                break
+            text += piece
+            if step is not None:
+                probs, ids = torch.topk(step.probs, min(N_CANDIDATES, step.probs.numel()))
+                candidates.append(Candidates(
+                    chosen=self.tokenizer.token_text(step.id),
+                    options=[(self.tokenizer.token_text(int(i)), float(p))
+                             for p, i in zip(probs, ids, strict=True) if p > 0]))
+            if time.monotonic() - last_post > 0.05:
+                self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
+                text, candidates, last_post = "", [], time.monotonic()
+        self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
+        self.post_message(self.Finished(reason))
+
+    @on(Generated)
+    def _append(self, message: Generated) -> None:
+        if self.reply is None:
+            return
+        self.reply_text.append(message.text)
+        self.reply.update(self.reply_text)
+        self.query_one(TokenInspector).extend(message.candidates)
+        self.query_one("#chat-status", Static).update(f"{message.tokens_per_s:.1f} tokens/s")
+        self.query_one("#chat-transcript").scroll_end(animate=False)
+
+    @on(Finished)
+    def _finished(self, message: Finished) -> None:
+        self.generating = False
+        if message.reason == "stopped" and self.reply is not None:
+            self.reply_text.append(" [stopped]", style="dim")
+            self.reply.update(self.reply_text)
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self.workers.cancel_group(self, "generate")
+
+    def action_clear(self) -> None:
+        self.query_one("#chat-transcript").remove_children()
+        self.query_one(TokenInspector).clear()
+
+    def action_open(self) -> None:
+        from minigpt_tui.widgets.open_checkpoint import OpenCheckpoint
+
+        suggestion = self.app.latest_checkpoint() or self.checkpoint_path
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.load(path)
+
+        self.app.push_screen(OpenCheckpoint(suggestion), chosen)

@@ -1,0 +1,254 @@
+"""The Train pane: start a run or attach to one, and watch it learn.
+
+Training never runs in this process: `minigpt train` runs as a child in its own session and
+appends to <run>/events.jsonl; this pane reads what is new four times a second (a non-blocking
+read of a small file) and redraws at most twice a second, so watching costs training almost
+nothing. Pause, save and stop are signals to the child.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import ProgressBar, Sparkline, Static
+
+from minigpt.events import EventTail, new_run_dir, process_alive
+from minigpt_tui import runs
+from minigpt_tui.widgets.loss_chart import LossChart
+
+LIVE = ("starting", "running", "paused")
+
+
+@dataclass
+class RunState:
+    """Everything the pane shows, rebuilt from the run's events."""
+
+    run_dir: Path
+    status: str = "starting"
+    pid: int | None = None
+    step: int = 0
+    max_steps: int = 0
+    device: str = ""
+    params: int = 0
+    data: str = ""
+    loss: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    steps_per_s: float | None = None
+    sample: str = ""
+    checkpoint: str | None = None
+    error: str = ""
+    step_xs: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    eval_xs: list[float] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    _last_step_event: tuple[int, float] | None = None
+
+    def apply(self, ev: dict) -> None:
+        kind = ev.get("type")
+        if kind == "start":
+            self.status, self.pid = "running", ev.get("pid")
+            self.step, self.max_steps = ev["step"], ev["max_steps"]
+            self.device, self.params, self.data = ev["device"], ev["params"], ev["data"]
+            self._last_step_event = None
+        elif kind == "step":
+            if self._last_step_event:  # steps/s from consecutive step events
+                prev_step, prev_time = self._last_step_event
+                if ev["time"] > prev_time:
+                    self.steps_per_s = (ev["step"] - prev_step) / (ev["time"] - prev_time)
+            self._last_step_event = (ev["step"], ev["time"])
+            self.step, self.max_steps = ev["step"], ev["max_steps"]
+            self.loss, self.lr, self.grad_norm = ev["loss"], ev["lr"], ev["grad_norm"]
+            self.tokens_per_s = ev["tokens_per_s"]
+            self.step_xs.append(ev["step"])
+            self.step_losses.append(ev["loss"])
+        elif kind == "eval":
+            self.val_loss = ev["val_loss"]
+            self.eval_xs.append(ev["step"])
+            self.train_losses.append(ev["train_loss"])
+            self.val_losses.append(ev["val_loss"])
+        elif kind == "sample":
+            self.sample = ev["text"]
+        elif kind == "checkpoint":
+            self.checkpoint = ev.get("path")
+        elif kind == "paused":
+            self.status = "paused"
+        elif kind == "resumed":
+            self.status = "running"
+            self._last_step_event = None
+        elif kind == "done":
+            self.status, self.step = ev["reason"], ev["step"]
+            self.checkpoint = ev.get("checkpoint") or self.checkpoint
+        elif kind == "error":
+            self.status, self.error = "failed", ev.get("message", "")
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.status != "running" or not self.steps_per_s:
+            return None
+        return (self.max_steps - self.step) / self.steps_per_s
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainPane(Widget, can_focus=True):
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("a", "attach", "Attach"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("s", "save", "Save now"),
+        Binding("x", "stop", "Stop run"),
+    ]
+
+    def __init__(self, runs_root: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.runs_root = runs_root
+        self.state: RunState | None = None
+        self.tail: EventTail | None = None
+        self.process = None  # the Popen of a run this pane started (None when attached)
+        self._dirty = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("No run yet: n starts one, a attaches to one.", id="train-title")
+            yield ProgressBar(total=1, show_eta=False, id="train-progress")  # no idle animation
+            yield Static("", id="train-stats")
+            yield Sparkline([], id="train-spark")
+            with Horizontal(id="train-body"):
+                yield LossChart(id="train-chart")
+                with VerticalScroll(id="train-sample-box"):
+                    yield Static("", id="train-sample")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.25, self.poll)
+        self.set_interval(0.5, self.redraw)
+
+    # --- following a run -----------------------------------------------------------------------
+
+    @property
+    def is_live(self) -> bool:
+        return self.state is not None and self.state.status in LIVE
+
+    def start_run(self, data: str | None, preset: str | None, steps: int | None) -> Path:
+        run_dir = new_run_dir(self.runs_root)
+        self.process = runs.launch_training(run_dir, data, preset, steps)
+        self._follow(run_dir)
+        self.state.pid = self.process.pid
+        return run_dir
+
+    def attach(self, run_dir: Path) -> None:
+        self.process = None
+        self._follow(Path(run_dir))
+
+    def _follow(self, run_dir: Path) -> None:
+        self.state = RunState(run_dir)
+        self.tail = EventTail(run_dir)
+        self.query_one(LossChart).clear()
+        self.poll()
+
+    def poll(self) -> None:
+        """Read what the run wrote since the last call; notice if its process is gone."""
+        if self.tail is None:
+            return
+        events = self.tail.read_new()
+        for ev in events:
+            self.state.apply(ev)
+        self._dirty |= bool(events)
+        if self.process is not None and self.process.poll() is not None:
+            self.process = None  # reaped; what happened is in the events or its last words
+        if self.state.status in LIVE and not events and not self._run_process_alive():
+            self.state.status = "failed" if self.state.status == "starting" else "ended"
+            self.state.error = runs.last_output_line(self.state.run_dir)
+            self._dirty = True
+
+    def _run_process_alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return process_alive(self.state.pid)
+
+    def redraw(self, force: bool = False) -> None:
+        if not (self._dirty or force) or self.state is None:
+            return
+        self._dirty = False
+        s = self.state
+        title = f"[b]{s.run_dir.name}[/b]  {s.status}"
+        if s.status not in LIVE:
+            title += "  (read-only)"
+        if s.error:
+            title += f"  [red]{s.error}[/red]"
+        self.query_one("#train-title", Static).update(title)
+        self.query_one(ProgressBar).update(total=max(s.max_steps, 1), progress=s.step)
+        params = f"{s.params / 1e6:.2f}M params" if s.params else ""
+        self.query_one("#train-stats", Static).update(
+            f"step [b]{s.step}[/b]/{s.max_steps}  loss [b]{_fmt(s.loss, '.3f')}[/b]  "
+            f"val [b]{_fmt(s.val_loss, '.3f')}[/b]  eta {_duration(s.eta_s)}\n"
+            f"{_fmt(s.tokens_per_s, ',.0f')} tok/s  {_fmt(s.steps_per_s, '.1f')} steps/s  "
+            f"lr {_fmt(s.lr, '.2e')}  grad {_fmt(s.grad_norm, '.2f')}\n"
+            f"{s.device}  {params}  {s.data}")
+        self.query_one(Sparkline).data = s.step_losses[-120:]
+        chart = self.query_one(LossChart)
+        chart.set_series("train", s.eval_xs, s.train_losses)
+        chart.set_series("val", s.eval_xs, s.val_losses)
+        chart.set_series("step loss", s.step_xs, s.step_losses)
+        chart.redraw()
+        self.query_one("#train-sample", Static).update(s.sample or "(a sample appears at each evaluation)")
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def action_new_run(self) -> None:
+        from minigpt_tui.widgets.new_run import NewRunForm
+
+        if self.is_live:
+            self.notify("a run is in progress here: stop it (x) first, or leave it and attach later",
+                        severity="warning")
+            return
+
+        def started(choice) -> None:
+            if choice is not None:
+                self.start_run(choice.data, choice.preset, choice.steps)
+
+        self.app.push_screen(NewRunForm(), started)
+
+    def action_attach(self) -> None:
+        self.app.pick_run()
+
+    def _signal(self, send, done: str) -> None:
+        if not self.is_live:
+            self.notify("no live run: this one is read-only", severity="warning")
+            return
+        if send(self.state.pid):
+            self.notify(done)
+        else:
+            self.notify("the run's process is gone", severity="error")
+
+    def action_pause(self) -> None:
+        self._signal(runs.toggle_pause, "resuming" if self.state and self.state.status == "paused"
+                     else "pausing after this step")
+
+    def action_save(self) -> None:
+        self._signal(runs.save_now, "saving a checkpoint after this step")
+
+    def action_stop(self) -> None:
+        self._signal(runs.stop, "stopping: the run saves a checkpoint and ends")
+
+    def stop_run(self) -> None:
+        if self.is_live:
+            runs.stop(self.state.pid)

@@ -1,0 +1,63 @@
+"""A modal form to start a training run: data, preset, steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.validation import Integer
+from textual.widgets import Button, Input, Label, Select
+
+PRESETS = [("auto (by device)", ""), ("tiny", "tiny"), ("cpu", "cpu"), ("gpu", "gpu"),
+           ("gpt2", "gpt2")]
+
+
+@dataclass
+class NewRun:
+    data: str | None
+    preset: str | None
+    steps: int | None
+
+
+class NewRunForm(ModalScreen[NewRun | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, data: str | None = None, preset: str | None = None,
+                 steps: int | None = None):
+        super().__init__()
+        self.defaults = NewRun(data, preset, steps)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form"):
+            yield Label("New training run", classes="title")
+            yield Label("data: file, folder, URL, or empty for the built-in corpus")
+            yield Input(self.defaults.data or "", placeholder="builtin", id="data")
+            yield Label("preset")
+            yield Select(PRESETS, value=self.defaults.preset or "", allow_blank=False, id="preset")
+            yield Label("steps (empty: the preset's)")
+            yield Input(str(self.defaults.steps or ""), placeholder="preset default", id="steps",
+                        validators=[Integer(minimum=1)], valid_empty=True)
+            with Horizontal(classes="buttons"):
+                yield Button("Start", variant="primary", id="start")
+                yield Button("Cancel", id="cancel")
+
+    @on(Button.Pressed, "#start")
+    @on(Input.Submitted)
+    def start(self) -> None:
+        steps = self.query_one("#steps", Input)
+        if not steps.is_valid:
+            self.notify("steps must be a whole number of at least 1", severity="error")
+            return
+        self.dismiss(NewRun(
+            data=self.query_one("#data", Input).value.strip() or None,
+            preset=self.query_one("#preset", Select).value or None,
+            steps=int(steps.value) if steps.value else None,
+        ))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

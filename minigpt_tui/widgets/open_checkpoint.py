@@ -1,0 +1,36 @@
+"""A modal that asks for a checkpoint file or run directory to open in the Chat pane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+
+class OpenCheckpoint(ModalScreen[Path | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, suggestion: Path | None = None):
+        super().__init__()
+        self.suggestion = suggestion
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form"):
+            yield Label("Open a checkpoint (model.pt or a run directory); Enter opens", classes="title")
+            yield Input(str(self.suggestion or ""), placeholder="checkpoints/<run>/model.pt")
+
+    @on(Input.Submitted)
+    def opened(self, event: Input.Submitted) -> None:
+        path = Path(event.value.strip()).expanduser()
+        if not path.exists():
+            self.notify(f"no such file or folder: {path}", severity="error")
+            return
+        self.dismiss(path)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,84 @@
+"""The "next token" view: for a generated token, the candidates the model weighed and their
+probabilities (the distribution it was drawn from, after temperature and filtering).
+
+Focus it (Tab) and move with left / right, home / end; by default it follows the newest token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widget import Widget
+
+
+@dataclass
+class Candidates:
+    chosen: str  # the token's text
+    options: list[tuple[str, float]]  # (token text, probability), most likely first
+
+
+def shown(token: str) -> str:
+    return repr(token)[1:-1] if token.strip() != token or not token.isprintable() else token
+
+
+class TokenInspector(Widget, can_focus=True):
+    BINDINGS = [
+        Binding("left", "move(-1)", "Prev token"),
+        Binding("right", "move(1)", "Next token"),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+    ]
+
+    selected: reactive[int] = reactive(-1)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens: list[Candidates] = []
+        self.follow = True  # track the newest token until the user moves
+
+    def clear(self) -> None:
+        self.tokens = []
+        self.follow = True
+        self.selected = -1
+        self.refresh()
+
+    def extend(self, tokens: list[Candidates]) -> None:
+        self.tokens.extend(tokens)
+        if self.follow and self.tokens:
+            self.selected = len(self.tokens) - 1
+        self.refresh()
+
+    def action_move(self, delta: int) -> None:
+        if self.tokens:
+            self.follow = False
+            self.selected = max(0, min(len(self.tokens) - 1, self.selected + delta))
+
+    def action_first(self) -> None:
+        self.follow = False
+        self.selected = 0 if self.tokens else -1
+
+    def action_last(self) -> None:
+        self.follow = True
+        self.selected = len(self.tokens) - 1
+
+    def render(self):
+        if not self.tokens or self.selected < 0:
+            return Text("next token: candidates appear as the model writes", style="dim")
+        entry = self.tokens[self.selected]
+        table = Table.grid(padding=(0, 1))
+        table.add_column(no_wrap=True, max_width=10)
+        table.add_column(justify="right")
+        table.add_column()
+        for token, p in entry.options:
+            style = "bold reverse" if token == entry.chosen else ""
+            table.add_row(Text(shown(token), style=style), f"{p:6.1%}", "█" * round(p * 10))
+        title = Text(f"token {self.selected + 1}/{len(self.tokens)}: ")
+        title.append(shown(entry.chosen), style="bold")
+        grid = Table.grid()
+        grid.add_row(title)
+        grid.add_row(table)
+        return grid

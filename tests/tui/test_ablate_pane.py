@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+from textual.widgets import DataTable, SelectionList
+
+from minigpt.events import read_events
+from minigpt_tui.ablate_pane import AblatePane
+from minigpt_tui.app import MinigptApp
+
+from .waiting import wait_for
+
+SIZE = (80, 24)
+
+
+async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_path, corpus_file):
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(AblatePane)
+        variants = app.query_one(SelectionList)
+        variants.deselect_all()
+        variants.select("attention")
+        variants.select("tying")
+        app.query_one("#ablate-data").value = str(corpus_file)
+        app.query_one("#ablate-steps").value = "15"
+        app.query_one("#ablate-preset").value = "tiny"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.status == "finished", timeout=300,
+                       what="the ablation to finish")
+        await pilot.pause(0.6)
+        table = app.query_one(DataTable)
+        assert table.row_count == 3
+        assert [table.get_row_at(i)[0] for i in range(3)] == ["baseline", "attention", "tying"]
+        assert set(app.query_one("#ablate-chart").series) == {"baseline", "attention", "tying"}
+        assert all(len(steps) > 0 for steps, _ in app.query_one("#ablate-chart").series.values())
+        table.move_cursor(row=1)
+        await pilot.pause()
+        assert "attention" in str(app.query_one("#ablate-sample").render())
+        pane_results = [e for e in read_events(pane.run_dir) if e["type"] == "result"]
+
+    out = tmp_path / "headless.json"
+    subprocess.run([sys.executable, "-m", "minigpt", "ablate", "attention", "tying", "--data",
+                    str(corpus_file), "--steps", "15", "--preset", "tiny", "--json", str(out),
+                    "--out", str(tmp_path / "headless"), "-q"], check=True, capture_output=True)
+    headless = json.loads(out.read_text())
+    for mine, theirs in zip(pane_results, headless, strict=True):
+        assert mine["variant"] == theirs["variant"]
+        assert mine["train_loss"] == theirs["train_loss"]
+        assert mine["val_loss"] == theirs["val_loss"]
+
+
+async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        pane = app.query_one(AblatePane)
+        variants = app.query_one(SelectionList)
+        variants.deselect_all()
+        variants.select("attention")
+        app.query_one("#ablate-data").value = str(corpus_file)
+        app.query_one("#ablate-steps").value = "100000"
+        app.query_one("#ablate-preset").value = "tiny"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.status == "running" and "step" in str(
+            app.query_one("#ablate-status").render()), what="training")
+        await pilot.press("ctrl+k")
+        await wait_for(pilot, lambda: pane.status == "cancelled", what="the cancel")
+        assert app.query_one(DataTable).row_count == 0  # the interrupted baseline is not a result

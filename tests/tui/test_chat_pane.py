@@ -1,0 +1,140 @@
+import time
+
+import pytest
+import torch
+
+from minigpt import sampling
+from minigpt.checkpoint import save_checkpoint
+from minigpt.config import GPTConfig
+from minigpt.model import GPT
+from minigpt.tokenizer import CharTokenizer
+from minigpt_tui.app import MinigptApp
+from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.widgets.token_inspector import TokenInspector
+
+from .waiting import wait_for
+
+SIZE = (80, 24)
+CHARS = " abcdefghijklmnopqrstuvwxyz.,\n"
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(CHARS), block_size=32, n_layer=2, n_head=2, n_embd=32))
+    return save_checkpoint(tmp_path / "model.pt", model, CharTokenizer(CHARS))
+
+
+async def open_chat(app, pilot):
+    pane = app.query_one(ChatPane)
+    await wait_for(pilot, lambda: pane.model is not None, what="the model to load")
+    return pane
+
+
+async def ask(pilot, pane, prompt: str):
+    box = pane.query_one("#chat-prompt")
+    box.focus()
+    box.value = prompt
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: pane.reply is not None and not pane.generating,
+                   what="the reply to finish")
+    return str(pane.reply_text)
+
+
+async def test_chat_streams_a_reply_and_shows_candidates(checkpoint):
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        assert "0.0" in str(app.query_one("#chat-model").render())  # parameters, in millions
+        app.query_one("#max_new_tokens").value = "20"
+        reply = await ask(pilot, pane, "the cat")
+        assert reply.startswith("the cat") and len(reply) == len("the cat") + 20
+        inspector = app.query_one(TokenInspector)
+        assert len(inspector.tokens) == 20
+        last = inspector.tokens[-1]
+        assert last.chosen in [token for token, _ in last.options]
+        assert abs(sum(p for _, p in last.options) - 1) < 0.5 or len(last.options) == 8
+        inspector.focus()
+        await pilot.press("left", "left")
+        assert inspector.selected == 17
+        assert "tokens/s" in str(app.query_one("#chat-status").render())
+
+
+async def test_strategy_selector_and_settings_reach_the_sampler(checkpoint, monkeypatch):
+    seen = []
+    real = sampling.stream_pieces
+
+    def spy(model, tokenizer, prompt, cfg, *args, **kwargs):
+        seen.append(cfg)
+        return real(model, tokenizer, prompt, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "stream_pieces", spy)
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        for strategy in ("greedy", "min-p"):
+            app.query_one("#strategy").value = strategy
+            app.query_one("#seed").value = "7"
+            app.query_one("#max_new_tokens").value = "5"
+            await ask(pilot, pane, "a")
+        assert [cfg.strategy for cfg in seen] == ["greedy", "min-p"]
+        assert all(cfg.seed == 7 for cfg in seen)
+
+
+async def test_invalid_settings_block_generation(checkpoint, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sampling, "stream_pieces", lambda *a, **k: calls.append(a) or iter(()))
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        top_p = app.query_one("#top_p")
+        top_p.value = ""
+        top_p.focus()
+        await pilot.press("2")  # typed: validated as it is typed
+        await pilot.pause()
+        assert "top-p must be in (0, 1]" in str(app.query_one("#chat-status").render())
+        app.query_one("#chat-prompt").focus()
+        await pilot.press("h", "i", "enter")
+        await pilot.pause()
+        assert calls == [] and pane.reply is None
+
+
+async def test_escape_stops_a_reply(checkpoint, monkeypatch):
+    def slow(model, tokenizer, prompt, cfg, *args, **kwargs):
+        for _ in range(10_000):
+            time.sleep(0.01)
+            yield "a", sampling.NextToken(1, torch.full((len(CHARS),), 1 / len(CHARS)))
+
+    monkeypatch.setattr(sampling, "stream_pieces", slow)
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        app.query_one("#chat-prompt").focus()
+        await pilot.press("g", "o", "enter")
+        await wait_for(pilot, lambda: "aaa" in str(pane.reply_text), what="streaming to start")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not pane.generating, what="the reply to stop")
+        assert str(pane.reply_text).endswith("[stopped]")
+
+
+async def test_prompt_history_walks_back(checkpoint):
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        app.query_one("#max_new_tokens").value = "3"
+        await ask(pilot, pane, "one")
+        await ask(pilot, pane, "two")
+        await pilot.press("up")
+        assert app.query_one("#chat-prompt").value == "two"
+        await pilot.press("up")
+        assert app.query_one("#chat-prompt").value == "one"
+
+
+async def test_a_bad_checkpoint_is_reported_in_the_pane(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    app = MinigptApp(ckpt=bad, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        shown = lambda: str(app.query_one("#chat-model").render())  # noqa: E731
+        await wait_for(pilot, lambda: "refusing to load" in shown(), what="the load error")
+        assert app.query_one(ChatPane).model is None

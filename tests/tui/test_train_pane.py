@@ -1,0 +1,109 @@
+import os
+import signal
+import subprocess
+import sys
+
+from minigpt.events import list_runs, process_alive, read_events
+from minigpt_tui.app import MinigptApp, QuitScreen
+from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.widgets.loss_chart import LossChart
+
+from .waiting import settle, wait_for, wait_until
+
+SIZE = (80, 24)
+
+
+async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs):
+    app = MinigptApp(data=str(corpus_file), preset="tiny", steps=60, runs_root=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        reap_runs.append(pane.state.run_dir)
+        await wait_for(pilot, lambda: pane.state.status == "finished", what="the run to finish")
+        await settle(pilot)
+        stats = str(app.query_one("#train-stats").render())
+        assert "step 60/60" in stats and "tok/s" in stats and "cpu" in stats
+        assert pane.state.eval_xs == [0, 60] and len(pane.state.step_xs) > 3
+        chart = app.query_one("#train-chart", LossChart)
+        assert chart.series["val"][1] == pane.state.val_losses
+        assert pane.state.sample
+        assert "(read-only)" in str(app.query_one("#train-title").render())
+
+
+async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
+    app = MinigptApp(attach=finished_run, runs_root=finished_run.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = app.query_one(TrainPane)
+        assert pane.state.status == "finished" and pane.state.step == 40
+        assert pane.state.eval_xs == [0, 20, 40]
+        assert app.query_one("#train-chart", LossChart).series["train"][0] == [0, 20, 40]
+        await pilot.press("p")  # a finished run is read-only: a notice, nothing else
+        await pilot.pause()
+        assert pane.state.status == "finished"
+
+
+async def test_run_picker_lists_runs_and_attaches(finished_run):
+    app = MinigptApp(runs_root=finished_run.parent)  # runs exist and no --data: the picker opens
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "RunPicker"
+        await pilot.press("down", "enter")  # the first row is "new run"; the second is our run
+        await settle(pilot)
+        assert app.query_one(TrainPane).state.run_dir == finished_run
+
+
+async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_file, reap_runs):
+    app = MinigptApp(data=str(corpus_file), preset="tiny", steps=100_000,
+                     runs_root=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        reap_runs.append(pane.state.run_dir)
+        await wait_for(pilot, lambda: pane.state.step > 0, what="training steps")
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitScreen)
+        await pilot.press("s")
+    run_dir = pane.state.run_dir
+    wait_until(lambda: read_events(run_dir)[-1]["type"] == "done", what="the stopped run's done")
+    assert read_events(run_dir)[-1]["reason"] == "stopped"
+
+
+def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_file, reap_runs):
+    """The TUI is killed with SIGHUP (a closed SSH connection); its training child goes on."""
+    runs_root = tmp_path / "runs"
+    script = ("from minigpt_tui.app import MinigptApp\n"
+              f"MinigptApp(data={str(corpus_file)!r}, preset='tiny', steps=100_000, "
+              f"runs_root={str(runs_root)!r}).run(headless=True)\n")
+    tui = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: list_runs(runs_root) and list_runs(runs_root)[0].step > 0,
+                   what="the TUI's run to train")
+        run_dir = list_runs(runs_root)[0].path
+        reap_runs.append(run_dir)
+        pid = read_events(run_dir)[0]["pid"]
+        assert pid != tui.pid
+        tui.send_signal(signal.SIGHUP)
+        tui.wait(timeout=30)
+    finally:
+        if tui.poll() is None:
+            tui.kill()
+    before = len(read_events(run_dir))
+    assert process_alive(pid), "training died with its TUI"
+    wait_until(lambda: len(read_events(run_dir)) > before, what="training to go on writing events")
+
+    import asyncio
+
+    async def attach():
+        app = MinigptApp(attach=run_dir, runs_root=runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            pane = app.query_one(TrainPane)
+            assert pane.state.status == "running"
+            first = pane.state.step
+            assert first > 0 and pane.state.eval_xs[0] == 0  # the history from the start
+            await wait_for(pilot, lambda: pane.state.step > first, what="live steps")
+
+    asyncio.run(attach())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not process_alive(pid), what="the run to stop")
