@@ -17,11 +17,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Select, SelectionList, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from minigpt.ablation import VARIANTS
 from minigpt.events import EventTail, new_run_dir, process_alive
 from minigpt_tui import runs
+from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.loss_chart import LossChart
 
 PRESETS = [(p, p) for p in ("tiny", "cpu", "gpu", "gpt2")]
@@ -49,7 +50,7 @@ class AblatePane(Widget, can_focus=False):
     def compose(self) -> ComposeResult:
         with Horizontal(id="ablate-top"):
             with Vertical(id="ablate-form"):
-                yield SelectionList(*[(name, name, name == "residual") for name in VARIANTS],
+                yield CheckList(*[(name, name, name == "residual") for name in VARIANTS],
                                     id="ablate-variants")
                 yield Input(placeholder="data: builtin", id="ablate-data", compact=True)
                 with Horizontal(classes="setting"):
@@ -84,7 +85,7 @@ class AblatePane(Widget, can_focus=False):
         if self.is_live:
             self.notify("an ablation is running: cancel it first (ctrl+k)", severity="warning")
             return
-        variants = list(self.query_one(SelectionList).selected)
+        variants = list(self.query_one(CheckList).selected)
         steps_box = self.query_one("#ablate-steps", Input)
         if not variants:
             self.notify("pick at least one variant", severity="error")
