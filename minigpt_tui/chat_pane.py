@@ -144,6 +144,13 @@ class ChatPane(Widget, can_focus=False):
         from minigpt.errors import MinigptError
         from minigpt.train import describe_device, pick_device
 
+        import os
+
+        import torch
+
+        # Training runs beside us in a child process that uses every core; two thread pools
+        # spinning on the same cores slow both many times over, so chat takes half of them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         try:
             device = pick_device()
             ckpt = load_checkpoint(path, map_location=device)
