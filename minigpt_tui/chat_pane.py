@@ -140,13 +140,13 @@ class ChatPane(Widget, can_focus=False):
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: Path) -> None:
-        from minigpt.checkpoint import load_checkpoint
-        from minigpt.errors import MinigptError
-        from minigpt.train import describe_device, pick_device
-
         import os
 
         import torch
+
+        from minigpt.checkpoint import load_checkpoint
+        from minigpt.errors import MinigptError
+        from minigpt.train import describe_device, pick_device
 
         # Training runs beside us in a child process that uses every core; two thread pools
         # spinning on the same cores slow both many times over, so chat takes half of them.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,19 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("MINIGPT_CACHE", str(path))
     return path
+
+
+def minigpt(*args, input=None, env=None, cwd=None, timeout=240) -> subprocess.CompletedProcess:
+    """Run the real command line, as a user would."""
+    return subprocess.run([sys.executable, "-m", "minigpt", *map(str, args)], input=input,
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments) -> None:
+    """A user error: non-zero exit, no traceback, one line on stderr naming the problem."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -8,25 +8,12 @@ import sys
 import time
 
 import pytest
+from conftest import assert_one_line_error, minigpt
 
 from minigpt.checkpoint import load_checkpoint
 
 TINY = ["--preset", "tiny", "--block-size", "32", "--n-embd", "32", "--batch-size", "8",
         "--eval-interval", "20", "-q"]
-
-
-def minigpt(*args, input=None, cwd=None, timeout=240):
-    return subprocess.run([sys.executable, "-m", "minigpt", *map(str, args)], input=input,
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error, minigpt
 
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
 from minigpt.config import GPTConfig
@@ -52,23 +51,6 @@ SHAPES = {
 }
 VARIANTS = [("small", "safetensors"), ("odd", "safetensors"), ("untied", "safetensors"),
             ("small", "bin")]
-
-
-def minigpt(*args, env=None, cwd=None, timeout=240):
-    return subprocess.run([sys.executable, "-m", "minigpt", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=timeout)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-# --- fixtures: a GPT-2-format vocabulary and random GPT-2 folders ---------------------------------
 
 
 @pytest.fixture(scope="session")

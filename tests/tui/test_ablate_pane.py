@@ -13,19 +13,24 @@ from .waiting import wait_for
 SIZE = (80, 24)
 
 
+async def start_ablation(app, pilot, variants, corpus_file, steps: str) -> AblatePane:
+    """Fill the Ablate pane's form as a user would and press ctrl+r."""
+    await pilot.press("3")
+    checks = app.query_one(SelectionList)
+    checks.deselect_all()
+    for name in variants:
+        checks.select(name)
+    app.query_one("#ablate-data").value = str(corpus_file)
+    app.query_one("#ablate-steps").value = steps
+    app.query_one("#ablate-preset").value = "tiny"
+    await pilot.press("ctrl+r")
+    return app.query_one(AblatePane)
+
+
 async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        pane = app.query_one(AblatePane)
-        variants = app.query_one(SelectionList)
-        variants.deselect_all()
-        variants.select("attention")
-        variants.select("tying")
-        app.query_one("#ablate-data").value = str(corpus_file)
-        app.query_one("#ablate-steps").value = "15"
-        app.query_one("#ablate-preset").value = "tiny"
-        await pilot.press("ctrl+r")
+        pane = await start_ablation(app, pilot, ["attention", "tying"], corpus_file, "15")
         await wait_for(pilot, lambda: pane.status == "finished", timeout=300,
                        what="the ablation to finish")
         await pilot.pause(0.6)
@@ -53,15 +58,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
 async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        pane = app.query_one(AblatePane)
-        variants = app.query_one(SelectionList)
-        variants.deselect_all()
-        variants.select("attention")
-        app.query_one("#ablate-data").value = str(corpus_file)
-        app.query_one("#ablate-steps").value = "100000"
-        app.query_one("#ablate-preset").value = "tiny"
-        await pilot.press("ctrl+r")
+        pane = await start_ablation(app, pilot, ["attention"], corpus_file, "100000")
         await wait_for(pilot, lambda: pane.status == "running" and "step" in str(
             app.query_one("#ablate-status").render()), what="training")
         await pilot.press("ctrl+k")
