@@ -99,12 +99,12 @@ def train(
     eval_interval: Annotated[int | None, typer.Option("--eval-interval")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a model; checkpoints and events.jsonl go to the run directory."""
-    from minigpt.checkpoint import load_checkpoint
-    from minigpt.config import default_preset_name, preset
-    from minigpt.data import load_corpus
-    from minigpt.events import new_run_dir
-    from minigpt.train import Trainer, pick_device, prepare_data
+    """Train a model; checkpoints and events.jsonl go to the run directory.
+
+    Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
+    DDP and rank 0 alone writes the run directory and prints."""
+    from minigpt import distributed
+    from minigpt.train import pick_device
 
     overrides = dict(
         max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
@@ -112,7 +112,21 @@ def train(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         eval_interval=eval_interval,
     )
-    torch_device = pick_device(device)
+    torch_device = distributed.setup(pick_device(device))
+    try:
+        _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet)
+    finally:
+        distributed.teardown()
+
+
+def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet) -> None:
+    from minigpt import distributed
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.config import default_preset_name, preset
+    from minigpt.data import load_corpus
+    from minigpt.events import new_run_dir
+    from minigpt.train import Trainer, prepare_data
+
     checkpoint = None
     start = None  # the model --init starts from
     if resume is not None and init is not None:
@@ -152,13 +166,17 @@ def train(
     elif checkpoint is not None:
         run_dir = checkpoint.path.parent
         checkpoint_path = checkpoint.path
-    else:
+    elif distributed.is_main():  # under DDP the other processes write nothing
         run_dir = new_run_dir(name=name)
+    else:
+        run_dir = None
 
     trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
                       checkpoint_path=checkpoint_path, resume=checkpoint, init=start)
-    from minigpt.console import run_training
+    from minigpt.console import console, run_training
 
+    if not distributed.is_main():
+        console.quiet = True  # one process speaks for the run: rank 0
     reason = run_training(trainer, quiet=quiet)
     if reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)

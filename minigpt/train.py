@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from minigpt import distributed
 from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
@@ -102,6 +103,8 @@ class Trainer:
             self.checkpoint_path = Path(checkpoint_path)
         else:
             self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
+        if not distributed.is_main():  # under DDP only rank 0 writes events and checkpoints
+            self.run_dir, self.checkpoint_path = None, None
         self._stop_reason: str | None = None
         self._save_requested = False
         self._paused = False
@@ -116,11 +119,17 @@ class Trainer:
         if init is not None:
             self.origin = "; ".join(filter(None, [f"fine-tuned from {init.path}",
                                                   init.meta.get("source")]))
+        # What the training step runs: under DDP a wrapper that averages gradients over processes
+        # in backward; self.model stays the plain module (evaluation, sampling, checkpoints).
+        self.train_model = distributed.wrap(self.model)
         self.optimizer = self.model.configure_optimizer(
             self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
         # Batches come from their own generator so that evaluation and sampling, which use
-        # others, never change which batches training sees.
-        self.batch_generator = torch.Generator().manual_seed(self.cfg.seed)
+        # others, never change which batches training sees. Under DDP each process draws its own.
+        self.world = distributed.world()
+        self.batch_generator = torch.Generator().manual_seed(self.cfg.seed + self.world.rank)
+        # the global batch: every process's micro-batches together
+        self.tokens_per_step = self.cfg.tokens_per_step * self.world.size
         self.step = 0
         self.tokens_seen = 0
         self.last_eval: dict = {}
@@ -176,7 +185,8 @@ class Trainer:
                     data=self.data.corpus.description, data_source=self.data.corpus.source,
                     tokenizer=self.data.tokenizer.kind, vocab_size=self.data.tokenizer.vocab_size,
                     train_tokens=len(self.data.tokens.train), val_tokens=len(self.data.tokens.val),
-                    run_dir=str(self.run_dir) if self.run_dir else None, pid=os.getpid())
+                    run_dir=str(self.run_dir) if self.run_dir else None, pid=os.getpid(),
+                    world_size=self.world.size)
         if self.step == 0:
             yield from self._evaluate()
 
@@ -190,7 +200,7 @@ class Trainer:
                 train_seconds += time.perf_counter() - t0
                 window_loss += loss
                 window_steps += 1
-                window_tokens += cfg.tokens_per_step
+                window_tokens += self.tokens_per_step
 
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
                     now = time.perf_counter()
@@ -208,8 +218,9 @@ class Trainer:
                 if self._paused and not self._stop_reason:
                     yield from self._wait_while_paused()
                     window_tokens, window_start = 0, time.perf_counter()  # a pause is not slowness
-                if self._stop_reason:
-                    reason = self._stop_reason
+                # every process stops at the same step, whichever one was asked to
+                if distributed.any_rank(self._stop_reason is not None):
+                    reason = self._stop_reason or "stopped"
                     break
         except KeyboardInterrupt:
             reason = "interrupted"
@@ -238,13 +249,16 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         total = 0.0
-        for _ in range(cfg.grad_accum):
+        for micro_step in range(cfg.grad_accum):
             x, y = get_batch(self.data.tokens.train, cfg.batch_size, cfg.model.block_size,
                              self.batch_generator, self.device)
-            with self.autocast:
-                _, loss = self.model(x, y)
-            # each micro-batch contributes its share of the mean over the whole step
-            (loss / cfg.grad_accum).backward()
+            # under DDP, gradients are averaged over processes once, in the last micro-step
+            last = micro_step == cfg.grad_accum - 1
+            with nullcontext() if last or self.world.size == 1 else self.train_model.no_sync():
+                with self.autocast:
+                    _, loss = self.train_model(x, y)
+                # each micro-batch contributes its share of the mean over the whole step
+                (loss / cfg.grad_accum).backward()
             total += loss.item()
         # clip_grad_norm_ returns the norm before clipping; an infinite bound only measures it
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
@@ -252,8 +266,9 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens_seen += cfg.tokens_per_step
-        return total / cfg.grad_accum, float(grad_norm), lr
+        self.tokens_seen += self.tokens_per_step
+        # the loss of the global batch: the mean over processes of each one's mean
+        return distributed.all_reduce_mean(total / cfg.grad_accum), float(grad_norm), lr
 
     @torch.no_grad()
     def estimate_loss(self) -> dict[str, float]:
@@ -310,6 +325,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if "batch_rng" in state:
             self.batch_generator.set_state(state["batch_rng"].cpu())
+            if self.world.rank > 0:  # the checkpoint holds rank 0's; the others draw afresh
+                self.batch_generator.manual_seed(self.cfg.seed + self.world.rank + 7919 * self.step)
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and self.device.type == "cuda":

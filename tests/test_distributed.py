@@ -1,0 +1,127 @@
+"""DDP on CPU (gloo): two processes train like one process with the same global batch.
+
+Each rank of a 2-process run gets a batch of B sequences; a single process gets a batch of 2B made
+of the same sequences (rank 0's, then rank 1's). The mean loss over 2B rows is the mean of the two
+ranks' means, and DDP averages the two ranks' gradients, so both runs take the same steps: their
+logged losses agree to float rounding. Tolerance: 1e-4 absolute on every logged loss (we see
+differences around 1e-6: the gradients are summed in another order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from minigpt.data import Corpus, builtin_text
+
+STEPS = 10
+B = 4
+TOLERANCE = 1e-4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fixed_batch(data: torch.Tensor, block_size: int, step: int, rank: int):
+    """The B windows rank `rank` trains on at step `step`: fixed, whatever the process layout."""
+    gen = torch.Generator().manual_seed(1000 * step + rank)
+    starts = torch.randint(len(data) - block_size - 1, (B,), generator=gen)
+    chunk = torch.stack([data[s:s + block_size + 1] for s in starts.tolist()])
+    return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+
+def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
+    """Train STEPS steps; world_size 1 takes both ranks' batches at once."""
+    import minigpt.train as train_module
+    from minigpt import distributed
+    from minigpt.config import preset
+
+    torch.set_num_threads(1)
+    device = distributed.setup(torch.device("cpu"))
+    try:
+        cfg = preset("tiny").with_overrides(
+            block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=B * (2 // world_size),
+            max_steps=STEPS, warmup_steps=2, eval_interval=STEPS, eval_iters=2, log_interval=1,
+            sample_tokens=0)
+        corpus = Corpus(builtin_text()[:60_000], "test", "test text")
+        trainer = train_module.Trainer(cfg, train_module.prepare_data(corpus, cfg), device=device)
+        real_get_batch = train_module.get_batch
+
+        def arranged_batch(data, batch_size, block_size, generator, device):
+            if generator is not trainer.batch_generator:  # evaluation: unchanged
+                return real_get_batch(data, batch_size, block_size, generator, device)
+            ranks = [rank] if world_size == 2 else [0, 1]
+            parts = [fixed_batch(data, block_size, trainer.step, r) for r in ranks]
+            return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+        train_module.get_batch = arranged_batch
+        events = list(trainer.run())
+        result = {"losses": [e["loss"] for e in events if e["type"] == "step"],
+                  "weights": trainer.model.transformer.h[0].attn.c_attn.weight[:4, :4].tolist(),
+                  "world_size": events[0]["world_size"],
+                  "tokens_seen": trainer.tokens_seen}
+    finally:
+        train_module.get_batch = real_get_batch
+        distributed.teardown()
+    if out is not None:
+        Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    return result
+
+
+def _spawned(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    train_losses(rank, 2, out)
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    mp.spawn(_spawned, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    single = train_losses(0, 1)
+
+    assert len(single["losses"]) == STEPS
+    assert ranks[0]["world_size"] == 2 and single["world_size"] == 1
+    # the loss each rank logs is the mean over ranks, so both tell the same story
+    assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"], abs=1e-7)
+    assert ranks[0]["losses"] == pytest.approx(single["losses"], abs=TOLERANCE)
+    # (evaluation uses each process's own batch size, so its losses are not compared; the weights are)
+    torch.testing.assert_close(torch.tensor(ranks[0]["weights"]), torch.tensor(single["weights"]),
+                               atol=TOLERANCE, rtol=0)
+    assert ranks[0]["tokens_seen"] == single["tokens_seen"]  # the global batch is counted
+    assert single["losses"][-1] < single["losses"][0] - 0.3  # it really trained
+
+
+def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
+    """`torchrun --nproc_per_node=2 -m minigpt train`: one events.jsonl, one checkpoint."""
+    # this checkout's minigpt, whichever one is installed
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+           "-m", "minigpt", "train", "--preset", "tiny", "--steps", "10", "--eval-interval", "5",
+           "--device", "cpu", "--out", str(tmp_path / "run"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("minigpt train") == 1, proc.stdout  # rank 1 prints nothing
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.events import read_events
+
+    events = read_events(tmp_path / "run")
+    assert events[0]["world_size"] == 2
+    assert [e["step"] for e in events if e["type"] == "eval"] == [0, 5, 10]
+    assert events[-1]["type"] == "done" and events[-1]["reason"] == "finished"
+    assert load_checkpoint(tmp_path / "run").step == 10
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["events.jsonl", "model.pt"]
