@@ -274,10 +274,11 @@ def chat(
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
     if not plain:
-        from minigpt.checkpoint import resolve_checkpoint_path
+        from minigpt.checkpoint import load_checkpoint
         from minigpt_tui.app import MinigptApp
 
-        MinigptApp(ckpt=resolve_checkpoint_path(ckpt), autostart=False).run()
+        checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
+        MinigptApp(ckpt=checked.path, autostart=False).run()
         return
     model, tok = load_for_inference(ckpt, device)
     from minigpt.console import plain_chat
@@ -403,6 +404,9 @@ def tui(
         raise MinigptError(f"--steps must be at least 1, got {steps}")
     if attach is not None and summarize_run(attach) is None:
         raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
+    if data and data != "builtin" and not data.startswith(("http://", "https://")) \
+            and not Path(data).expanduser().exists():
+        raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp
 
     MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach).run()

@@ -117,6 +117,10 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     (["ablate", "residuals", "--steps", "5"], ["unknown variant"]),
     (["frobnicate"], ["No such command"]),
     (["train", "--device", "cuda:9"], []),
+    (["tui", "--data", "missing.txt"], ["no such file or folder"]),
+    (["tui", "--attach", "."], ["not a run directory"]),
+    (["tui", "--preset", "huge"], ["unknown preset"]),
+    (["chat", "--ckpt", "missing.pt"], ["no such checkpoint"]),
 ])
 def test_user_errors_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(minigpt(*args, cwd=tmp_path), *fragments)
@@ -144,6 +148,7 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     cut = tmp_path / "cut.pt"
     cut.write_bytes(ckpt.read_bytes()[:1000])
     assert_one_line_error(minigpt("generate", "--ckpt", cut), "truncated or corrupt")
+    assert_one_line_error(minigpt("chat", "--ckpt", cut), "truncated or corrupt")  # before the TUI
 
 
 def test_help_does_not_import_torch():
