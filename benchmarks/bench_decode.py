@@ -1,0 +1,118 @@
+"""Decode tokens/s: minigpt's generate against transformers' generate (with its KV cache).
+
+    python benchmarks/bench_decode.py                # GPT-2 124M shape, batch 1, greedy
+    python benchmarks/bench_decode.py --rounds 5 --new-tokens 64
+
+Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
+weights: speed does not depend on what the weights say. Each gets the same 16-token prompt and
+generates 128 new tokens greedily, batch 1: minigpt through `minigpt.sampling.generate` (prefill,
+then one position per token from its KV cache), transformers through `model.generate` with
+`use_cache=True` (its default cache). The time covers the whole call: prefill and every decode step.
+The two take turns for --rounds rounds, the order flipping each round; the figure for each is the
+median, and the headline is the ratio minigpt / transformers (above 1: minigpt is faster).
+
+Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+from minigpt.config import GPTConfig
+from minigpt.model import GPT
+from minigpt.sampling import SamplingConfig, generate
+
+SEED = 1337
+
+
+def build_transformers():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    # no end-of-text token: random weights could pick it, and generation would stop early
+    config = GPT2Config(bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def time_minigpt(model, prompt: list[int], n_new: int) -> tuple[float, list[int]]:
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=n_new)
+    t0 = time.perf_counter()
+    ids = [t.id for t in generate(model, prompt, cfg)]
+    return time.perf_counter() - t0, ids
+
+
+@torch.no_grad()
+def time_transformers(model, prompt: list[int], n_new: int) -> tuple[float, list[int]]:
+    idx = torch.tensor([prompt])
+    t0 = time.perf_counter()
+    out = model.generate(idx, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
+                         use_cache=True, attention_mask=torch.ones_like(idx))
+    seconds = time.perf_counter() - t0
+    return seconds, out[0, len(prompt):].tolist()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--prompt-tokens", type=int, default=16)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import transformers
+
+    torch.manual_seed(SEED)
+    ours = GPT(GPTConfig()).eval()
+    peer = build_transformers()
+    prompt = torch.randint(50257, (args.prompt_tokens,),
+                           generator=torch.Generator().manual_seed(SEED)).tolist()
+    print("== decode tokens/s: minigpt generate vs transformers generate (KV cache) ==")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"python {platform.python_version()}, cpu capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}, "
+          f"os cpus {os.cpu_count()}")
+    print(f"GPT-2 124M shape, random weights, fp32, batch 1, greedy, {args.prompt_tokens}-token "
+          f"prompt, {args.new_tokens} new tokens; {args.rounds} rounds, alternating")
+
+    # warm-up: first calls allocate and pick kernels
+    time_minigpt(ours, prompt, 4)
+    time_transformers(peer, prompt, 4)
+
+    runs = {"minigpt": (time_minigpt, ours), "transformers": (time_transformers, peer)}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(args.rounds):
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]
+        parts, starved = [], False
+        for name in order:
+            fn, model = runs[name]
+            cpu0 = time.process_time()
+            seconds, ids = fn(model, prompt, args.new_tokens)
+            share = (time.process_time() - cpu0) / seconds
+            assert len(ids) == args.new_tokens, (name, len(ids))
+            rates[name].append(args.new_tokens / seconds)
+            parts.append(f"{name} {rates[name][-1]:6.1f} tok/s (cpu {share:.2f})")
+            starved |= share < 0.8 * torch.get_num_threads()
+        # cpu: CPU time over wall time, about the thread count when the cores were ours
+        flag = "  <- cores shared with another process" if starved else ""
+        print(f"  round {r + 1}: " + " | ".join(parts)
+              + f" | ratio {rates['minigpt'][-1] / rates['transformers'][-1]:.2f}{flag}")
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    print("result (median over rounds):")
+    for name, v in rates.items():
+        print(f"  {name:<12} {med[name]:6.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]  "
+              f"{1000 / med[name]:6.1f} ms/token")
+    print(f"  ratio minigpt/transformers: {med['minigpt'] / med['transformers']:.2f} "
+          "(above 1: minigpt is faster)")
+
+
+if __name__ == "__main__":
+    main()

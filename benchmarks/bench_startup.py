@@ -1,0 +1,77 @@
+"""Start-up: `minigpt --help` wall time, and time to first token in `minigpt generate`.
+
+    python benchmarks/bench_startup.py               # 5 runs of each, medians
+    python benchmarks/bench_startup.py --runs 3
+
+Each run is a fresh `python -m minigpt ...` process (this checkout's minigpt, put first on
+PYTHONPATH), timed from start to exit. For reference it also times `python -c "import torch"`, the
+floor for any command that needs torch (the guide's target: `--help` under 0.3 s, so --help must not
+import torch). Time to first token: `minigpt generate -n 1` on a small checkpoint (4 layers / 4 heads
+/ 128 dims, char vocabulary, random weights) made once in a temporary folder: start-up, loading the
+checkpoint, prefill and one token. Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wall(cmd: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def make_checkpoint(path: Path) -> None:
+    from minigpt.checkpoint import save_checkpoint
+    from minigpt.config import preset
+    from minigpt.model import GPT
+    from minigpt.tokenizer import build_tokenizer
+
+    tok = build_tokenizer("char", "abcdefghijklmnopqrstuvwxyz ,.\n", 4096)
+    cfg = preset("cpu").with_overrides(vocab_size=tok.vocab_size)
+    save_checkpoint(path, GPT(cfg.model), tok, cfg, None, {})
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args(argv)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "model.pt"
+        make_checkpoint(ckpt)
+        cases = {
+            "minigpt --help": [py, "-m", "minigpt", "--help"],
+            'python -c "import torch"': [py, "-c", "import torch"],
+            "minigpt generate -n 1 (first token)": [py, "-m", "minigpt", "generate", "--ckpt",
+                                                    str(ckpt), "-p", "the ", "-n", "1",
+                                                    "--device", "cpu"],
+        }
+        print("== start-up: wall time of fresh processes ==")
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        wall(cases["minigpt --help"], env)  # warm the file cache
+        for _ in range(args.runs):
+            for name, cmd in cases.items():  # interleaved, so a busy moment hits all of them
+                times[name].append(wall(cmd, env))
+    for name, v in times.items():
+        print(f"  {name:<38} median {statistics.median(v):5.2f} s  "
+              f"[{min(v):.2f}..{max(v):.2f}] over {len(v)} runs")
+    ratio = statistics.median(times["minigpt --help"]) / statistics.median(
+        times['python -c "import torch"'])
+    print(f"  ratio --help / import torch: {ratio:.2f} (target for --help: under 0.3 s)")
+
+
+if __name__ == "__main__":
+    main()
