@@ -60,6 +60,22 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def autocast_for(device: torch.device, dtype: str = "auto"):
+    """The precision of forward passes: bf16 autocast (matmuls in bf16, weights and optimizer in
+    fp32) or plain fp32. "auto": bf16 on GPUs that support it, fp32 elsewhere; bf16 on a CPU is
+    opt-in (fast where the CPU has bf16 instructions, e.g. AVX-512 BF16 or AMX)."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    if dtype == "auto":
+        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    else:
+        use_bf16 = dtype == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps."""
     if step < cfg.warmup_steps:
@@ -90,7 +106,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: PreparedData, device: str | torch.device | None = None,
                  run_dir: str | os.PathLike | None = None,
                  checkpoint_path: str | os.PathLike | None = None,
-                 resume: Checkpoint | None = None, init: Checkpoint | None = None):
+                 resume: Checkpoint | None = None, init: Checkpoint | None = None,
+                 dtype: str = "auto"):
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.data = data
         # the model's vocabulary is the tokenizer's, whatever the preset said; a model that starts
@@ -135,11 +152,7 @@ class Trainer:
         self.last_eval: dict = {}
         if resume is not None:
             self._restore(resume.train_state or {})
-        # bf16 autocast on GPUs that have it; fp32 elsewhere
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            self.autocast = torch.autocast("cuda", dtype=torch.bfloat16)
-        else:
-            self.autocast = nullcontext()
+        self.autocast = autocast_for(self.device, dtype)
 
     # --- control from outside (signal handlers, the TUI) -------------------------------------------
 
