@@ -86,17 +86,9 @@ class AblationRunner:
 
     def run(self) -> Iterator[dict]:
         """The events of every variant; with a run directory, also appended to its events.jsonl."""
-        from minigpt.events import EventLog
+        from minigpt.events import logged
 
-        log = EventLog(self.run_dir) if self.run_dir else None
-        try:
-            for ev in self._run():
-                if log:
-                    log.write(ev)
-                yield ev
-        finally:
-            if log:
-                log.close()
+        yield from logged(self._run(), self.run_dir)
 
     def _run(self) -> Iterator[dict]:
         from minigpt.events import event

@@ -70,6 +70,24 @@ class EventLog:
         self._file.close()
 
 
+def logged(events: Iterator[dict], run_dir: str | os.PathLike | None) -> Iterator[dict]:
+    """Pass events through, appending each to run_dir/events.jsonl when there is a run directory.
+    An exception is recorded as an "error" event, then raised again."""
+    if run_dir is None:
+        yield from events
+        return
+    log = EventLog(run_dir)
+    try:
+        for ev in events:
+            log.write(ev)
+            yield ev
+    except Exception as e:
+        log.write(event("error", message=f"{type(e).__name__}: {e}"))
+        raise
+    finally:
+        log.close()
+
+
 class EventTail:
     """Reads a run's events.jsonl incrementally: each read_new() returns the lines completed since
     the last call, and never blocks. A half-written last line waits for the next call."""

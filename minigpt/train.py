@@ -26,7 +26,7 @@ from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import ConfigError
-from minigpt.events import EventLog, event
+from minigpt.events import event, logged
 from minigpt.model import GPT
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.tokenizer import Tokenizer, build_tokenizer
@@ -175,20 +175,8 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> Iterator[dict]:
-        log = EventLog(self.run_dir) if self.run_dir else None
-        try:
-            for ev in self._loop():
-                if log:
-                    log.write(ev)
-                yield ev
-        except Exception as e:
-            ev = event("error", message=f"{type(e).__name__}: {e}")
-            if log:
-                log.write(ev)
-            raise
-        finally:
-            if log:
-                log.close()
+        """The run's events; with a run directory, also appended to its events.jsonl."""
+        yield from logged(self._loop(), self.run_dir)
 
     def _loop(self) -> Iterator[dict]:
         cfg = self.cfg
