@@ -19,7 +19,7 @@ def keys_then_steady(*keys):
 
     async def run_before(pilot) -> None:
         await pilot.press(*keys)
-        await pilot.pause()
+        await pilot.pause(0.5)  # focus moves after a refresh: let it land before the picture
         for screen in pilot.app.screen_stack:
             for box in screen.query("Input"):
                 box.cursor_blink = False
