@@ -32,9 +32,5 @@ def test_new_run_form(app, snap_compare):
     assert snap_compare(app, run_before=keys_then_steady("n"), terminal_size=SIZE)
 
 
-def test_chat_pane_without_a_model(app, snap_compare):
-    assert snap_compare(app, run_before=keys_then_steady("2"), terminal_size=SIZE)
-
-
 def test_ablate_pane_before_a_run(app, snap_compare):
     assert snap_compare(app, run_before=keys_then_steady("3"), terminal_size=SIZE)
