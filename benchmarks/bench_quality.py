@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=110.0, help="wall-clock seconds of training")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--data", default=str(CORPUS / "tinyshakespeare.txt"))
+    p.add_argument("--dtype", default="auto", help="auto (the default recipe), fp32 or bf16")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} not found (set MINIGPT_SHARED_CORPORA)")
@@ -45,13 +46,14 @@ def main(argv=None) -> int:
     from minigpt.train import Trainer, prepare_data
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0)
-    trainer = Trainer(cfg, prepare_data(load_corpus(args.data), cfg), device="cpu")
+    trainer = Trainer(cfg, prepare_data(load_corpus(args.data), cfg), device="cpu",
+                      dtype=args.dtype)
     m = cfg.model
     print("== time to quality: validation loss within a wall-clock budget ==")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, os cpus {os.cpu_count()}")
     print(f"preset {args.preset}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} dims, "
           f"context {m.block_size}, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.max_steps} steps "
-          f"planned; data {args.data}; budget {args.budget:.0f} s")
+          f"planned; precision {trainer.precision}; data {args.data}; budget {args.budget:.0f} s")
     started = time.perf_counter()
     cpu0 = time.process_time()
     for ev in trainer.run():

@@ -98,8 +98,11 @@ def train(
     warmup_steps: Annotated[int | None, typer.Option("--warmup-steps")] = None,
     eval_interval: Annotated[int | None, typer.Option("--eval-interval")] = None,
     dtype: Annotated[str, typer.Option(
-        "--dtype", help="auto (bf16 on GPUs that have it, else fp32), fp32 or bf16 (autocast; "
-                        "on a CPU with bf16 instructions it can be faster).")] = "auto",
+        "--dtype", help="auto: bf16 autocast where the hardware has bf16 (recent GPUs, CPUs "
+                        "with AVX-512 BF16 or AMX), else fp32; or fp32, or bf16.")] = "auto",
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model: faster steps on GPUs after a minute of "
+                          "compiling; falls back to plain PyTorch if compiling fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a model; checkpoints and events.jsonl go to the run directory.
@@ -117,13 +120,14 @@ def train(
     )
     torch_device = distributed.setup(pick_device(device))
     try:
-        _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype)
+        _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype,
+               compile_model)
     finally:
         distributed.teardown()
 
 
 def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
-           dtype) -> None:
+           dtype, compile_model) -> None:
     from minigpt import distributed
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import default_preset_name, preset
@@ -176,7 +180,8 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
         run_dir = None
 
     trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
-                      checkpoint_path=checkpoint_path, resume=checkpoint, init=start, dtype=dtype)
+                      checkpoint_path=checkpoint_path, resume=checkpoint, init=start, dtype=dtype,
+                      compile=compile_model)
     from minigpt.console import console, run_training
 
     if not distributed.is_main():

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -100,7 +101,7 @@ def run_training(trainer, quiet: bool = False) -> str:
                     f"{ev['vocab_size']} tokens\n"
                     f"  data    {ev['data']}: {ev['train_tokens']:,} train / "
                     f"{ev['val_tokens']:,} val tokens\n"
-                    f"  device  {ev['device']}\n"
+                    f"  device  {ev['device']}, {ev.get('precision', 'fp32')}\n"
                     f"  run     {ev['run_dir']}")
                 task = progress.add_task("train", total=ev["max_steps"], completed=ev["step"],
                                          loss="-", speed="")
@@ -114,6 +115,9 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"[dim]{_indent(ev['text'])}[/]", markup=True)
             elif kind in ("paused", "resumed"):
                 console.print(f"{kind} at step {ev['step']}")
+            elif kind == "note":
+                console.print(f"[yellow]note:[/] {escape(ev['message'])}", markup=True,
+                              highlight=False)
             elif kind == "done":
                 reason = ev["reason"]
                 where = ev["checkpoint"]
@@ -126,8 +130,6 @@ def run_training(trainer, quiet: bool = False) -> str:
 
 
 def _indent(text: str, width: int = 400) -> str:
-    from rich.markup import escape
-
     text = text if len(text) <= width else text[:width] + "…"
     return "\n".join("  | " + escape(line) for line in text.splitlines())
 

@@ -56,6 +56,9 @@ def setup(device: torch.device) -> torch.device:
 def teardown() -> None:
     global _world
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # all processes leave together: a process that tears down while another still talks to
+        # it (rank 0 hosts the rendezvous store) can abort at exit
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     _world = World()
 

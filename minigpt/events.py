@@ -4,8 +4,11 @@
 line, appended and flushed as training goes, so another process (the TUI, `--attach`, a test) can
 replay a run's history and follow it live. Every event has "type" and "time" (Unix seconds):
 
-    start       step, max_steps, config, device, params, data, train_tokens, val_tokens, run_dir
-    step        step, max_steps, loss, lr, grad_norm, tokens_per_s, elapsed
+    start       step, max_steps, config, device, precision ("bf16" or "fp32"), peak_flops (of all
+                processes' devices; null where unknown, as on CPUs), params, data, train_tokens,
+                val_tokens, run_dir
+    step        step, max_steps, loss, lr, grad_norm, tokens_per_s, flops_per_s (the model FLOPs
+                those tokens need: PaLM's count), mfu (flops_per_s / peak_flops, or null), elapsed
     eval        step, train_loss, val_loss
     sample      step, text
     checkpoint  step, path
@@ -13,6 +16,7 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
                 tokens_per_s, elapsed, checkpoint
     paused      step                      (and "resumed", step)
     error       message
+    note        step, message             (something the user should know, e.g. compiling failed)
 
 An ablation's directory holds the events of every variant, each tagged "variant", between
 "ablation_start" (variants, max_steps, pid) and "ablation_done" (reason), with a "result" event

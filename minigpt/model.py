@@ -100,6 +100,11 @@ class CausalSelfAttention(nn.Module):
 
     def fused_attention(self, q, k, v):
         """The same computation through PyTorch's fused kernel (flash attention where available)."""
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # Fast path: PyTorch's CPU flash kernel runs slower in bf16 than in fp32 (its backward
+            # about 1.6x slower with AVX-512 and AMX), so under bf16 autocast attend in fp32.
+            with torch.autocast("cpu", enabled=False):
+                return self.fused_attention(q.float(), k.float(), v.float()).to(q.dtype)
         n_queries, n_keys = q.size(2), k.size(2)
         dropout_p = self.dropout if self.training else 0.0
         if n_queries == n_keys:  # the whole sequence: the usual lower-triangular mask
@@ -197,6 +202,16 @@ class GPT(nn.Module):
         if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
         return n
+
+    def flops_per_token(self) -> int:
+        """FLOPs one training token costs (forward and backward) at full context, as PaLM counts
+        them: 6 per weight (2 forward, 4 backward) plus the attention scores and their use."""
+        cfg = self.config
+        n_weights = self.num_params(non_embedding=True)  # the head's matmul counts wte's once
+        attention = 0
+        if cfg.attention:  # q k^T and weights @ v: 2 x 2 x T x n_embd per layer forward, x3 with backward
+            attention = 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        return 6 * n_weights + attention
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 input_pos: int | None = None):

@@ -34,6 +34,7 @@ class RunState:
     step: int = 0
     max_steps: int = 0
     device: str = ""
+    precision: str = ""
     params: int = 0
     data: str = ""
     loss: float | None = None
@@ -41,6 +42,8 @@ class RunState:
     lr: float | None = None
     grad_norm: float | None = None
     tokens_per_s: float | None = None
+    flops_per_s: float | None = None
+    mfu: float | None = None  # of the device's peak; None where the peak is unknown (CPUs)
     steps_per_s: float | None = None
     sample: str = ""
     checkpoint: str | None = None
@@ -58,6 +61,7 @@ class RunState:
             self.status, self.pid = "running", ev.get("pid")
             self.step, self.max_steps = ev["step"], ev["max_steps"]
             self.device, self.params, self.data = ev["device"], ev["params"], ev["data"]
+            self.precision = ev.get("precision", "")  # absent in runs from older versions
             self._last_step_event = None
         elif kind == "step":
             if self._last_step_event:  # steps/s from consecutive step events
@@ -68,6 +72,7 @@ class RunState:
             self.step, self.max_steps = ev["step"], ev["max_steps"]
             self.loss, self.lr, self.grad_norm = ev["loss"], ev["lr"], ev["grad_norm"]
             self.tokens_per_s = ev["tokens_per_s"]
+            self.flops_per_s, self.mfu = ev.get("flops_per_s"), ev.get("mfu")
             self.step_xs.append(ev["step"])
             self.step_losses.append(ev["loss"])
         elif kind == "eval":
@@ -99,6 +104,17 @@ class RunState:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _compute(s: RunState) -> str:
+    """How hard the model works the device: MFU where the peak is known, else FLOP/s."""
+    if s.mfu is not None:
+        return f"MFU {s.mfu:.0%}"
+    if s.flops_per_s is None:
+        return ""
+    if s.flops_per_s >= 1e12:
+        return f"{s.flops_per_s / 1e12:.2f} TFLOP/s"
+    return f"{s.flops_per_s / 1e9:.0f} GFLOP/s"
 
 
 def _duration(seconds: float | None) -> str:
@@ -201,8 +217,8 @@ class TrainPane(Widget, can_focus=True):
             f"step [b]{s.step}[/b]/{s.max_steps}  loss [b]{_fmt(s.loss, '.3f')}[/b]  "
             f"val [b]{_fmt(s.val_loss, '.3f')}[/b]  eta {_duration(s.eta_s)}\n"
             f"{_fmt(s.tokens_per_s, ',.0f')} tok/s  {_fmt(s.steps_per_s, '.1f')} steps/s  "
-            f"lr {_fmt(s.lr, '.2e')}  grad {_fmt(s.grad_norm, '.2f')}\n"
-            f"{s.device}  {params}  {s.data}")
+            f"{_compute(s)}  lr {_fmt(s.lr, '.2e')}  grad {_fmt(s.grad_norm, '.2f')}\n"
+            f"{s.device} {s.precision}  {params}  {s.data}")
         self.query_one(Sparkline).data = s.step_losses[-120:]
         chart = self.query_one(LossChart)
         chart.set_series("train", s.eval_xs, s.train_losses)

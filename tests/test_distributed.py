@@ -55,7 +55,8 @@ def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
             max_steps=STEPS, warmup_steps=2, eval_interval=STEPS, eval_iters=2, log_interval=1,
             sample_tokens=0)
         corpus = Corpus(builtin_text()[:60_000], "test", "test text")
-        trainer = train_module.Trainer(cfg, train_module.prepare_data(corpus, cfg), device=device)
+        trainer = train_module.Trainer(cfg, train_module.prepare_data(corpus, cfg), device=device,
+                                      dtype="fp32")  # exact comparison: no bf16 rounding
         real_get_batch = train_module.get_batch
 
         def arranged_batch(data, batch_size, block_size, generator, device):

@@ -37,6 +37,15 @@ def test_gpt2_small_has_124m_parameters():
     assert model.num_params() == 124_439_808
 
 
+def test_flops_per_token_is_palms_count():
+    # GPT-2 small at context 1024: 6 x 123.65M weights + 12 x 12 layers x 768 x 1024 = 855M
+    gpt2 = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+    model = GPT(gpt2)
+    assert model.flops_per_token() == 6 * 123_653_376 + 12 * 12 * 768 * 1024
+    no_attention = GPT(replace(gpt2, n_layer=1, attention=False))
+    assert no_attention.flops_per_token() == 6 * no_attention.num_params(non_embedding=True)
+
+
 def test_head_is_tied_to_token_embedding(tiny_model_config):
     model = make(tiny_model_config)
     assert model.lm_head.weight is model.transformer.wte.weight
@@ -48,6 +57,22 @@ def test_explicit_and_fused_attention_agree(tiny_model_config):
     explicit.load_state_dict(fused.state_dict())
     idx = tokens(tiny_model_config)
     torch.testing.assert_close(explicit(idx)[0], fused(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_attention_on_cpu_is_computed_in_fp32(tiny_model_config):
+    # The CPU fast path: bf16 q, k, v are attended in fp32 (faster there), forward and backward,
+    # so the result is exactly fp32 attention rounded to bf16, the same as the plain path up to that.
+    attn = make(tiny_model_config).transformer.h[0].attn
+    q, k, v = (torch.randn(2, 4, 16, 8).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn.fused_attention(q, k, v)
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, expected.bfloat16())
+    torch.testing.assert_close(out.float(), attn.explicit_attention(q.float(), k.float(), v.float()),
+                               atol=1e-2, rtol=1e-2)
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and q.grad.abs().sum() > 0
 
 
 def test_mlp_uses_gpt2_tanh_gelu(tiny_model_config):

@@ -112,8 +112,44 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, 
     weights = []
     for batch_size, accum in ((8, 1), (4, 2)):
         cfg = tiny_train_config.with_overrides(batch_size=batch_size, grad_accum=accum, max_steps=1)
-        trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
+        # fp32: in bf16 the two splits round differently
+        trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")
         monkeypatch.setattr(train_module, "get_batch", batches(batch_size))
         trainer._train_step()
         weights.append(trainer.model.transformer.h[0].attn.c_attn.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], atol=1e-6, rtol=1e-5)
+
+
+def test_compiled_training_matches_eager_and_saves_gpt2_names(tiny_train_config, corpus, tmp_path):
+    cfg = tiny_train_config.with_overrides(max_steps=3, log_interval=1, eval_interval=3,
+                                           sample_tokens=0)
+    runs = {}
+    for compiled in (False, True):
+        trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32",
+                          run_dir=tmp_path / str(compiled), compile=compiled)
+        events = list(trainer.run())
+        runs[compiled] = [e["loss"] for e in events if e["type"] == "step"]
+        assert events[0]["compiled"] is compiled
+        assert not [e for e in events if e["type"] == "note"]  # it compiled: no fallback
+    assert runs[True] == pytest.approx(runs[False], abs=1e-4)
+    saved = load_checkpoint(tmp_path / "True").state_dict
+    assert not [k for k in saved if "_orig_mod" in k]
+    assert "transformer.h.0.attn.c_attn.weight" in saved
+
+
+def test_a_failed_compile_falls_back_to_eager_with_a_note(tiny_train_config, corpus, monkeypatch):
+    def broken_compile(module):
+        def run(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler\n(details)")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = tiny_train_config.with_overrides(max_steps=3, log_interval=1, sample_tokens=0)
+    eager = [e["loss"] for e in Trainer(cfg, prepare_data(corpus, cfg), device="cpu").run()
+             if e["type"] == "step"]
+    events = list(Trainer(cfg, prepare_data(corpus, cfg), device="cpu", compile=True).run())
+    notes = [e for e in events if e["type"] == "note"]
+    assert [n["message"] for n in notes] == [
+        "torch.compile failed, training without it: RuntimeError: InductorError: no working C++ "
+        "compiler"]
+    assert [e["loss"] for e in events if e["type"] == "step"] == eager
+    assert events[-1]["reason"] == "finished"

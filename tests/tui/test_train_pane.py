@@ -3,7 +3,7 @@ import signal
 import subprocess
 import sys
 
-from minigpt.events import list_runs, process_alive, read_events
+from minigpt.events import EventLog, event, list_runs, process_alive, read_events
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
@@ -22,6 +22,7 @@ async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs)
         await settle(pilot)
         stats = str(app.query_one("#train-stats").render())
         assert "step 60/60" in stats and "tok/s" in stats and "cpu" in stats
+        assert "FLOP/s" in stats  # a CPU's peak is unknown: the pane shows FLOP/s, not MFU
         assert pane.state.eval_xs == [0, 60] and len(pane.state.step_xs) > 3
         chart = app.query_one("#train-chart", LossChart)
         assert chart.series["val"][1] == pane.state.val_losses
@@ -40,6 +41,25 @@ async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
         await pilot.press("p")  # a finished run is read-only: a notice, nothing else
         await pilot.pause()
         assert pane.state.status == "finished"
+
+
+async def test_a_gpu_run_shows_its_mfu_and_precision(tmp_path):
+    """A run from a GPU box (events written as its trainer writes them) shows MFU, not FLOP/s."""
+    run_dir = tmp_path / "runs" / "h100"
+    run_dir.mkdir(parents=True)
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=100, device="cuda: NVIDIA H100 80GB HBM3",
+                    precision="bf16", peak_flops=989e12, params=124_000_000, data="owt", pid=None))
+    log.write(event("step", step=10, max_steps=100, loss=6.5, lr=6e-4, grad_norm=1.0,
+                    tokens_per_s=540_000.0, flops_per_s=4.6e14, mfu=0.4651, elapsed=9.0))
+    log.write(event("done", step=10, reason="stopped"))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        stats = str(app.query_one("#train-stats").render())
+        assert "MFU 47%" in stats and "FLOP/s" not in stats
+        assert "NVIDIA H100 80GB HBM3 bf16" in stats
 
 
 async def test_run_picker_lists_runs_and_attaches(finished_run):
