@@ -2,6 +2,11 @@
 
     python benchmarks/bench_decode.py                # GPT-2 124M shape, batch 1, greedy
     python benchmarks/bench_decode.py --rounds 5 --new-tokens 64
+    python benchmarks/bench_decode.py --weights int8   # only minigpt's int8 weights
+
+minigpt runs once per weight format (`--weights`, default all three: fp32, bf16 and int8, as
+`minigpt generate --weights` offers them; see minigpt/quantize.py); transformers runs in fp32, as
+it comes. The quality each format costs is measured by bench_weights.py, not here.
 
 Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
 weights: speed does not depend on what the weights say. Each gets the same 16-token prompt and
@@ -17,6 +22,7 @@ Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -26,6 +32,7 @@ import torch
 
 from minigpt.config import GPTConfig
 from minigpt.model import GPT
+from minigpt.quantize import WEIGHT_FORMATS, convert_weights
 from minigpt.sampling import SamplingConfig, generate
 
 SEED = 1337
@@ -64,14 +71,21 @@ def main(argv=None) -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
+    p.add_argument("--weights", default=",".join(WEIGHT_FORMATS),
+                   help="minigpt's weight formats to time, comma-separated (default: all)")
     args = p.parse_args(argv)
+    formats = args.weights.split(",")
+    if not formats or any(f not in WEIGHT_FORMATS for f in formats):
+        p.error(f"--weights: a comma-separated list of {', '.join(WEIGHT_FORMATS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     import transformers
 
     torch.manual_seed(SEED)
-    ours = GPT(GPTConfig()).eval()
+    fp32_model = GPT(GPTConfig()).eval()
+    # every format is converted from the same fp32 weights
+    ours = {f"minigpt {f}": convert_weights(copy.deepcopy(fp32_model), f) for f in formats}
     peer = build_transformers()
     prompt = torch.randint(50257, (args.prompt_tokens,),
                            generator=torch.Generator().manual_seed(SEED)).tolist()
@@ -80,14 +94,15 @@ def main(argv=None) -> None:
           f"python {platform.python_version()}, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}, "
           f"os cpus {os.cpu_count()}")
-    print(f"GPT-2 124M shape, random weights, fp32, batch 1, greedy, {args.prompt_tokens}-token "
-          f"prompt, {args.new_tokens} new tokens; {args.rounds} rounds, alternating")
+    print(f"GPT-2 124M shape, random weights, batch 1, greedy, {args.prompt_tokens}-token "
+          f"prompt, {args.new_tokens} new tokens; minigpt weights {', '.join(formats)}, "
+          f"transformers fp32; {args.rounds} rounds, alternating")
 
-    # warm-up: first calls allocate and pick kernels
-    time_minigpt(ours, prompt, 4)
-    time_transformers(peer, prompt, 4)
+    runs = {name: (time_minigpt, model) for name, model in ours.items()}
+    runs["transformers"] = (time_transformers, peer)
+    for fn, model in runs.values():  # warm-up: first calls allocate and pick kernels
+        fn(model, prompt, 4)
 
-    runs = {"minigpt": (time_minigpt, ours), "transformers": (time_transformers, peer)}
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.rounds):
         order = list(runs) if r % 2 == 0 else list(runs)[::-1]
@@ -103,15 +118,15 @@ def main(argv=None) -> None:
             starved |= share < 0.8 * torch.get_num_threads()
         # cpu: CPU time over wall time, about the thread count when the cores were ours
         flag = "  <- cores shared with another process" if starved else ""
-        print(f"  round {r + 1}: " + " | ".join(parts)
-              + f" | ratio {rates['minigpt'][-1] / rates['transformers'][-1]:.2f}{flag}")
+        print(f"  round {r + 1}: " + " | ".join(parts) + flag)
     med = {name: statistics.median(v) for name, v in rates.items()}
     print("result (median over rounds):")
     for name, v in rates.items():
-        print(f"  {name:<12} {med[name]:6.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]  "
+        print(f"  {name:<14} {med[name]:6.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]  "
               f"{1000 / med[name]:6.1f} ms/token")
-    print(f"  ratio minigpt/transformers: {med['minigpt'] / med['transformers']:.2f} "
-          "(above 1: minigpt is faster)")
+    for name in ours:
+        print(f"  ratio {name}/transformers: {med[name] / med['transformers']:.2f} "
+              "(above 1: minigpt is faster)")
 
 
 if __name__ == "__main__":

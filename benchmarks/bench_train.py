@@ -2,6 +2,11 @@
 
     python benchmarks/bench_train.py                  # 4 layers / 4 heads / 128 dims, ctx 256, batch 32
     python benchmarks/bench_train.py --shape gpt2     # GPT-2 124M shape at ctx 256, batch 4
+    python benchmarks/bench_train.py --dtype fp32     # like for like: both in fp32
+
+minigpt trains in its default precision (`--dtype auto`: bf16 autocast where the hardware has
+bf16, as `minigpt train` does) and transformers as it comes (fp32); `--dtype` and `--peer-dtype`
+set either one, so the same-precision ratio can be measured too.
 
 Both models are built at the same configuration and trained on the same random token batches with
 the same optimizer settings. One training step is forward + loss, backward, AdamW step and
@@ -38,6 +43,7 @@ import torch
 
 from minigpt.config import GPTConfig
 from minigpt.model import GPT
+from minigpt.train import autocast_for, resolve_precision
 
 # Per-shape defaults. "small" is configuration (a) of the project guide, with a char vocabulary;
 # "gpt2" is GPT-2 small's shape at a shorter context, with fewer steps so it stays about two minutes.
@@ -77,6 +83,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--block-size", type=int, help="context: tokens per sequence")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if present)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="minigpt's precision; auto is its default (bf16 autocast where the "
+                        "hardware has bf16)")
+    p.add_argument("--peer-dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="transformers' precision (default fp32, as it runs out of the box)")
+    p.add_argument("--compile", action="store_true", help="torch.compile minigpt's model")
     args = p.parse_args(argv)
     # Flags left unset take the shape's defaults.
     for key in ("steps", "rounds", "warmup", "batch_size", "block_size"):
@@ -104,23 +116,26 @@ def decay_groups(model: torch.nn.Module) -> list[dict]:
     ]
 
 
-def build_minigpt(shape: dict, block_size: int, device: torch.device) -> Contender:
+def build_minigpt(shape: dict, block_size: int, device: torch.device, precision: str,
+                  compile: bool) -> Contender:
     config = GPTConfig(vocab_size=shape["vocab_size"], block_size=block_size,
                        n_layer=shape["n_layer"], n_head=shape["n_head"], n_embd=shape["n_embd"],
                        dropout=0.0)
     model = GPT(config).to(device).train()
     # minigpt's own optimizer setup, the one its training loop uses
     optimizer = model.configure_optimizer(WEIGHT_DECAY, LR, BETAS, device.type)
+    forward = torch.compile(model) if compile else model
 
     def step_loss(idx, targets):
-        _, loss = model(idx, targets)
+        with autocast_for(device, precision):
+            _, loss = forward(idx, targets)
         return loss
 
     return Contender("minigpt", model, optimizer, step_loss)
 
 
 def build_transformers(shape: dict, block_size: int, device: torch.device,
-                       like: torch.optim.Optimizer) -> Contender:
+                       like: torch.optim.Optimizer, precision: str) -> Contender:
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
 
@@ -150,7 +165,8 @@ def build_transformers(shape: dict, block_size: int, device: torch.device,
 
     def step_loss(idx, targets):
         # labels=input: transformers shifts inside, so `targets` is not used (see the docstring)
-        return model(input_ids=idx, labels=idx).loss
+        with autocast_for(device, precision):
+            return model(input_ids=idx, labels=idx).loss
 
     return Contender("transformers", model, optimizer, step_loss)
 
@@ -215,9 +231,10 @@ def main(argv=None) -> None:
     B, T = args.batch_size, args.block_size
     tokens_per_step = B * T
 
+    precision = resolve_precision(device, args.dtype)
     torch.manual_seed(SEED)
-    ours = build_minigpt(shape, T, device)
-    peer = build_transformers(shape, T, device, like=ours.optimizer)
+    ours = build_minigpt(shape, T, device, precision, args.compile)
+    peer = build_transformers(shape, T, device, like=ours.optimizer, precision=args.peer_dtype)
     contenders = [ours, peer]
     batches = make_batches(N_BATCHES, B, T, shape["vocab_size"], device)
 
@@ -233,10 +250,11 @@ def main(argv=None) -> None:
     print(f"device {where}, torch threads {threads}, os cpus {os.cpu_count()}")
     print(f"shape {args.shape}: n_layer {shape['n_layer']}, n_head {shape['n_head']}, "
           f"n_embd {shape['n_embd']}, vocab {shape['vocab_size']}, context {T}, batch {B} "
-          f"-> {tokens_per_step} tokens/step, dropout 0, fp32")
-    print(f"minigpt      : {count_params(ours.model):,} params, attn {ours.model.config.attn_impl}, "
+          f"-> {tokens_per_step} tokens/step, dropout 0")
+    print(f"minigpt      : {count_params(ours.model):,} params, {precision}"
+          f"{' compiled' if args.compile else ''}, attn {ours.model.config.attn_impl}, "
           f"{describe_optimizer(ours.optimizer)}")
-    print(f"transformers : {count_params(peer.model):,} params, "
+    print(f"transformers : {count_params(peer.model):,} params, {args.peer_dtype}, "
           f"attn {peer.model.config._attn_implementation}, "
           f"activation {peer.model.config.activation_function}, {describe_optimizer(peer.optimizer)}")
     print(f"schedule: {args.warmup} warm-up steps each, then {args.rounds} rounds x "

@@ -205,6 +205,9 @@ PenaltyOpt = Annotated[float, typer.Option(
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate.")]
 StopOpt = Annotated[list[str] | None, typer.Option(
     "--stop", help="Stop before this string (repeatable).")]
+WeightsOpt = Annotated[str, typer.Option(
+    "--weights", help="fp32 (exact), bf16, or int8 (weight-only quantized: decodes about 1.7x "
+                      "faster than fp32 on a CPU, for a small loss of quality; see the README).")]
 
 
 def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
@@ -216,14 +219,22 @@ def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penal
                           max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
 
 
-def load_for_inference(ckpt: Path, device: str | None):
+def check_weights(weights: str) -> None:
+    from minigpt.quantize import WEIGHT_FORMATS
+
+    if weights not in WEIGHT_FORMATS:
+        raise MinigptError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+
+
+def load_for_inference(ckpt: Path, device: str | None, weights: str = "fp32"):
     from minigpt.checkpoint import load_checkpoint
+    from minigpt.quantize import convert_weights
     from minigpt.train import pick_device
 
+    check_weights(weights)
     torch_device = pick_device(device)
     checkpoint = load_checkpoint(ckpt, map_location=torch_device)
-    model = checkpoint.build_model(torch_device)
-    model.eval()
+    model = convert_weights(checkpoint.build_model(torch_device).eval(), weights)
     return model, checkpoint.tokenizer
 
 
@@ -241,6 +252,7 @@ def generate(
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    weights: WeightsOpt = "fp32",
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
@@ -248,7 +260,7 @@ def generate(
 
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    model, tok = load_for_inference(ckpt, device)
+    model, tok = load_for_inference(ckpt, device, weights)
     if not prompt:
         raise MinigptError("the prompt is empty")
     tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
@@ -278,6 +290,7 @@ def chat(
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    weights: WeightsOpt = "fp32",
 ) -> None:
     """Talk to a model: each line you type is continued by the model."""
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
@@ -286,10 +299,11 @@ def chat(
         from minigpt.checkpoint import load_checkpoint
         from minigpt_tui.app import MinigptApp
 
+        check_weights(weights)
         checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
-        MinigptApp(ckpt=checked.path, autostart=False).run()
+        MinigptApp(ckpt=checked.path, autostart=False, weights=weights).run()
         return
-    model, tok = load_for_inference(ckpt, device)
+    model, tok = load_for_inference(ckpt, device, weights)
     from minigpt.console import plain_chat
 
     plain_chat(model, tok, cfg)

@@ -66,8 +66,10 @@ class MinigptApp(App):
 
     def __init__(self, data: str | None = None, preset: str | None = None,
                  steps: int | None = None, attach: Path | None = None, ckpt: Path | None = None,
-                 runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True):
+                 runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
+                 weights: str = "fp32"):
         super().__init__()
+        self.weights = weights  # for the chat model (minigpt chat --weights)
         self.data, self.preset, self.steps = data, preset, steps
         self.attach_dir, self.ckpt = attach, ckpt
         self.runs_root = Path(runs_root)
@@ -86,7 +88,7 @@ class MinigptApp(App):
 
     def on_mount(self) -> None:
         if self.ckpt:
-            self.query_one(ChatPane).load(self.ckpt)
+            self.query_one(ChatPane).load(self.ckpt, self.weights)
         elif self.attach_dir:
             self.open_run(Path(self.attach_dir))
         elif self.autostart:

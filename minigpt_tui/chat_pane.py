@@ -106,6 +106,7 @@ class ChatPane(Widget, can_focus=False):
         self.model = None
         self.tokenizer = None
         self.checkpoint_path: Path | None = None
+        self.weights = "fp32"  # how the model's weights are held for decoding: fp32, bf16, int8
         self.reply: Static | None = None
         self.reply_text = Text()
         self.generating = False
@@ -133,19 +134,22 @@ class ChatPane(Widget, can_focus=False):
 
     # --- model -------------------------------------------------------------------------------------
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path, weights: str | None = None) -> None:
+        """Load a checkpoint; weights: fp32, bf16 or int8 (see minigpt.quantize), else as before."""
         self.query_one("#chat-model", Static).update(f"loading {path} ...")
         self.checkpoint_path = Path(path)
-        self._load(Path(path))
+        self.weights = weights or self.weights
+        self._load(Path(path), self.weights)
 
     @work(thread=True, exclusive=True, group="load")
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path, weights: str) -> None:
         import os
 
         import torch
 
         from minigpt.checkpoint import load_checkpoint
         from minigpt.errors import MinigptError
+        from minigpt.quantize import convert_weights
         from minigpt.train import describe_device, pick_device
 
         # Training runs beside us in a child process that uses every core; two thread pools
@@ -154,14 +158,15 @@ class ChatPane(Widget, can_focus=False):
         try:
             device = pick_device()
             ckpt = load_checkpoint(path, map_location=device)
-            model = ckpt.build_model(device).eval()
+            model = convert_weights(ckpt.build_model(device).eval(), weights)
         except MinigptError as e:
             self.post_message(self.LoadFailed(str(e)))
             return
         cfg = ckpt.model_config
         description = (f"[b]{path}[/b]  {model.num_params() / 1e6:.2f}M params, "
                        f"{ckpt.tokenizer.kind} {ckpt.tokenizer.vocab_size} tokens, context "
-                       f"{cfg.block_size}, step {ckpt.step}, {describe_device(device)}")
+                       f"{cfg.block_size}, step {ckpt.step}, {describe_device(device)}, "
+                       f"{weights} weights")
         self.post_message(self.Loaded(model, ckpt.tokenizer, description))
 
     @on(Loaded)

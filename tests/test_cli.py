@@ -71,6 +71,15 @@ def test_generate_prints_prompt_and_continuation(trained):
     assert again.stdout == result.stdout
 
 
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_generate_with_smaller_weights(trained, weights):
+    _, ckpt, _, _ = trained
+    result = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
+                     "--weights", weights)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The ") and len(result.stdout) > len("The ") + 10
+
+
 @pytest.mark.parametrize("strategy", ["temperature", "top-k", "top-p", "min-p"])
 def test_every_strategy_is_reachable(trained, strategy):
     _, ckpt, _, _ = trained
@@ -129,7 +138,7 @@ def test_user_errors_are_one_line(tmp_path, args, fragments):
 def test_bad_sampling_values_are_one_line(trained):
     _, ckpt, _, _ = trained
     for args, fragment in ((["--temperature", "-1"], "temperature"), (["--top-p", "0"], "top-p"),
-                           (["--top-k", "0"], "top-k")):
+                           (["--top-k", "0"], "top-k"), (["--weights", "fp16"], "--weights")):
         assert_one_line_error(minigpt("generate", "--ckpt", ckpt, *args), fragment)
 
 
@@ -149,6 +158,7 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     cut.write_bytes(ckpt.read_bytes()[:1000])
     assert_one_line_error(minigpt("generate", "--ckpt", cut), "truncated or corrupt")
     assert_one_line_error(minigpt("chat", "--ckpt", cut), "truncated or corrupt")  # before the TUI
+    assert_one_line_error(minigpt("chat", "--ckpt", ckpt, "--weights", "int4"), "--weights")
 
 
 def test_help_does_not_import_torch():

@@ -138,3 +138,15 @@ async def test_a_bad_checkpoint_is_reported_in_the_pane(tmp_path):
         shown = lambda: str(app.query_one("#chat-model").render())  # noqa: E731
         await wait_for(pilot, lambda: "refusing to load" in shown(), what="the load error")
         assert app.query_one(ChatPane).model is None
+
+
+async def test_chat_with_int8_weights(checkpoint):
+    """`minigpt chat --weights int8`: the pane decodes with the quantized model and says so."""
+    from minigpt.quantize import Int8Linear
+
+    app = MinigptApp(ckpt=checkpoint, autostart=False, weights="int8")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        assert isinstance(pane.model.lm_head, Int8Linear)
+        assert "int8 weights" in str(app.query_one("#chat-model").render())
+        assert await ask(pilot, pane, "the ")

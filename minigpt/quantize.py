@@ -1,0 +1,65 @@
+"""Smaller weights for faster decoding: bf16, or int8 weight-only quantization.
+
+Decoding one token at batch 1 reads every weight once and does two FLOPs with each, so its speed
+is bounded by memory bandwidth, not arithmetic: GPT-2 small reads 497 MB of fp32 weights per token.
+bf16 weights halve that. int8 weights quarter it (gpt-fast's weight-only int8): each output
+channel of a Linear keeps one scale, w ~= w_int8 * scale, and the activations stay bf16.
+
+Both are for inference (generate, chat); training keeps fp32 weights. The price is a small loss
+of quality, measured by `benchmarks/bench_weights.py` as the change in validation perplexity.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minigpt.errors import ConfigError
+
+WEIGHT_FORMATS = ("fp32", "bf16", "int8")
+
+
+class Int8Linear(nn.Module):
+    """nn.Linear with int8 weights and one bf16 scale per output channel (symmetric, absmax)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127  # the largest |w| of a row maps to 127
+        self.register_buffer("weight", (w / scale[:, None]).round().to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.bias = None
+        if linear.bias is not None:
+            self.bias = nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2d = x.reshape(-1, self.in_features).to(self.scale.dtype)
+        if x.device.type == "cpu":
+            # one kernel that reads the int8 rows and scales as it goes
+            y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight, self.scale)
+        else:
+            y = F.linear(x2d, self.weight.to(x2d.dtype)) * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def convert_weights(model: nn.Module, weights: str) -> nn.Module:
+    """Convert a model in place for decoding with weights in fp32 (as it is), bf16 or int8.
+
+    int8 covers every Linear, the LM head included (the largest, with GPT-2's vocabulary); the
+    token embedding, which decoding reads one row of, stays bf16, so the head is no longer tied.
+    """
+    if weights not in WEIGHT_FORMATS:
+        raise ConfigError(f"unknown weight format {weights!r}; use {', '.join(WEIGHT_FORMATS)}")
+    if weights == "fp32":
+        return model
+    model.eval().to(torch.bfloat16)  # weights, LayerNorms, embeddings; the KV cache follows
+    if weights == "int8":
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(parent, name, Int8Linear(child))
+    return model

@@ -1,0 +1,67 @@
+"""bf16 and int8 weights for decoding compute what the fp32 model computes, up to their rounding."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from minigpt.errors import ConfigError
+from minigpt.model import GPT
+from minigpt.quantize import Int8Linear, convert_weights
+from minigpt.sampling import SamplingConfig, generate
+
+
+def trained_model(tiny_train_config, corpus) -> tuple[GPT, object]:
+    """int8's error depends on how the weights are spread: use weights that learned something."""
+    from minigpt.train import Trainer, prepare_data
+
+    cfg = tiny_train_config.with_overrides(max_steps=60, sample_tokens=0)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")
+    for _ in trainer.run():
+        pass
+    return trainer.model.eval(), trainer
+
+
+def test_int8_linear_keeps_one_scale_per_output_channel():
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 40)
+    q = Int8Linear(linear)
+    assert q.weight.dtype == torch.int8 and q.scale.shape == (40,)
+    assert q.weight.abs().amax(dim=1).tolist() == [127] * 40  # each row uses the whole range
+    dequantized = q.weight.float() * q.scale.float()[:, None]
+    # rounding to 1/127 of a row's largest weight, and a bf16 scale (8 bits of mantissa)
+    assert (dequantized - linear.weight).abs().max() <= linear.weight.abs().max() * (0.5 / 127 + 1e-2)
+    x = torch.randn(3, 5, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x).float(), linear(x), atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_converted_models_predict_like_fp32(tiny_train_config, corpus, weights):
+    model, trainer = trained_model(tiny_train_config, corpus)
+    converted = convert_weights(copy.deepcopy(model), weights)
+    x, y = trainer.data.tokens.val[:33][:-1][None], trainer.data.tokens.val[1:33][None]
+    with torch.no_grad():
+        reference, ref_loss = model(x, y)
+        logits, loss = converted(x, y)
+    assert logits.dtype == torch.bfloat16
+    assert (logits.float() - reference).abs().max() < 0.1 * reference.abs().max()
+    assert abs(loss.item() - ref_loss.item()) < 0.02 * ref_loss.item()
+    linears = [m for m in converted.modules() if isinstance(m, nn.Linear)]
+    if weights == "int8":  # every matmul reads int8, the head too, which is no longer tied
+        assert not linears and isinstance(converted.lm_head, Int8Linear)
+        assert converted.transformer.wte.weight.dtype == torch.bfloat16
+    else:
+        assert all(p.dtype == torch.bfloat16 for p in converted.parameters())
+    prompt = x[0, :5].tolist()
+    greedy = SamplingConfig(strategy="greedy", max_new_tokens=10)
+    assert len([t.id for t in generate(converted, prompt, greedy)]) == 10
+
+
+def test_fp32_is_the_model_unchanged_and_unknown_formats_are_errors(tiny_model_config):
+    model = GPT(tiny_model_config)
+    assert convert_weights(model, "fp32") is model
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ConfigError, match="unknown weight format 'fp8'"):
+        convert_weights(model, "fp8")
