@@ -2,11 +2,13 @@
 
     python benchmarks/bench_decode.py                # GPT-2 124M shape, batch 1, greedy
     python benchmarks/bench_decode.py --rounds 5 --new-tokens 64
-    python benchmarks/bench_decode.py --weights int8   # only minigpt's int8 weights
+    python benchmarks/bench_decode.py --minigpt int8+compile   # only that one against the peer
 
-minigpt runs once per weight format (`--weights`, default all three: fp32, bf16 and int8, as
-`minigpt generate --weights` offers them; see minigpt/quantize.py); transformers runs in fp32, as
-it comes. The quality each format costs is measured by bench_weights.py, not here.
+minigpt runs in each of the `--minigpt` settings: a weight format (fp32, bf16 or int8, as
+`minigpt generate --weights` offers them; see minigpt/quantize.py), "+compile" for a compiled
+decode step (`generate --compile`; compiling happens in the warm-up, before the rounds). The
+default times fp32, bf16, int8 and int8+compile. transformers runs in fp32, as it comes. The
+quality each weight format costs is measured by bench_weights.py, not here.
 
 Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
 weights: speed does not depend on what the weights say. Each gets the same 16-token prompt and
@@ -48,11 +50,13 @@ def build_transformers():
     return GPT2LMHeadModel(config).eval()
 
 
-def time_minigpt(model, prompt: list[int], n_new: int) -> tuple[float, list[int]]:
-    cfg = SamplingConfig(strategy="greedy", max_new_tokens=n_new)
-    t0 = time.perf_counter()
-    ids = [t.id for t in generate(model, prompt, cfg)]
-    return time.perf_counter() - t0, ids
+def minigpt_timer(compile: bool):
+    def time_minigpt(model, prompt: list[int], n_new: int) -> tuple[float, list[int]]:
+        cfg = SamplingConfig(strategy="greedy", max_new_tokens=n_new)
+        t0 = time.perf_counter()
+        ids = [t.id for t in generate(model, prompt, cfg, compile=compile)]
+        return time.perf_counter() - t0, ids
+    return time_minigpt
 
 
 @torch.no_grad()
@@ -71,12 +75,14 @@ def main(argv=None) -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
-    p.add_argument("--weights", default=",".join(WEIGHT_FORMATS),
-                   help="minigpt's weight formats to time, comma-separated (default: all)")
+    p.add_argument("--minigpt", default="fp32,bf16,int8,int8+compile",
+                   help="minigpt's settings to time, comma-separated: a weight format "
+                        f"({', '.join(WEIGHT_FORMATS)}), optionally +compile")
     args = p.parse_args(argv)
-    formats = args.weights.split(",")
-    if not formats or any(f not in WEIGHT_FORMATS for f in formats):
-        p.error(f"--weights: a comma-separated list of {', '.join(WEIGHT_FORMATS)}")
+    settings = args.minigpt.split(",")
+    if any(s.removesuffix("+compile") not in WEIGHT_FORMATS for s in settings):
+        p.error(f"--minigpt: a comma-separated list of {', '.join(WEIGHT_FORMATS)}, "
+                "each optionally with +compile")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -85,7 +91,8 @@ def main(argv=None) -> None:
     torch.manual_seed(SEED)
     fp32_model = GPT(GPTConfig()).eval()
     # every format is converted from the same fp32 weights
-    ours = {f"minigpt {f}": convert_weights(copy.deepcopy(fp32_model), f) for f in formats}
+    ours = {f"minigpt {s}": convert_weights(copy.deepcopy(fp32_model), s.removesuffix("+compile"))
+            for s in settings}
     peer = build_transformers()
     prompt = torch.randint(50257, (args.prompt_tokens,),
                            generator=torch.Generator().manual_seed(SEED)).tolist()
@@ -95,13 +102,14 @@ def main(argv=None) -> None:
           f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}, "
           f"os cpus {os.cpu_count()}")
     print(f"GPT-2 124M shape, random weights, batch 1, greedy, {args.prompt_tokens}-token "
-          f"prompt, {args.new_tokens} new tokens; minigpt weights {', '.join(formats)}, "
+          f"prompt, {args.new_tokens} new tokens; minigpt {', '.join(settings)}, "
           f"transformers fp32; {args.rounds} rounds, alternating")
 
-    runs = {name: (time_minigpt, model) for name, model in ours.items()}
+    runs = {name: (minigpt_timer(name.endswith("+compile")), model) for name, model in ours.items()}
     runs["transformers"] = (time_transformers, peer)
-    for fn, model in runs.values():  # warm-up: first calls allocate and pick kernels
-        fn(model, prompt, 4)
+    for name, (fn, model) in runs.items():  # warm-up: allocate, pick kernels, compile
+        seconds, _ = fn(model, prompt, 4)
+        print(f"  warm-up {name}: {seconds:.1f} s")
 
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.rounds):
@@ -122,7 +130,7 @@ def main(argv=None) -> None:
     med = {name: statistics.median(v) for name, v in rates.items()}
     print("result (median over rounds):")
     for name, v in rates.items():
-        print(f"  {name:<14} {med[name]:6.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]  "
+        print(f"  {name:<20} {med[name]:6.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]  "
               f"{1000 / med[name]:6.1f} ms/token")
     for name in ours:
         print(f"  ratio {name}/transformers: {med[name] / med['transformers']:.2f} "

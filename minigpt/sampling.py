@@ -12,12 +12,14 @@ time (the cache is rebuilt from the last block_size tokens, exactly what a cache
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from minigpt.compiling import CompiledOrEager
 from minigpt.errors import SamplingError
 
 STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")
@@ -117,10 +119,25 @@ def decode_one_token(model, token: int, input_pos: int, device) -> torch.Tensor:
     return logits[0, -1]
 
 
+_compiled_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_decoder(model) -> CompiledOrEager:
+    """The model through torch.compile for one-token decode steps (gpt-fast's approach: each new
+    token runs as a few fused kernels instead of hundreds of small ones). Compiled once per
+    model: the first call takes seconds to a minute, the later ones reuse it."""
+    if model not in _compiled_decoders:
+        _compiled_decoders[model] = CompiledOrEager(model)
+    return _compiled_decoders[model]
+
+
 @torch.no_grad()
 def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
-             generator: torch.Generator | None = None) -> Iterator[NextToken]:
-    """Yield new tokens one by one after prompt_ids (at least one token), using a KV cache."""
+             generator: torch.Generator | None = None, compile: bool = False) -> Iterator[NextToken]:
+    """Yield new tokens one by one after prompt_ids (at least one token), using a KV cache.
+
+    compile: decode through compiled_decoder(model); the prompt still runs as it is.
+    """
     if not prompt_ids:
         raise SamplingError("the prompt is empty: give at least one token")
     block_size = model.config.block_size
@@ -132,6 +149,7 @@ def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
     context = list(prompt_ids)
     window = context[-block_size:]
     model.setup_kv_cache(batch_size=1)
+    decoder = compiled_decoder(model) if compile else model
     try:
         logits = prefill(model, window, device)
         pos = len(window)
@@ -144,7 +162,7 @@ def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
             yield NextToken(token, probs)
             context.append(token)
             if pos < block_size:
-                logits = decode_one_token(model, token, pos, device)
+                logits = decode_one_token(decoder, token, pos, device)
                 pos += 1
             else:  # the context is full: slide the window by one and rebuild the cache
                 logits = prefill(model, context[-block_size:], device)
@@ -157,15 +175,22 @@ def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
 class GenerationStats:
     new_tokens: int = 0
     seconds: float = 0.0
+    first_token_seconds: float = 0.0  # the prompt's prefill (and compiling, with --compile)
 
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """The pace after the first token: decoding alone."""
+        decoding = self.seconds - self.first_token_seconds
+        return (self.new_tokens - 1) / decoding if self.new_tokens > 1 and decoding > 0 else 0.0
+
 
 def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
-                  stats: GenerationStats | None = None,
-                  generator: torch.Generator | None = None) -> Iterator[tuple[str, NextToken]]:
+                  stats: GenerationStats | None = None, generator: torch.Generator | None = None,
+                  compile: bool = False) -> Iterator[tuple[str, NextToken]]:
     """Yield (text piece, token) for each new token, stopping before any stop string.
 
     A piece is only text that is final: a byte-level token that ends halfway through a UTF-8
@@ -178,11 +203,13 @@ def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     start = time.perf_counter()
     text = ""
-    for step in generate(model, prompt_ids, cfg, generator):
+    for step in generate(model, prompt_ids, cfg, generator, compile=compile):
         new_ids.append(step.id)
         if stats is not None:
             stats.new_tokens = len(new_ids)
             stats.seconds = time.perf_counter() - start
+            if len(new_ids) == 1:
+                stats.first_token_seconds = stats.seconds
         text = tokenizer.decode(new_ids)
         if text.endswith("\ufffd"):  # an unfinished multi-byte character
             yield "", step
@@ -200,9 +227,9 @@ def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
 
 
 def stream_text(model, tokenizer, prompt: str, cfg: SamplingConfig,
-                stats: GenerationStats | None = None,
-                generator: torch.Generator | None = None) -> Iterator[str]:
+                stats: GenerationStats | None = None, generator: torch.Generator | None = None,
+                compile: bool = False) -> Iterator[str]:
     """Yield the continuation of prompt as text pieces (see stream_pieces)."""
-    for piece, _ in stream_pieces(model, tokenizer, prompt, cfg, stats, generator):
+    for piece, _ in stream_pieces(model, tokenizer, prompt, cfg, stats, generator, compile):
         if piece:
             yield piece

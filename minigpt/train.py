@@ -23,6 +23,7 @@ import torch
 
 from minigpt import distributed
 from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from minigpt.compiling import CompiledOrEager
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import ConfigError
@@ -80,29 +81,6 @@ def autocast_for(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-class CompiledOrEager:
-    """A module run through torch.compile, or as it is if compiling fails: a slower run beats a
-    crashed one (no C++ compiler, a platform Inductor does not support). Compiling happens at the
-    first call, so that is where a failure shows; `failure` then says why, once."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.eager = module
-        self.compiled = torch.compile(module)
-        self.failure: str | None = None
-
-    def __call__(self, *args, **kwargs):
-        if self.failure is None:
-            try:
-                return self.compiled(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - whatever the compiler raised, eager still works
-                first_line = (str(e).strip().splitlines() or [""])[0]
-                self.failure = f"{type(e).__name__}: {first_line}"[:200]
-        return self.eager(*args, **kwargs)
-
-    def no_sync(self):  # DDP's, for the inner steps of gradient accumulation
-        return self.eager.no_sync()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -103,8 +103,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert single["losses"][-1] < single["losses"][0] - 0.3  # it really trained
 
 
-@pytest.mark.xfail(strict=False, reason="known defect, open: under a busy machine rank 1 "
-                   "sometimes aborts (SIGABRT) after training, so torchrun exits non-zero")
+@pytest.mark.xfail(strict=False, reason="known defect, open: now and then, only within the full "
+                   "suite, torchrun exits non-zero (seen: rank 1 aborting with SIGABRT at exit)")
 def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     """`torchrun --nproc_per_node=2 -m minigpt train`: one events.jsonl, one checkpoint."""
     # this checkout's minigpt, whichever one is installed

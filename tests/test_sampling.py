@@ -7,6 +7,7 @@ from minigpt.model import GPT
 from minigpt.sampling import (
     SamplingConfig,
     apply_repetition_penalty,
+    compiled_decoder,
     generate,
     logits_to_probs,
     stream_text,
@@ -85,6 +86,28 @@ def test_cached_greedy_equals_recomputing_even_past_the_context(model):
     assert cached == naive_greedy(model, prompt, 30)
 
 
+def test_compiled_decoding_equals_the_plain_model(model):
+    prompt = [1, 2, 3, 4, 5]
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=30)  # past the context, as above
+    compiled = prompt + [t.id for t in generate(model, prompt, cfg, compile=True)]
+    assert compiled_decoder(model).failure is None  # it really ran compiled
+    assert compiled == naive_greedy(model, prompt, 30)
+    assert not [k for k in model.state_dict() if "_orig_mod" in k]  # the model is untouched
+
+
+def test_decoding_falls_back_when_compiling_fails(model, monkeypatch):
+    def broken_compile(module):
+        def run(*args, **kwargs):
+            raise RuntimeError("no working C++ compiler")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    prompt = [1, 2, 3]
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=8)
+    assert prompt + [t.id for t in generate(model, prompt, cfg, compile=True)] == \
+        naive_greedy(model, prompt, 8)
+    assert compiled_decoder(model).failure == "RuntimeError: no working C++ compiler"
+
+
 def test_a_prompt_longer_than_the_context_keeps_its_end(model):
     prompt = list(range(25))
     cfg = SamplingConfig(strategy="greedy", max_new_tokens=5)
@@ -114,7 +137,7 @@ def fake_generation(monkeypatch, token_ids):
     """Make generate() yield these ids, to test the text layer on its own."""
     from minigpt import sampling
 
-    def fake(model, prompt_ids, cfg, generator=None):
+    def fake(model, prompt_ids, cfg, generator=None, compile=False):
         for i in token_ids[: cfg.max_new_tokens]:
             yield sampling.NextToken(i, torch.zeros(1))
 
