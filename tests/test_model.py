@@ -83,6 +83,17 @@ def test_mlp_uses_gpt2_tanh_gelu(tiny_model_config):
     torch.testing.assert_close(mlp(x), mlp.c_proj(gelu_new))
 
 
+def test_the_compiled_form_of_gelu_is_the_same_function(monkeypatch):
+    from minigpt.model import gelu_tanh
+
+    x = torch.linspace(-8, 8, 10_001)
+    eager = gelu_tanh(x)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the sigmoid form, eagerly
+    sigmoid_form = gelu_tanh(x)
+    torch.testing.assert_close(sigmoid_form, F.gelu(x, approximate="tanh"), atol=1e-6, rtol=0)
+    torch.testing.assert_close(sigmoid_form, eager, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
 def test_kv_cache_decoding_matches_full_recompute(tiny_model_config, attn_impl):
     model = make(tiny_model_config, attn_impl=attn_impl)
