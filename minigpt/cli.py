@@ -280,8 +280,8 @@ def generate(
     if stats:
         print(f"{measured.new_tokens} tokens in {measured.seconds:.2f} s: "
               f"{measured.tokens_per_s:.1f} tokens/s; first token after "
-              f"{measured.first_token_seconds:.2f} s, then {measured.decode_tokens_per_s:.1f} "
-              "tokens/s", file=sys.stderr)
+              f"{measured.first_token_seconds:.2f} s; second half at "
+              f"{measured.steady_tokens_per_s:.1f} tokens/s", file=sys.stderr)
 
 
 @app.command()

@@ -39,7 +39,9 @@ class KVCache(nn.Module):
     def __init__(self, batch_size: int, n_head: int, max_len: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device):
         super().__init__()
-        shape = (batch_size, n_head, max_len, head_dim)
+        # one slot more than needed: a view of the keys so far is then never the whole buffer,
+        # which torch.compile would see as a new case and compile again (generate --compile)
+        shape = (batch_size, n_head, max_len + 1, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -175,17 +175,25 @@ def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
 class GenerationStats:
     new_tokens: int = 0
     seconds: float = 0.0
-    first_token_seconds: float = 0.0  # the prompt's prefill (and compiling, with --compile)
+    token_seconds: list[float] = field(default_factory=list)  # when each new token came
 
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
     @property
-    def decode_tokens_per_s(self) -> float:
-        """The pace after the first token: decoding alone."""
-        decoding = self.seconds - self.first_token_seconds
-        return (self.new_tokens - 1) / decoding if self.new_tokens > 1 and decoding > 0 else 0.0
+    def first_token_seconds(self) -> float:
+        """The prompt's prefill and the first draw."""
+        return self.token_seconds[0] if self.token_seconds else 0.0
+
+    @property
+    def steady_tokens_per_s(self) -> float:
+        """The pace over the second half of the tokens: decoding alone, once any compiling
+        (generate --compile compiles at the first decode steps) is over."""
+        half = self.token_seconds[len(self.token_seconds) // 2:]
+        if len(half) < 2 or half[-1] <= half[0]:
+            return 0.0
+        return (len(half) - 1) / (half[-1] - half[0])
 
 
 def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
@@ -208,8 +216,7 @@ def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
         if stats is not None:
             stats.new_tokens = len(new_ids)
             stats.seconds = time.perf_counter() - start
-            if len(new_ids) == 1:
-                stats.first_token_seconds = stats.seconds
+            stats.token_seconds.append(stats.seconds)
         text = tokenizer.decode(new_ids)
         if text.endswith("\ufffd"):  # an unfinished multi-byte character
             yield "", step

@@ -159,3 +159,14 @@ def test_stream_never_splits_a_multibyte_character(monkeypatch, english_text):
     pieces = list(stream_text(None, tok, "a", SamplingConfig(max_new_tokens=50)))
     assert "".join(pieces) == "猫です"
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_stats_tell_the_first_token_from_the_steady_pace():
+    from minigpt.sampling import GenerationStats
+
+    # a slow start (prefill, then compiling at the first decode steps), then 10 tokens/s
+    stats = GenerationStats(new_tokens=6, seconds=11.4,
+                            token_seconds=[1.0, 11.0, 11.1, 11.2, 11.3, 11.4])
+    assert stats.first_token_seconds == 1.0
+    assert stats.steady_tokens_per_s == pytest.approx(10.0)
+    assert GenerationStats().steady_tokens_per_s == 0.0
