@@ -200,8 +200,7 @@ class Trainer:
         started = time.perf_counter()
         yield event("start", step=self.step, max_steps=cfg.max_steps, config=cfg.to_dict(),
                     device=describe_device(self.device), precision=self.precision,
-                    peak_flops=self.peak_flops,
-                    params=self.model.num_params(),
+                    peak_flops=self.peak_flops, params=self.model.num_params(),
                     data=self.data.corpus.description, data_source=self.data.corpus.source,
                     tokenizer=self.data.tokenizer.kind, vocab_size=self.data.tokenizer.vocab_size,
                     train_tokens=len(self.data.tokens.train), val_tokens=len(self.data.tokens.val),
