@@ -1,4 +1,4 @@
-"""Start-up: `minigpt --help` wall time, and time to first token in `minigpt generate`.
+"""Start-up: `minigpt --help` wall time, and time to first token in `minigpt generate` and `chat`.
 
     python benchmarks/bench_startup.py               # 5 runs of each, medians
     python benchmarks/bench_startup.py --runs 3
@@ -8,7 +8,9 @@ PYTHONPATH), timed from start to exit. For reference it also times `python -c "i
 floor for any command that needs torch (the guide's target: `--help` under 0.3 s, so --help must not
 import torch). Time to first token: `minigpt generate -n 1` on a small checkpoint (4 layers / 4 heads
 / 128 dims, char vocabulary, random weights) made once in a temporary folder: start-up, loading the
-checkpoint, prefill and one token. Prints figures, asserts nothing.
+checkpoint, prefill and one token. In `minigpt chat --plain` (the line loop; the TUI's Chat pane
+loads the same way), the time from start until the first character of the reply to a line given
+on stdin reaches stdout. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,25 @@ def wall(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def until_output(cmd: list[str], env: dict, stdin: str, n_chars: int) -> float:
+    """Seconds from start until the process has written n_chars characters to stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    proc.stdin.write(stdin.encode())
+    proc.stdin.flush()
+    seen = b""
+    while len(seen.decode(errors="ignore")) < n_chars:
+        byte = proc.stdout.read(1)
+        if not byte:
+            raise RuntimeError(f"{' '.join(cmd)} ended after {seen!r}")
+        seen += byte
+    seconds = time.perf_counter() - t0
+    proc.kill()
+    proc.wait()
+    return seconds
 
 
 def make_checkpoint(path: Path) -> None:
@@ -59,12 +80,17 @@ def main(argv=None) -> None:
                                                     str(ckpt), "-p", "the ", "-n", "1",
                                                     "--device", "cpu"],
         }
+        chat = [py, "-m", "minigpt", "chat", "--ckpt", str(ckpt), "--plain", "--device", "cpu",
+                "-n", "5"]
+        chat_name = "minigpt chat --plain (first token)"
         print("== start-up: wall time of fresh processes ==")
-        times: dict[str, list[float]] = {name: [] for name in cases}
+        times: dict[str, list[float]] = {name: [] for name in [*cases, chat_name]}
         wall(cases["minigpt --help"], env)  # warm the file cache
         for _ in range(args.runs):
             for name, cmd in cases.items():  # interleaved, so a busy moment hits all of them
                 times[name].append(wall(cmd, env))
+            # stdout shows the prompt "> ", the line echoed, then the reply
+            times[chat_name].append(until_output(chat, env, "the \n", len("> the ") + 1))
     for name, v in times.items():
         print(f"  {name:<38} median {statistics.median(v):5.2f} s  "
               f"[{min(v):.2f}..{max(v):.2f}] over {len(v)} runs")
