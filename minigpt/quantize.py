@@ -6,7 +6,8 @@ bf16 weights halve that. int8 weights quarter it (gpt-fast's weight-only int8): 
 channel of a Linear keeps one scale, w ~= w_int8 * scale, and the activations stay bf16.
 
 Both are for inference (generate, chat); training keeps fp32 weights. The price is a small loss
-of quality, measured by `benchmarks/bench_weights.py` as the change in validation perplexity.
+of quality, measured by `benchmarks/bench_weights.py` as the change in validation perplexity, and
+logits rounded to bf16 (so top-k may keep a token more where two logits round to a tie).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from minigpt.errors import ConfigError
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
+HAS_INT8_KERNEL = hasattr(torch.ops.aten, "_weight_int8pack_mm")  # torch 2.3 and later
 
 
 class Int8Linear(nn.Module):
@@ -36,10 +38,11 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, self.in_features).to(self.scale.dtype)
-        if x.device.type == "cpu":
-            # one kernel that reads the int8 rows and scales as it goes
+        if x.device.type == "cpu" and self.in_features % 16 == 0 and HAS_INT8_KERNEL:
+            # one kernel that reads the int8 rows and scales as it goes (it reads rows in blocks
+            # of 16: other widths give wrong results, so they take the general path below)
             y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight, self.scale)
-        else:
+        else:  # dequantize, then multiply (torch.compile fuses the two)
             y = F.linear(x2d, self.weight.to(x2d.dtype)) * self.scale
         if self.bias is not None:
             y = y + self.bias

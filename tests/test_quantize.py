@@ -37,6 +37,16 @@ def test_int8_linear_keeps_one_scale_per_output_channel():
         torch.testing.assert_close(q(x).float(), linear(x), atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.parametrize("in_features", [16, 24, 40, 100])  # the CPU kernel wants multiples of 16
+def test_int8_linear_is_right_for_any_width(in_features):
+    torch.manual_seed(0)
+    linear = nn.Linear(in_features, 7)
+    x = torch.randn(2, in_features)
+    with torch.no_grad():
+        expected = linear(x)
+        assert (Int8Linear(linear)(x).float() - expected).abs().max() < 0.05 * expected.abs().max()
+
+
 @pytest.mark.parametrize("weights", ["bf16", "int8"])
 def test_converted_models_predict_like_fp32(tiny_train_config, corpus, weights):
     model, trainer = trained_model(tiny_train_config, corpus)
