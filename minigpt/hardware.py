@@ -10,26 +10,33 @@ from __future__ import annotations
 import torch
 
 # Dense (not sparse) tensor-core peaks from the vendors' data sheets, in FLOP/s: bf16 and TF32
-# (what fp32 matmuls use once TF32 is allowed). Matched against torch.cuda.get_device_name().
-GPU_PEAK_FLOPS = {
-    # name fragment: (bf16, tf32)
-    "H200": (989e12, 494e12),
-    "H100 PCIe": (756e12, 378e12),
-    "H100": (989e12, 494e12),  # SXM and NVL
-    "A100": (312e12, 156e12),
-    "L40S": (362e12, 183e12),
-    "L4": (121e12, 60e12),
-    "A10G": (70e12, 35e12),
-    "RTX 4090": (165e12, 83e12),
-    "RTX 3090": (71e12, 36e12),
-}
+# (what fp32 matmuls use once TF32 is allowed). The first entry whose name is in
+# torch.cuda.get_device_name() wins, so more specific names come first ("L40S" before "L40"
+# before "L4").
+GPU_PEAK_FLOPS = [
+    # (name fragment, bf16, tf32)
+    ("H200", 989e12, 494e12),
+    ("H100 NVL", 835e12, 418e12),
+    ("H100 PCIe", 756e12, 378e12),
+    ("H100", 989e12, 494e12),  # SXM
+    ("A100", 312e12, 156e12),
+    ("L40S", 362e12, 183e12),
+    ("L40", 181e12, 90e12),
+    ("L4", 121e12, 60e12),
+    ("A10G", 70e12, 35e12),
+    ("RTX 4090", 165e12, 83e12),
+    ("RTX 3090", 71e12, 36e12),
+]
 
 
 def has_native_bf16(device: torch.device) -> bool:
     """Whether bf16 matrix multiplies run in hardware: GPUs from Ampere on, CPUs with AVX-512 BF16
     or AMX. Elsewhere bf16 is emulated and slower than fp32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        try:  # not counting emulation, which older GPUs (V100, T4) offer
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch before 2.4 does not emulate
+            return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         cpu = torch.cpu
         return any(getattr(cpu, probe, lambda: False)()
@@ -43,7 +50,7 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for fragment, (bf16, tf32) in GPU_PEAK_FLOPS.items():
+    for fragment, bf16, tf32 in GPU_PEAK_FLOPS:
         if fragment in name:
             return bf16 if precision == "bf16" else tf32
     return None

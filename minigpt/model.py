@@ -221,7 +221,11 @@ class GPT(nn.Module):
         """FLOPs one training token costs (forward and backward) at full context, as PaLM counts
         them: 6 per weight (2 forward, 4 backward) plus the attention scores and their use."""
         cfg = self.config
-        n_weights = self.num_params(non_embedding=True)  # the head's matmul counts wte's once
+        # every weight in a matmul: with a tied head, wte counts once (as the head's matmul);
+        # untied, wte is a lookup and costs nothing, while lm_head has its own matrix
+        n_weights = self.num_params(non_embedding=True)
+        if not cfg.tie_weights:
+            n_weights -= self.transformer.wte.weight.numel()
         attention = 0
         if cfg.attention:  # q k^T and weights @ v: 2 x 2 x T x n_embd per layer forward, x3 with backward
             attention = 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
@@ -254,7 +258,9 @@ class GPT(nn.Module):
 
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+            # in fp32 whatever the logits are (bf16 weights give bf16 logits): a bf16 loss is
+            # rounded to about 0.4%
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-1)
         return logits, loss
 

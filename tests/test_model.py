@@ -44,6 +44,9 @@ def test_flops_per_token_is_palms_count():
     assert model.flops_per_token() == 6 * 123_653_376 + 12 * 12 * 768 * 1024
     no_attention = GPT(replace(gpt2, n_layer=1, attention=False))
     assert no_attention.flops_per_token() == 6 * no_attention.num_params(non_embedding=True)
+    # an untied head is a second vocab x n_embd matrix, but the embedding lookup costs nothing
+    untied = GPT(replace(gpt2, tie_weights=False))
+    assert untied.flops_per_token() == model.flops_per_token()
 
 
 def test_head_is_tied_to_token_embedding(tiny_model_config):

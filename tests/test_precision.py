@@ -77,6 +77,7 @@ def test_mfu_is_null_where_the_peak_is_unknown(tiny_train_config, corpus):
     ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
     ("NVIDIA H100 PCIe", "bf16", 756e12),  # not the SXM figure, though "H100" matches too
     ("NVIDIA A100-SXM4-80GB", "fp32", 156e12),  # fp32 matmuls run as TF32
+    ("NVIDIA L40", "bf16", 181e12),  # not the L4's, though "L4" is in the name
     ("Some Future GPU", "bf16", None),
 ])
 def test_peak_flops_of_known_gpus(monkeypatch, name, precision, expected):
