@@ -99,7 +99,7 @@ def train(
     eval_interval: Annotated[int | None, typer.Option("--eval-interval")] = None,
     dtype: Annotated[str, typer.Option(
         "--dtype", help="auto: bf16 autocast where the hardware has bf16 (recent GPUs, CPUs "
-                        "with AVX-512 BF16 or AMX), else fp32; or fp32, or bf16.")] = "auto",
+                        "with AVX-512 BF16 or AMX), else fp32; or fp32 (TF32 matmuls on GPUs), or bf16.")] = "auto",
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model: faster steps (1.18x on a 2-core CPU) after "
                           "15-60 s of compiling; falls back to plain PyTorch if it fails.")] = False,
@@ -122,8 +122,9 @@ def train(
     try:
         _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype,
                compile_model)
+        distributed.teardown(together=True)
     finally:
-        distributed.teardown()
+        distributed.teardown()  # after an error: leave at once (a no-op if already left)
 
 
 def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
@@ -278,10 +279,11 @@ def generate(
         print(f"note: torch.compile failed, decoded without it: {compiled_decoder(model).failure}",
               file=sys.stderr)
     if stats:
+        steady = measured.steady_tokens_per_s  # 0 when too few tokens to tell
         print(f"{measured.new_tokens} tokens in {measured.seconds:.2f} s: "
               f"{measured.tokens_per_s:.1f} tokens/s; first token after "
-              f"{measured.first_token_seconds:.2f} s; second half at "
-              f"{measured.steady_tokens_per_s:.1f} tokens/s", file=sys.stderr)
+              f"{measured.first_token_seconds:.2f} s"
+              + (f"; second half at {steady:.1f} tokens/s" if steady else ""), file=sys.stderr)
 
 
 @app.command()

@@ -23,9 +23,13 @@ class CompiledOrEager:
         if self.failure is None:
             try:
                 return self.compiled(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - whatever the compiler raised, eager still works
+            except Exception as e:  # noqa: BLE001 - whatever the compiler raised
+                # A real error (bad input, out of memory) raises again here, as itself; only
+                # what compiling alone broke falls back.
+                result = self.eager(*args, **kwargs)
                 first_line = (str(e).strip().splitlines() or [""])[0]
                 self.failure = f"{type(e).__name__}: {first_line}"[:200]
+                return result
         return self.eager(*args, **kwargs)
 
     def no_sync(self):  # DDP's, for the inner steps of gradient accumulation

@@ -53,12 +53,14 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
-def teardown() -> None:
+def teardown(together: bool = False) -> None:
+    """Leave the process group. together: first wait for every process (after a run that ended
+    well; a process that tears down while another still talks to it can abort at exit). Not after
+    an error, when the others may never arrive."""
     global _world
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # all processes leave together: a process that tears down while another still talks to
-        # it (rank 0 hosts the rendezvous store) can abort at exit
-        torch.distributed.barrier()
+        if together:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     _world = World()
 

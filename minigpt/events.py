@@ -5,8 +5,8 @@ line, appended and flushed as training goes, so another process (the TUI, `--att
 replay a run's history and follow it live. Every event has "type" and "time" (Unix seconds):
 
     start       step, max_steps, config, device, precision ("bf16" or "fp32"), peak_flops (of all
-                processes' devices; null where unknown, as on CPUs), params, data, train_tokens,
-                val_tokens, run_dir
+                processes' devices; null where unknown, as on CPUs), compiled (--compile), params,
+                data, train_tokens, val_tokens, run_dir
     step        step, max_steps, loss, lr, grad_norm, tokens_per_s, flops_per_s (the model FLOPs
                 those tokens need: PaLM's count), mfu (flops_per_s / peak_flops, or null), elapsed
     eval        step, train_loss, val_loss

@@ -103,8 +103,10 @@ class CausalSelfAttention(nn.Module):
     def fused_attention(self, q, k, v):
         """The same computation through PyTorch's fused kernel (flash attention where available)."""
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # Fast path: PyTorch's CPU flash kernel runs slower in bf16 than in fp32 (its backward
-            # about 1.6x slower with AVX-512 and AMX), so under bf16 autocast attend in fp32.
+            # Fast path: PyTorch's CPU flash kernel runs slower in bf16 than in fp32 (forward and
+            # backward together about 1.6x slower with AVX-512 and AMX), so under bf16 autocast
+            # attend in fp32. (Decoding with bf16 weights comes here too: at one query the upcast
+            # costs little either way.)
             with torch.autocast("cpu", enabled=False):
                 return self.fused_attention(q.float(), k.float(), v.float()).to(q.dtype)
         n_queries, n_keys = q.size(2), k.size(2)

@@ -12,7 +12,6 @@ time (the cache is rebuilt from the last block_size tokens, exactly what a cache
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -119,16 +118,14 @@ def decode_one_token(model, token: int, input_pos: int, device) -> torch.Tensor:
     return logits[0, -1]
 
 
-_compiled_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def compiled_decoder(model) -> CompiledOrEager:
     """The model through torch.compile for one-token decode steps (gpt-fast's approach: each new
     token runs as a few fused kernels instead of hundreds of small ones). Compiled once per
-    model: the first call takes seconds to a minute, the later ones reuse it."""
-    if model not in _compiled_decoders:
-        _compiled_decoders[model] = CompiledOrEager(model)
-    return _compiled_decoders[model]
+    model and kept on it (not in its state dict): the first call takes seconds to a minute, the
+    later ones reuse it."""
+    if getattr(model, "_compiled_decoder", None) is None:
+        model._compiled_decoder = CompiledOrEager(model)  # a plain attribute: not a submodule
+    return model._compiled_decoder
 
 
 @torch.no_grad()

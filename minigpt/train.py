@@ -163,7 +163,8 @@ class Trainer:
             self._restore(resume.train_state or {})
         self.precision = resolve_precision(self.device, dtype)
         self.autocast = autocast_for(self.device, self.precision)
-        if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32): ~8x, and fine for training
+        if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32): ~8x, and fine for
+            # training; process-wide, as nanoGPT does (--dtype fp32 on a GPU means TF32 matmuls)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         # MFU: the FLOP/s the steps need in theory against what every process's device peaks at
@@ -213,17 +214,17 @@ class Trainer:
         train_seconds = 0.0
         window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
         reason = "finished"
-        compile_checked = not isinstance(self.train_model, CompiledOrEager)
+        compile_failure_noted = False
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
                 loss, grad_norm, lr = self._train_step()
                 train_seconds += time.perf_counter() - t0
-                if not compile_checked:  # compiling happened in this first step
-                    compile_checked = True
-                    if self.train_model.failure:
-                        yield event("note", step=self.step, message="torch.compile failed, "
-                                    f"training without it: {self.train_model.failure}")
+                failure = getattr(self.train_model, "failure", None)
+                if failure and not compile_failure_noted:  # said once, at the step it happened
+                    compile_failure_noted = True
+                    yield event("note", step=self.step,
+                                message=f"torch.compile failed, training without it: {failure}")
                 window_loss += loss
                 window_steps += 1
                 window_tokens += self.tokens_per_step

@@ -56,6 +56,16 @@ def tiny_train_config():
 
 
 @pytest.fixture
+def broken_compile(monkeypatch):
+    """torch.compile as it is where compiling fails: the compiled module raises when called."""
+    def compile_that_fails(module, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("InductorError: no working C++ compiler\n(details)")
+        return run
+    monkeypatch.setattr(torch, "compile", compile_that_fails)
+
+
+@pytest.fixture
 def cache_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("MINIGPT_CACHE", str(path))
