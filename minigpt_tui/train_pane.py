@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -48,6 +49,7 @@ class RunState:
     sample: str = ""
     checkpoint: str | None = None
     error: str = ""
+    note: str = ""
     step_xs: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     eval_xs: list[float] = field(default_factory=list)
@@ -94,6 +96,8 @@ class RunState:
             self.checkpoint = ev.get("checkpoint") or self.checkpoint
         elif kind == "error":
             self.status, self.error = "failed", ev.get("message", "")
+        elif kind == "note":  # e.g. torch.compile failed and the run went on without it
+            self.note = ev.get("message", "")
 
     @property
     def eta_s(self) -> float | None:
@@ -209,7 +213,9 @@ class TrainPane(Widget, can_focus=True):
         if s.status not in LIVE:
             title += "  (read-only)"
         if s.error:
-            title += f"  [red]{s.error}[/red]"
+            title += f"  [red]{escape(s.error)}[/red]"
+        elif s.note:
+            title += f"  [yellow]{escape(s.note)}[/yellow]"
         self.query_one("#train-title", Static).update(title)
         self.query_one(ProgressBar).update(total=max(s.max_steps, 1), progress=s.step)
         params = f"{s.params / 1e6:.2f}M params" if s.params else ""

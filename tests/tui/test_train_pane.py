@@ -43,7 +43,7 @@ async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
         assert pane.state.status == "finished"
 
 
-async def test_a_gpu_run_shows_its_mfu_and_precision(tmp_path):
+async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
     """A run from a GPU box (events written as its trainer writes them) shows MFU, not FLOP/s."""
     run_dir = tmp_path / "runs" / "h100"
     run_dir.mkdir(parents=True)
@@ -52,6 +52,7 @@ async def test_a_gpu_run_shows_its_mfu_and_precision(tmp_path):
                     precision="bf16", peak_flops=989e12, params=124_000_000, data="owt", pid=None))
     log.write(event("step", step=10, max_steps=100, loss=6.5, lr=6e-4, grad_norm=1.0,
                     tokens_per_s=540_000.0, flops_per_s=4.6e14, mfu=0.4651, elapsed=9.0))
+    log.write(event("note", step=10, message="torch.compile failed, training without it: [x]"))
     log.write(event("done", step=10, reason="stopped"))
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
@@ -60,6 +61,8 @@ async def test_a_gpu_run_shows_its_mfu_and_precision(tmp_path):
         stats = str(app.query_one("#train-stats").render())
         assert "MFU 47%" in stats and "FLOP/s" not in stats
         assert "NVIDIA H100 80GB HBM3 bf16" in stats
+        assert "torch.compile failed, training without it: [x]" in str(
+            app.query_one("#train-title").render())
 
 
 async def test_run_picker_lists_runs_and_attaches(finished_run):
