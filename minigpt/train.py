@@ -212,29 +212,34 @@ class Trainer:
             yield from self._evaluate()
 
         train_seconds = 0.0
+        # the window's losses stay on the device until a step is logged: reading a number off a
+        # GPU waits for it, and doing that every step would stall the queue of kernels
         window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
         reason = "finished"
         compile_failure_noted = False
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
-                loss, grad_norm, lr = self._train_step()
+                step_loss, grad_norm, lr = self._train_step()
                 train_seconds += time.perf_counter() - t0
                 failure = getattr(self.train_model, "failure", None)
                 if failure and not compile_failure_noted:  # said once, at the step it happened
                     compile_failure_noted = True
                     yield event("note", step=self.step,
                                 message=f"torch.compile failed, training without it: {failure}")
-                window_loss += loss
+                window_loss += step_loss
                 window_steps += 1
                 window_tokens += self.tokens_per_step
 
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                    # the loss of the global batch: the mean over processes of each one's mean
+                    # (reading it waits for the device, so the clock is read after)
+                    loss = distributed.all_reduce_mean(float(window_loss) / window_steps)
                     now = time.perf_counter()
                     tokens_per_s = window_tokens / max(now - window_start, 1e-9)
                     flops_per_s = tokens_per_s * self.flops_per_token
                     yield event("step", step=self.step, max_steps=cfg.max_steps,
-                                loss=window_loss / window_steps, lr=lr, grad_norm=grad_norm,
+                                loss=loss, lr=lr, grad_norm=float(grad_norm),
                                 tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
                                 mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
                                 elapsed=now - started)
@@ -272,13 +277,15 @@ class Trainer:
             time.sleep(0.1)
         yield event("resumed", step=self.step)
 
-    def _train_step(self) -> tuple[float, float, float]:
+    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimizer step: this process's mean loss and the gradient norm (both tensors, left
+        on the device), and the learning rate."""
         cfg = self.cfg
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for micro_step in range(cfg.grad_accum):
             x, y = get_batch(self.data.tokens.train, cfg.batch_size, cfg.model.block_size,
                              self.batch_generator, self.device)
@@ -289,7 +296,7 @@ class Trainer:
                     _, loss = self.train_model(x, y)
                 # each micro-batch contributes its share of the mean over the whole step
                 (loss / cfg.grad_accum).backward()
-            total += loss.item()
+            total += loss.detach()
         # clip_grad_norm_ returns the norm before clipping; an infinite bound only measures it
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -297,8 +304,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += self.tokens_per_step
-        # the loss of the global batch: the mean over processes of each one's mean
-        return distributed.all_reduce_mean(total / cfg.grad_accum), float(grad_norm), lr
+        return total / cfg.grad_accum, grad_norm, lr
 
     @torch.no_grad()
     def estimate_loss(self) -> dict[str, float]:
