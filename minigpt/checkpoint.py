@@ -39,15 +39,15 @@ class Checkpoint:
         return int(self.meta.get("step", 0))
 
     def build_model(self, device: str | torch.device = "cpu"):
-        from minigpt.model import GPT
+        from minigpt.model import empty_model
 
-        model = GPT(self.model_config)
+        model = empty_model(self.model_config, device)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{self.path}: weights do not match its configuration ({first})") from None
-        return model.to(device)
+        return model
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:

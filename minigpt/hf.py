@@ -28,7 +28,7 @@ import torch
 
 from minigpt.config import GPTConfig
 from minigpt.errors import ConversionError, MinigptError
-from minigpt.model import GPT
+from minigpt.model import GPT, empty_model
 from minigpt.tokenizer import END_OF_TEXT, BPETokenizer, CharTokenizer, Tokenizer
 
 # Conv1D in Hugging Face's GPT-2, (in, out): transposed on the way in and on the way out.
@@ -238,17 +238,6 @@ class ImportedModel:
     tokenizer: Tokenizer
     source: str  # what the user named: a folder or a hub id
     folder: Path
-
-
-def empty_model(config: GPTConfig) -> GPT:
-    """A model with allocated but unset weights: built on the meta device, so no time or memory
-    goes into a random initialization that the import overwrites."""
-    with torch.device("meta"):
-        model = GPT(config)
-    model = model.to_empty(device="cpu")
-    if config.tie_weights:  # to_empty gives every parameter its own storage: tie the head again
-        model.lm_head.weight = model.transformer.wte.weight
-    return model
 
 
 def load_gpt2(src: str) -> ImportedModel:

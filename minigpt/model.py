@@ -319,3 +319,15 @@ class GPT(nn.Module):
         # The fused kernel is a single launch per step on GPUs; on CPU the default is fine.
         fused = device_type == "cuda"
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+
+
+def empty_model(config: GPTConfig, device: str | torch.device = "cpu") -> GPT:
+    """A model with allocated but unset weights, for loading saved ones into: built on the meta
+    device, so no time goes into a random initialization that the load overwrites (for GPT-2
+    small, about half of loading it)."""
+    with torch.device("meta"):
+        model = GPT(config)
+    model = model.to_empty(device=device)
+    if config.tie_weights:  # to_empty gives every parameter its own storage: tie the head again
+        model.lm_head.weight = model.transformer.wte.weight
+    return model

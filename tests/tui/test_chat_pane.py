@@ -47,6 +47,8 @@ async def test_chat_streams_a_reply_and_shows_candidates(checkpoint):
         pane = await open_chat(app, pilot)
         assert "0.0" in str(app.query_one("#chat-model").render())  # parameters, in millions
         app.query_one("#max_new_tokens").value = "20"
+        # top-k 8: every drawn token is then among the 8 candidates shown, whatever the draw
+        app.query_one("#top_k").value = "8"
         reply = await ask(pilot, pane, "the cat")
         assert reply.startswith("the cat") and len(reply) == len("the cat") + 20
         inspector = app.query_one(TokenInspector)
