@@ -267,8 +267,8 @@ class ChatPane(Widget, can_focus=False):
                 probs, ids = torch.topk(step.probs, min(N_CANDIDATES, step.probs.numel()))
                 candidates.append(Candidates(
                     chosen=self.tokenizer.token_text(step.id),
-                    options=[(self.tokenizer.token_text(int(i)), float(p))
-                             for p, i in zip(probs, ids, strict=True) if p > 0]))
+                    options=[(self.tokenizer.token_text(i), p)  # one copy off the device
+                             for p, i in zip(probs.tolist(), ids.tolist(), strict=True) if p > 0]))
             if time.monotonic() - last_post > 0.05:
                 self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
                 text, candidates, last_post = "", [], time.monotonic()
