@@ -93,24 +93,39 @@ def save_checkpoint(path: str | os.PathLike, model, tokenizer: Tokenizer,
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
-    p = resolve_checkpoint_path(path)
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    mmap: bool = False, error: type[MinigptError] = CheckpointError,
+                    shown: str | os.PathLike | None = None):
+    """torch.load with weights_only=True: tensors and plain data, never code. Every way it can
+    fail is one `error` naming the file (`shown`, else path). mmap: memory-map where the file's
+    format allows (the legacy pre-zip format does not), so tensors are read as they are used."""
+    shown = path if shown is None else shown
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
             warnings.simplefilter("ignore")
-            payload = torch.load(p, map_location=map_location, weights_only=True)
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if not (mmap and "mmap" in str(e)):
+                    raise
+                return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             # torch's safe unpickler says the same for damaged bytes and for code it refused
-            raise CheckpointError(
-                f"refusing to load {path}: it is not plain weights and data (it is corrupt, "
+            raise error(
+                f"refusing to load {shown}: it is not plain weights and data (it is corrupt, "
                 "or holds Python objects that could run code)"
             ) from None
-        raise CheckpointError(f"{path} is not a minigpt checkpoint (unreadable data)") from None
+        raise error(f"cannot load {shown}: unreadable data") from None
     except PermissionError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+        raise error(f"cannot read {shown}: {e.strerror}") from None
     except Exception:  # hostile or damaged bytes can make the unpickler raise almost anything
-        raise CheckpointError(f"cannot load {path}: it is truncated or corrupt") from None
+        raise error(f"cannot load {shown}: it is truncated or corrupt") from None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    p = resolve_checkpoint_path(path)
+    payload = safe_torch_load(p, map_location, shown=path)
 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a minigpt checkpoint")

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from minigpt.checkpoint import safe_torch_load
 from minigpt.config import GPTConfig
 from minigpt.errors import ConversionError, MinigptError
 from minigpt.model import GPT, empty_model
@@ -192,24 +191,8 @@ def _iter_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def _load_pickle(path: Path) -> dict:
-    """A pytorch_model.bin, unpickled with weights_only=True: tensors and plain data, never code.
-    Memory-mapped where the file's format allows, so its tensors are read as they are copied."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as e:  # the legacy (pre-zip) format cannot be memory-mapped
-                if "mmap" not in str(e):
-                    raise
-                state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
-            raise ConversionError(f"refusing to load {path}: it holds Python objects that could "
-                                  "run code, not only weights") from None
-        raise ConversionError(f"cannot load {path}: unreadable data") from None
-    except Exception:  # damaged or hostile bytes make the unpickler raise almost anything
-        raise ConversionError(f"cannot load {path}: it is truncated or corrupt") from None
+    """A pytorch_model.bin, unpickled safely (never code) and memory-mapped where possible."""
+    state = safe_torch_load(path, mmap=True, error=ConversionError)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConversionError(f"{path} is not a state dict of tensors")
     return state
