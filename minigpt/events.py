@@ -124,18 +124,6 @@ def read_events(run_dir: str | os.PathLike) -> list[dict]:
     return EventTail(run_dir).read_new()
 
 
-def follow_events(run_dir: str | os.PathLike, poll_s: float = 0.2) -> Iterator[dict]:
-    """Yield the run's events from the first, then wait for new ones like `tail -f`, until the
-    run is done or failed."""
-    tail = EventTail(run_dir)
-    while True:
-        for ev in tail.read_new():
-            yield ev
-            if ev.get("type") in ("done", "error"):
-                return
-        time.sleep(poll_s)
-
-
 def process_alive(pid: int | None) -> bool:
     if not pid:
         return False
