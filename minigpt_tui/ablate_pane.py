@@ -149,8 +149,8 @@ class AblatePane(Widget, can_focus=False):
         self._dirty |= bool(events)
         if self.process is not None and self.process.poll() is not None:
             self.process = None
-        alive = (self.process is not None) or process_alive(self.pid)
-        if self.status in ("starting", "running") and not events and not alive:
+        if (self.status in ("starting", "running") and not events
+                and self.process is None and not process_alive(self.pid)):  # asked only then
             self.status = "failed"
             self.query_one("#ablate-status", Static).update(
                 f"[red]{runs.last_output_line(self.run_dir) or 'the ablation ended early'}[/red]")
