@@ -158,12 +158,14 @@ class ChatPane(Widget, can_focus=False):
         try:
             device = pick_device()
             ckpt = load_checkpoint(path, map_location=device)
-            model = convert_weights(ckpt.build_model(device).eval(), weights)
+            model = ckpt.build_model(device).eval()
+            n_params = model.num_params()  # before int8 turns weights into buffers
+            model = convert_weights(model, weights)
         except MinigptError as e:
             self.post_message(self.LoadFailed(str(e)))
             return
         cfg = ckpt.model_config
-        description = (f"[b]{path}[/b]  {model.num_params() / 1e6:.2f}M params, "
+        description = (f"[b]{path}[/b]  {n_params / 1e6:.2f}M params, "
                        f"{ckpt.tokenizer.kind} {ckpt.tokenizer.vocab_size} tokens, context "
                        f"{cfg.block_size}, step {ckpt.step}, {describe_device(device)}, "
                        f"{weights} weights")

@@ -150,5 +150,7 @@ async def test_chat_with_int8_weights(checkpoint):
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_chat(app, pilot)
         assert isinstance(pane.model.lm_head, Int8Linear)
-        assert "int8 weights" in str(app.query_one("#chat-model").render())
+        shown = str(app.query_one("#chat-model").render())
+        assert "int8 weights" in shown
+        assert f"{GPT(pane.model.config).num_params() / 1e6:.2f}M params" in shown  # all counted
         assert await ask(pilot, pane, "the ")
