@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -41,6 +42,17 @@ def _progress() -> Progress:
     )
 
 
+@contextmanager
+def signal_handlers(handlers: dict):
+    """These signal handlers for the duration of the block; the previous ones come back after."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class TrainerSignals:
     """How other processes (and Ctrl-C) steer a run: the TUI sends these to its training child.
 
@@ -52,19 +64,13 @@ class TrainerSignals:
 
     def __init__(self, trainer):
         self.trainer = trainer
-        self.previous = {}
 
-    def __enter__(self):
-        self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_sigint)
-        self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+    def handlers(self) -> dict:
+        handlers = {signal.SIGINT: self._on_sigint, signal.SIGTERM: self._on_sigterm}
         if hasattr(signal, "SIGUSR1"):  # POSIX only
-            self.previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_sigusr1)
-            self.previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_sigusr2)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            handlers[signal.SIGUSR1] = self._on_sigusr1
+            handlers[signal.SIGUSR2] = self._on_sigusr2
+        return handlers
 
     def _on_sigint(self, signum, frame):
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts
@@ -88,7 +94,7 @@ def run_training(trainer, quiet: bool = False) -> str:
     progress = _progress()
     if quiet:
         progress.disable = True
-    with TrainerSignals(trainer), progress:
+    with signal_handlers(TrainerSignals(trainer).handlers()), progress:
         task = None
         for ev in trainer.run():
             kind = ev["type"]
@@ -134,32 +140,15 @@ def _indent(text: str, width: int = 400) -> str:
     return "\n".join("  | " + escape(line) for line in text.splitlines())
 
 
-class CancelOnSignals:
-    """Ctrl-C or SIGTERM cancels an ablation; the variants already finished are kept."""
-
-    def __init__(self, runner):
-        self.runner = runner
-        self.previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self._cancel)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def _cancel(self, signum, frame):
-        self.runner.request_stop()
-
-
 def run_ablation(runner, quiet: bool = False) -> list[dict]:
     progress = _progress()
     if quiet:
         progress.disable = True
     tasks = {}
-    with CancelOnSignals(runner), progress:
+    # Ctrl-C or SIGTERM cancels; the variants already finished are kept
+    cancel = {sig: lambda signum, frame: runner.request_stop()
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+    with signal_handlers(cancel), progress:
         for ev in runner.run():
             kind = ev["type"]
             if kind == "variant":
