@@ -14,12 +14,28 @@ def app(tmp_path) -> MinigptApp:
     return MinigptApp(runs_root=tmp_path / "runs", autostart=False)
 
 
+async def footer_settled(pilot, timeout: float = 10.0) -> None:
+    """Wait until focus and the footer's keys have stopped changing: the footer is rebuilt after
+    focus lands, later on a loaded machine than a fixed pause allows."""
+    def state():
+        return pilot.app.focused, [str(k.render()) for k in pilot.app.screen.query("FooterKey")]
+
+    last, same, waited = state(), 0, 0.0
+    while same < 3 and waited < timeout:
+        await pilot.pause(0.1)
+        waited += 0.1
+        now = state()
+        same = same + 1 if now == last else 0
+        last = now
+
+
 def keys_then_steady(*keys):
     """Press keys, then stop cursors blinking: a blink caught on or off is not a difference."""
 
     async def run_before(pilot) -> None:
         await pilot.press(*keys)
         await pilot.pause(0.5)  # focus moves after a refresh: let it land before the picture
+        await footer_settled(pilot)
         for screen in pilot.app.screen_stack:
             for box in screen.query("Input"):
                 box.cursor_blink = False
