@@ -1,15 +1,21 @@
 """One-file checkpoints: weights, configuration, tokenizer and (for resuming) the training state.
 
-Saving is atomic: the file is written beside the target, flushed to disk, then renamed over it,
-so a kill mid-write leaves the previous checkpoint whole. Loading uses torch.load with
-weights_only=True, which unpickles only tensors and plain data: a file cannot run code.
+Saving never destroys the previous checkpoint: the file is written beside the target, flushed to
+disk, then renamed over it, so a kill, a full disk or an error mid-write leaves the previous one
+whole; Ctrl-C and SIGTERM wait until the write is done; weights with a NaN or an infinity are
+refused. Loading uses torch.load with weights_only=True, which unpickles only tensors and plain
+data: a file cannot run code.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,27 +76,93 @@ def save_checkpoint(path: str | os.PathLike, model, tokenizer: Tokenizer,
     path = Path(path)
     model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: save the original module
     model = getattr(model, "module", model)  # a DDP-wrapped model
+    weights = model.state_dict()
+    bad = first_non_finite(weights)
+    if bad is not None:
+        raise CheckpointError(f"refusing to save {path}: the weights hold NaN or infinite values "
+                              f"(in {bad}); the previous checkpoint is kept")
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "model_config": model.config.to_dict(),
-        "model": model.state_dict(),
+        "model": weights,
         "tokenizer": tokenizer.to_dict(),
         "train_config": train_config.to_dict() if train_config else None,
         "train_state": train_state,
         "meta": meta or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _signals_held():  # a Ctrl-C lands after the write, never half-way through it
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(path)
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
+        except (OSError, RuntimeError) as e:
+            raise CheckpointError(_write_failure(path, e)) from None
+        finally:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # its folder is not there, or not a folder: nothing to remove
+                pass
     return path
+
+
+def first_non_finite(state_dict: dict) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
+    for name, tensor in state_dict.items():
+        if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor).all())):
+            return name
+    return None
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    """One line for a save that failed: what the system said, and that nothing was lost. torch.save
+    reports a failed write as a RuntimeError whose context is the OSError that caused it."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__context__
+    kept = "the previous checkpoint is intact" if path.exists() else "nothing was written"
+    if cause is None:
+        return f"could not save {path} ({str(error).strip().splitlines()[0]}); {kept}"
+    if cause.errno == errno.ENOSPC:
+        return f"no space left on device while saving {path}; {kept}"
+    return f"cannot save {path}: {cause.strerror or cause}; {kept}"
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of saves that were killed half-way (.model.pt.<pid>.tmp), where
+    the process that wrote them is gone."""
+    from minigpt.events import process_alive
+
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = orphan.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
+            orphan.unlink(missing_ok=True)
+
+
+@contextmanager
+def _signals_held():
+    """Hold back Ctrl-C and SIGTERM for the duration of the block, then deliver them. Python runs
+    signal handlers in the main thread only, so elsewhere this changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in caught:
+            signal.raise_signal(sig)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",

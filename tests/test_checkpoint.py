@@ -1,5 +1,9 @@
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -111,3 +115,78 @@ def test_compiled_model_is_saved_without_the_compile_prefix(tmp_path, tiny_model
 
     save_checkpoint(tmp_path / "m.pt", Compiled(model), CharTokenizer("a"))
     assert all(not k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "m.pt").state_dict)
+
+
+def test_non_finite_weights_are_never_saved(saved):
+    path, model = saved
+    before = path.read_bytes()
+    with torch.no_grad():
+        model.transformer.h[1].mlp.c_fc.weight[3, 4] = float("nan")
+    with pytest.raises(CheckpointError, match=r"NaN or infinite .*h\.1\.mlp\.c_fc\.weight"):
+        save_checkpoint(path, model, CharTokenizer("ab"))
+    assert path.read_bytes() == before
+
+
+def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(saved, monkeypatch):
+    path, model = saved
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def disk_fills_up(obj, f, *args, **kwargs):
+        class Full:  # a file whose disk is full after a few bytes, as torch.save meets it
+            def write(self, data):
+                raise OSError(28, "No space left on device")
+
+            def flush(self):
+                pass
+        real_save(obj, Full())
+
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    with pytest.raises(CheckpointError) as raised:
+        save_checkpoint(path, model, CharTokenizer("ab"))
+    assert str(raised.value) == (f"no space left on device while saving {path}; "
+                                 "the previous checkpoint is intact")
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == ["model.pt"]
+
+
+def test_an_unwritable_place_is_one_line(tmp_path, tiny_model_config):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"^cannot save .*a-file/model.pt: .*nothing was written$"):
+        save_checkpoint(blocker / "model.pt", GPT(tiny_model_config), CharTokenizer("ab"))
+
+
+def test_the_temporary_file_of_a_killed_save_is_cleaned_up(saved):
+    path, model = saved
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no process has any more
+    orphan = path.parent / f".model.pt.{dead.pid}.tmp"
+    orphan.write_bytes(b"PK half a checkpoint")
+    live = path.parent / f".model.pt.{os.getppid()}.tmp"  # a save in progress elsewhere
+    live.write_bytes(b"PK being written")
+    save_checkpoint(path, model, CharTokenizer("ab"))
+    assert sorted(os.listdir(path.parent)) == sorted(["model.pt", live.name])
+
+
+def test_ctrl_c_during_a_write_lands_after_it(saved):
+    """The write completes and the checkpoint is whole; the interrupt is delivered afterwards."""
+    path, model = saved
+    real_save = torch.save
+
+    def interrupted_midway(obj, f, *args, **kwargs):
+        f.write(b"")
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the bytes go out
+        time.sleep(0.05)  # Python runs handlers between bytecodes: give it some
+        real_save(obj, f, *args, **kwargs)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        torch_save, torch.save = torch.save, interrupted_midway
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(path, model, CharTokenizer("ab"), meta={"step": 8})
+    finally:
+        torch.save = torch_save
+        signal.signal(signal.SIGINT, previous)
+    assert load_checkpoint(path).step == 8
+    assert os.listdir(path.parent) == ["model.pt"]
