@@ -27,3 +27,11 @@ class SamplingError(MinigptError, ValueError):
 
 class ConversionError(MinigptError):
     """A model that cannot be imported from, or exported to, Hugging Face's GPT-2 layout."""
+
+
+class RunDirectoryError(MinigptError):
+    """A run directory that cannot be used: another run writes to it, or it cannot be written."""
+
+
+class TrainingDiverged(MinigptError):
+    """The loss or the gradients became NaN or infinite: training stops, nothing bad is saved."""

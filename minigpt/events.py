@@ -15,8 +15,13 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
     done        step, reason ("finished", "interrupted", "stopped"), train_loss, val_loss,
                 tokens_per_s, elapsed, checkpoint
     paused      step                      (and "resumed", step)
-    error       message
+    error       message                   (the run's last event: one line, as the command prints it)
     note        step, message             (something the user should know, e.g. compiling failed)
+
+A run directory has one writer: the process that writes it holds an exclusive lock on its
+`.lock` file (which names its pid) from start to end, and a second `minigpt train` or `ablate`
+aimed at it is refused. The operating system drops the lock when its process ends, however it
+ends, so a killed run never blocks the next one.
 
 An ablation's directory holds the events of every variant, each tagged "variant", between
 "ablation_start" (variants, max_steps, pid) and "ablation_done" (reason), with a "result" event
@@ -30,11 +35,13 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 EVENTS_NAME = "events.jsonl"
+LOCK_NAME = ".lock"
 DEFAULT_RUNS_ROOT = Path("checkpoints")
 
 
@@ -58,17 +65,83 @@ def new_run_dir(root: str | os.PathLike = DEFAULT_RUNS_ROOT, name: str | None = 
     raise FileExistsError(f"too many runs named {base} in {root}")
 
 
+_held_locks: dict[str, list] = {}  # run directory -> [lock file descriptor, holders in this process]
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike):
+    """Hold the run directory's writer lock for the block; refused (RunDirectoryError) while
+    another process holds it. Nested holds in one process share one lock."""
+    from minigpt.errors import RunDirectoryError
+
+    key = os.path.realpath(run_dir)
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one writer is then the user's to keep
+        yield
+        return
+    path = Path(run_dir) / LOCK_NAME
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise RunDirectoryError(f"{run_dir} is a file, not a run directory: give a folder, or a "
+                                "path ending in .pt for the checkpoint")
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunDirectoryError(f"cannot write to {run_dir}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirectoryError(
+            f"{run_dir} is in use by another run (pid {holder}): wait for it to end, stop it, "
+            "or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _held_locks[key]
+        os.close(fd)  # closing drops the lock
+
+
 class EventLog:
     """Appends events to <run_dir>/events.jsonl, one flushed line each."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / EVENTS_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            from minigpt.errors import RunDirectoryError
+
+            raise RunDirectoryError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def write(self, ev: dict) -> None:
-        self._file.write(json.dumps(ev, ensure_ascii=False) + "\n")
-        self._file.flush()
+        from minigpt.errors import RunDirectoryError
+
+        try:
+            self._file.write(json.dumps(ev, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise RunDirectoryError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def try_write(self, ev: dict) -> None:
+        """Write if the disk lets us: for the error event of a run that is failing anyway."""
+        try:
+            self.write(ev)
+        except Exception:
+            pass
 
     def close(self) -> None:
         self._file.close()
@@ -80,16 +153,25 @@ def logged(events: Iterator[dict], run_dir: str | os.PathLike | None) -> Iterato
     if run_dir is None:
         yield from events
         return
-    log = EventLog(run_dir)
-    try:
-        for ev in events:
-            log.write(ev)
-            yield ev
-    except Exception as e:
-        log.write(event("error", message=f"{type(e).__name__}: {e}"))
-        raise
-    finally:
-        log.close()
+    from minigpt.errors import MinigptError
+
+    with run_lock(run_dir):
+        log = EventLog(run_dir)
+        try:
+            for ev in events:
+                log.write(ev)
+                yield ev
+        except MinigptError as e:  # the one line the command line prints
+            log.try_write(event("error", message=str(e)))
+            raise
+        except Exception as e:
+            log.try_write(event("error", message=f"{type(e).__name__}: {e}"))
+            raise
+        finally:
+            try:
+                log.close()
+            except OSError:
+                pass
 
 
 class EventTail:

@@ -133,4 +133,7 @@ def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     assert [e["step"] for e in events if e["type"] == "eval"] == [0, 5, 10]
     assert events[-1]["type"] == "done" and events[-1]["reason"] == "finished"
     assert load_checkpoint(tmp_path / "run").step == 10
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["events.jsonl", "model.pt"]
+    # rank 0 alone holds the run's lock and writes
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "events.jsonl",
+                                                                      "model.pt"]
+    assert (tmp_path / "run" / ".lock").read_text().strip() == str(events[0]["pid"])
