@@ -57,7 +57,8 @@ class TrainerSignals:
     """How other processes (and Ctrl-C) steer a run: the TUI sends these to its training child.
 
     SIGINT (Ctrl-C), SIGTERM   stop after the current step and save; a second Ctrl-C interrupts
-                               the step itself, and the trainer still saves before it ends
+                               the step (or evaluation) itself, and the trainer still saves before
+                               it ends; a checkpoint being written is never interrupted
     SIGUSR1                    save a checkpoint now
     SIGUSR2                    pause, or resume a paused run
     """
@@ -73,13 +74,24 @@ class TrainerSignals:
         return handlers
 
     def _on_sigint(self, signum, frame):
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts
-        self.trainer.request_stop("interrupted")
+        signal.signal(signal.SIGINT, self._on_second_sigint)
+        self._stop("interrupted")
         console.print("[yellow]stopping: finishing this step and saving a checkpoint "
                       "(Ctrl-C again to interrupt the step)")
 
+    def _stop(self, reason: str) -> None:
+        self.trainer.request_stop(reason)
+        if self.trainer.evaluating:  # an evaluation changes nothing: no need to wait for it
+            raise KeyboardInterrupt
+
+    def _on_second_sigint(self, signum, frame):
+        # only a step or an evaluation is cut short; elsewhere (saving, printing) the run is
+        # already on its way out, and an exception there would lose the checkpoint
+        if self.trainer.interruptible:
+            raise KeyboardInterrupt
+
     def _on_sigterm(self, signum, frame):
-        self.trainer.request_stop("stopped")
+        self._stop("stopped")
 
     def _on_sigusr1(self, signum, frame):
         self.trainer.request_save()

@@ -54,3 +54,23 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
         if fragment in name:
             return bf16 if precision == "bf16" else tf32
     return None
+
+
+def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int = 512) -> float:
+    """The FLOP/s this device's n x n matmuls reach now, best of a few (tens of milliseconds): for
+    estimates where no peak is known, as on CPUs."""
+    import time
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / max(best, 1e-9)

@@ -26,9 +26,9 @@ from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from minigpt.compiling import CompiledOrEager
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
-from minigpt.errors import ConfigError
+from minigpt.errors import ConfigError, TrainingDiverged
 from minigpt.events import event, logged
-from minigpt.hardware import has_native_bf16, peak_flops
+from minigpt.hardware import has_native_bf16, measured_matmul_flops, peak_flops
 from minigpt.model import GPT
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.tokenizer import Tokenizer, build_tokenizer
@@ -132,6 +132,11 @@ class Trainer:
         self._stop_reason: str | None = None
         self._save_requested = False
         self._paused = False
+        # True while a step or an evaluation runs: the only time a second Ctrl-C may interrupt
+        # (a checkpoint write never is); an evaluation, which changes nothing, is cut short at once
+        # by a stop request (see console.TrainerSignals)
+        self.interruptible = False
+        self.evaluating = False
 
         torch.manual_seed(self.cfg.seed)
         self.model = GPT(self.cfg.model).to(self.device)
@@ -159,6 +164,10 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.last_eval: dict = {}
+        self.saved_step: int | None = None  # the step of the last checkpoint this run wrote
+        # whether every loss and gradient norm so far was finite: a flag kept on the device and
+        # read only when a step is logged or saved, so that checking costs no wait on a GPU
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         if resume is not None:
             self._restore(resume.train_state or {})
         self.precision = resolve_precision(self.device, dtype)
@@ -208,8 +217,9 @@ class Trainer:
                     compiled=isinstance(self.train_model, CompiledOrEager),
                     run_dir=str(self.run_dir) if self.run_dir else None, pid=os.getpid(),
                     world_size=self.world.size)
-        if self.step == 0:
-            yield from self._evaluate()
+        slow = self.slow_step_warning()
+        if slow:
+            yield event("note", step=self.step, message=slow)
 
         train_seconds = 0.0
         # the window's losses stay on the device until a step is logged: reading a number off a
@@ -218,10 +228,19 @@ class Trainer:
         reason = "finished"
         compile_failure_noted = False
         try:
+            if self.step == 0:
+                yield from self._evaluate()
             while self.step < cfg.max_steps:
+                # every process stops at the same step, whichever one was asked to
+                if distributed.any_rank(self._stop_reason is not None):
+                    reason = self._stop_reason or "stopped"
+                    break
                 t0 = time.perf_counter()
+                self.interruptible = True
                 step_loss, grad_norm, lr = self._train_step()
+                self.interruptible = False
                 train_seconds += time.perf_counter() - t0
+                self._finite &= torch.isfinite(step_loss) & torch.isfinite(grad_norm)
                 failure = getattr(self.train_model, "failure", None)
                 if failure and not compile_failure_noted:  # said once, at the step it happened
                     compile_failure_noted = True
@@ -232,6 +251,7 @@ class Trainer:
                 window_tokens += self.tokens_per_step
 
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                    self._check_finite()
                     # the loss of the global batch: the mean over processes of each one's mean
                     # (reading it waits for the device, so the clock is read after)
                     loss = distributed.all_reduce_mean(float(window_loss) / window_steps)
@@ -253,12 +273,10 @@ class Trainer:
                 if self._paused and not self._stop_reason:
                     yield from self._wait_while_paused()
                     window_tokens, window_start = 0, time.perf_counter()  # a pause is not slowness
-                # every process stops at the same step, whichever one was asked to
-                if distributed.any_rank(self._stop_reason is not None):
-                    reason = self._stop_reason or "stopped"
-                    break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C, during a step or an evaluation
             reason = "interrupted"
+        finally:
+            self.interruptible = False
 
         if reason != "finished":
             yield self._save()
@@ -268,6 +286,37 @@ class Trainer:
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
                     elapsed=time.perf_counter() - started,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
+
+    def _check_finite(self, what: str = "") -> None:
+        """Stop the run, saving nothing, once a loss or a gradient norm was NaN or infinite."""
+        if bool(self._finite):
+            return
+        if self.saved_step is not None:
+            kept = f"the last good checkpoint, {self.checkpoint_path} at step {self.saved_step}, is kept"
+        elif self.checkpoint_path is not None and self.checkpoint_path.exists():
+            kept = f"{self.checkpoint_path} is kept as it was"
+        else:
+            kept = "nothing was saved"
+        raise TrainingDiverged(
+            f"training diverged by step {self.step}: {what or 'the loss or the gradients'} became "
+            f"NaN or infinite (learning rate {lr_at(self.step - 1, self.cfg):.3g}); {kept}. "
+            "A lower --lr usually helps")
+
+    def slow_step_warning(self, limit_s: float = 60.0) -> str | None:
+        """A warning when one optimizer step would take minutes (a huge context or batch): the
+        FLOPs it needs against what this device's matmuls measurably do (or its peak, on GPUs)."""
+        flops = self.flops_per_token * self.cfg.tokens_per_step
+        if flops < 1e12:  # under a second or so anywhere: not worth measuring
+            return None
+        rate = self.peak_flops / self.world.size * 0.5 if self.peak_flops else \
+            measured_matmul_flops(self.device, self.precision)
+        seconds = flops / rate
+        if seconds < limit_s:
+            return None
+        return (f"one step of {self.cfg.tokens_per_step:,} tokens at context "
+                f"{self.cfg.model.block_size:,} needs about {flops:.2g} FLOPs: about "
+                f"{_duration(seconds)} per step at this device's {rate / 1e9:,.0f} GFLOP/s "
+                "(a smaller --block-size or --batch-size is faster)")
 
     def _wait_while_paused(self) -> Iterator[dict]:
         yield event("paused", step=self.step)
@@ -307,25 +356,42 @@ class Trainer:
         return total / cfg.grad_accum, grad_norm, lr
 
     @torch.no_grad()
-    def estimate_loss(self) -> dict[str, float]:
-        """Mean loss over eval_iters batches of each split; the same batches every time."""
+    def estimate_loss(self) -> dict[str, float] | None:
+        """Mean loss over eval_iters batches of each split; the same batches every time. None when
+        a stop was asked for in the middle: a stop never waits for an evaluation."""
         cfg = self.cfg
         self.model.eval()
         losses = {}
-        for split, data in (("train", self.data.tokens.train), ("val", self.data.tokens.val)):
-            generator = torch.Generator().manual_seed(cfg.seed + 1)
-            total = 0.0
-            for _ in range(cfg.eval_iters):
-                x, y = get_batch(data, cfg.batch_size, cfg.model.block_size, generator, self.device)
-                with self.autocast:
-                    _, loss = self.model(x, y)
-                total += loss.item()
-            losses[split] = total / cfg.eval_iters
-        self.model.train()
+        self.interruptible = self.evaluating = True
+        try:
+            for split, data in (("train", self.data.tokens.train), ("val", self.data.tokens.val)):
+                generator = torch.Generator().manual_seed(cfg.seed + 1)
+                total = 0.0
+                for _ in range(cfg.eval_iters):
+                    if self._stop_reason is not None:
+                        return None
+                    x, y = get_batch(data, cfg.batch_size, cfg.model.block_size, generator,
+                                     self.device)
+                    with self.autocast:
+                        _, loss = self.model(x, y)
+                    total += loss.item()
+                losses[split] = total / cfg.eval_iters
+        except KeyboardInterrupt:  # raised by a stop request's signal handler
+            if self._stop_reason is None:
+                raise
+            return None
+        finally:
+            self.interruptible = self.evaluating = False
+            self.model.train()
         return losses
 
     def _evaluate(self) -> Iterator[dict]:
         losses = self.estimate_loss()
+        if losses is None:
+            return
+        if not all(math.isfinite(v) for v in losses.values()):
+            self._finite.fill_(False)
+            self._check_finite("the evaluation loss")
         self.last_eval = {"train_loss": losses["train"], "val_loss": losses["val"]}
         yield event("eval", step=self.step, **self.last_eval)
         if self.cfg.sample_tokens > 0:
@@ -369,18 +435,33 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write a checkpoint; refused (TrainingDiverged) once the run has gone non-finite."""
         path = Path(path) if path else self.checkpoint_path
         if path is None:
             raise ConfigError("no run directory and no path to save the checkpoint to")
+        self._check_finite()
         meta = {"step": self.step, "tokens_seen": self.tokens_seen,
                 "data": self.data.corpus.description, "data_source": self.data.corpus.source,
                 **self.last_eval}
         if self.origin:
             meta["source"] = self.origin
-        return save_checkpoint(path, self.model, self.data.tokenizer, self.cfg, self.train_state(), meta)
+        saved = save_checkpoint(path, self.model, self.data.tokenizer, self.cfg,
+                                self.train_state(), meta)
+        if path == self.checkpoint_path:
+            self.saved_step = self.step
+        return saved
 
     def _save(self) -> dict:
         self._save_requested = False
         if self.checkpoint_path is None:
             return event("checkpoint", step=self.step, path=None)
         return event("checkpoint", step=self.step, path=str(self.save()))
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

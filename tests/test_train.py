@@ -1,9 +1,13 @@
 import json
+import os
+import signal
+import time
 
 import pytest
 import torch
 
 from minigpt.checkpoint import load_checkpoint
+from minigpt.errors import TrainingDiverged
 from minigpt.events import read_events
 from minigpt.train import Trainer, lr_at, prepare_data
 
@@ -159,3 +163,80 @@ def test_a_real_error_is_not_taken_for_a_compile_failure(tiny_model_config):
     too_long = torch.zeros(1, tiny_model_config.block_size + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="exceeds the context"):
         model(too_long)  # raised by the model itself, compiled or not
+
+
+def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tiny_train_config, corpus,
+                                                                   tmp_path):
+    good_cfg = tiny_train_config.with_overrides(max_steps=20, eval_interval=20)
+    good, _ = run(good_cfg, corpus, run_dir=tmp_path)
+    before = (tmp_path / "model.pt").read_bytes()
+    # the same run folder, a learning rate that blows up, and a stop request as the TUI sends it
+    cfg = tiny_train_config.with_overrides(lr=1e9, warmup_steps=1, max_steps=200, eval_interval=5)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    events = []
+    with pytest.raises(TrainingDiverged, match=r"diverged by step \d+: .*NaN or infinite.*kept"):
+        for ev in trainer.run():
+            events.append(ev)
+            if ev["type"] == "step" and ev["step"] >= 10:
+                trainer.request_stop()
+    assert not of(events, "checkpoint")
+    assert (tmp_path / "model.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path).step == 20
+    error = read_events(tmp_path)[-1]
+    assert error["type"] == "error" and error["message"].startswith("training diverged by step")
+
+
+def test_a_stop_cuts_the_evaluation_short(tiny_train_config, corpus, tmp_path):
+    cfg = tiny_train_config.with_overrides(eval_iters=1000)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    batches = 0
+    forward = trainer.model.forward
+
+    def counting(*args, **kwargs):
+        nonlocal batches
+        batches += 1
+        if batches == 3:
+            trainer.request_stop()
+        return forward(*args, **kwargs)
+
+    trainer.model.forward = counting
+    events = list(trainer.run())
+    assert batches == 3  # not the 2000 the evaluation would have taken
+    assert not of(events, "eval")
+    assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
+    assert load_checkpoint(tmp_path).step == 0
+
+
+def test_two_ctrl_c_during_the_first_evaluation_still_save(tiny_train_config, corpus, tmp_path):
+    from minigpt.console import run_training
+
+    cfg = tiny_train_config.with_overrides(eval_iters=1000)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    forward, calls = trainer.model.forward, []
+
+    def pressed_twice(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 4):  # Ctrl-C, then Ctrl-C again, while the evaluation runs
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        return forward(*args, **kwargs)
+
+    trainer.model.forward = pressed_twice
+    assert run_training(trainer, quiet=True) == "interrupted"
+    done = read_events(tmp_path)[-1]
+    assert done["type"] == "done" and done["checkpoint"] == str(tmp_path / "model.pt")
+    assert load_checkpoint(tmp_path).step == 0
+
+
+def test_a_step_that_would_take_minutes_is_announced(tiny_train_config, corpus, monkeypatch):
+    import minigpt.train as train_module
+
+    monkeypatch.setattr(train_module, "measured_matmul_flops", lambda device, precision: 1e9)
+    cfg = tiny_train_config.with_overrides(block_size=4096, batch_size=64, n_layer=4, n_embd=128)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
+    warning = trainer.slow_step_warning()
+    flops = trainer.flops_per_token * cfg.tokens_per_step
+    assert warning.startswith(f"one step of 262,144 tokens at context 4,096 needs about {flops:.2g}")
+    assert f"about {flops / 1e9 / 3600:.1f} h per step at this device's 1 GFLOP/s" in warning
+    small = Trainer(tiny_train_config, prepare_data(corpus, tiny_train_config), device="cpu")
+    assert small.slow_step_warning() is None
