@@ -45,6 +45,13 @@ class MinigptGroup(TyperGroup):
             command = e.ctx.command_path if e.ctx else ctx.command_path
             print_error(f"{e.format_message()} (see '{command} --help')")
             raise typer.Exit(EXIT_USAGE) from None
+        except OSError as e:  # the disk or the file system said no: a full disk, a read-only folder
+            where = f" {e.filename}" if e.filename else ""
+            print_error(f"cannot write or read{where}: {e.strerror or e}")
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:  # before a command's own Ctrl-C handling is in place
+            print("minigpt: interrupted", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 app = typer.Typer(
@@ -129,11 +136,13 @@ def train(
 
 def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
            dtype, compile_model) -> None:
+    from contextlib import nullcontext
+
     from minigpt import distributed
-    from minigpt.checkpoint import load_checkpoint
+    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from minigpt.config import default_preset_name, preset
     from minigpt.data import load_corpus
-    from minigpt.events import new_run_dir
+    from minigpt.events import new_run_dir, run_lock
     from minigpt.train import Trainer, prepare_data
 
     checkpoint = None
@@ -164,13 +173,9 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
     else:
         cfg = preset(preset_name or default_preset_name(torch_device.type)).with_overrides(**overrides)
 
-    corpus = load_corpus(data)
-    given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
-    prepared = prepare_data(corpus, cfg, tokenizer=given.tokenizer if given else None)
-
     checkpoint_path = None
     if out is not None:
-        checkpoint_path = out if out.suffix == ".pt" else out / "model.pt"
+        checkpoint_path = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
         run_dir = checkpoint_path.parent
     elif checkpoint is not None:
         run_dir = checkpoint.path.parent
@@ -179,15 +184,25 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
         run_dir = new_run_dir(name=name)
     else:
         run_dir = None
-
-    trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
-                      checkpoint_path=checkpoint_path, resume=checkpoint, init=start, dtype=dtype,
-                      compile=compile_model)
-    from minigpt.console import console, run_training
-
     if not distributed.is_main():
-        console.quiet = True  # one process speaks for the run: rank 0
-    reason = run_training(trainer, quiet=quiet)
+        run_dir = checkpoint_path = None
+
+    # the run directory is ours (one writer) before any time goes into the data
+    with run_lock(run_dir) if run_dir is not None else nullcontext():
+        if checkpoint is None and checkpoint_path is not None and checkpoint_path.exists():
+            raise MinigptError(f"{checkpoint_path} already exists: --resume {checkpoint_path} "
+                               "continues its run; to start a new one, choose another --out")
+        corpus = load_corpus(data)
+        given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
+        prepared = prepare_data(corpus, cfg, tokenizer=given.tokenizer if given else None)
+        trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
+                          checkpoint_path=checkpoint_path, resume=checkpoint, init=start,
+                          dtype=dtype, compile=compile_model)
+        from minigpt.console import console, run_training
+
+        if not distributed.is_main():
+            console.quiet = True  # one process speaks for the run: rank 0
+        reason = run_training(trainer, quiet=quiet)
     if reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
 

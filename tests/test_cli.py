@@ -190,3 +190,65 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, trained):
     assert "Traceback" not in err
     assert "interrupted at step" in out and str(run_dir / "model.pt") in out
     assert load_checkpoint(run_dir).step > 0
+
+
+def test_a_second_trainer_on_a_live_run_folder_is_refused(tmp_path, trained):
+    _, _, data, _ = trained
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "minigpt", "train", "--data", str(data), "--steps", "100000",
+         "--out", str(run_dir), *TINY, "--eval-interval", "100000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        events = run_dir / "events.jsonl"
+        deadline = time.monotonic() + 120
+        while not (events.exists() and '"type": "step"' in events.read_text()):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = minigpt("train", "--data", data, "--steps", 10, "--out", run_dir, *TINY)
+        assert_one_line_error(second, f"{run_dir} is in use by another run (pid {first.pid})")
+        ablation = minigpt("ablate", "residual", "--steps", 2, "--out", run_dir, "--preset", "tiny")
+        assert_one_line_error(ablation, f"(pid {first.pid})")
+    finally:
+        first.kill()  # kill -9: the lock goes with the process
+        first.wait()
+    starts = [e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "start"]
+    assert [e["pid"] for e in starts] == [first.pid]  # the refused ones wrote nothing
+
+
+def test_a_new_run_never_overwrites_a_trained_model(trained, tmp_path):
+    root, ckpt, data, _ = trained
+    before = ckpt.read_bytes()
+    result = minigpt("train", "--data", data, "--steps", 5, "--out", ckpt.parent, *TINY)
+    assert_one_line_error(result, f"{ckpt} already exists: --resume {ckpt} continues its run")
+    assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("/proc/x.pt", "cannot write to /proc"),
+    ("a-file", "a-file is a file, not a run directory"),
+])
+def test_an_unwritable_output_is_one_line(tmp_path, out, fragment):
+    (tmp_path / "a-file").write_text("mine")
+    result = minigpt("train", "--steps", 5, "--out", out, *TINY, cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_ctrl_c_while_python_still_imports_is_one_line(tmp_path):
+    """Ctrl-C in the first moments of a command lands in an import (of rich, say)."""
+    interrupted_import = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name.startswith('rich'):\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "sys.argv = ['minigpt', 'train', '--steps', '5']\n"
+        "from minigpt.__main__ import main\n"
+        "main()\n")
+    result = subprocess.run([sys.executable, "-c", interrupted_import], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 130
+    assert result.stderr.strip().splitlines() == ["minigpt: interrupted"]
