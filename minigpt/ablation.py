@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from minigpt.config import TrainConfig
-from minigpt.errors import ConfigError
+from minigpt.errors import ConfigError, TrainingDiverged
 
 
 @dataclass(frozen=True)
@@ -108,29 +108,37 @@ class AblationRunner:
                         index=index, count=len(self.variants), max_steps=cfg.max_steps)
             started = time.perf_counter()
             trainer = self._trainer = Trainer(cfg, data, device=self.device)
-            sample, done = "", {}
-            for ev in trainer.run():
-                if ev["type"] == "sample":
-                    sample = ev["text"]
-                if ev["type"] == "done":
-                    done = ev
-                yield {**ev, "variant": variant.name}
+            sample, done, diverged = "", {}, None
+            try:
+                for ev in trainer.run():
+                    if ev["type"] == "sample":
+                        sample = ev["text"]
+                    if ev["type"] == "done":
+                        done = ev
+                    yield {**ev, "variant": variant.name}
+            except TrainingDiverged as e:  # a finding about this variant, not the end of the study
+                diverged = str(e)
+                yield event("error", variant=variant.name, message=diverged)
+                done = {"reason": "finished", "step": trainer.step, "train_loss": None,
+                        "val_loss": None, "tokens_per_s": 0.0}
             self._trainer = None
             if done.get("reason") != "finished":
                 break
-            if baseline_val is None:
+            if baseline_val is None and index == 0:
                 baseline_val = done["val_loss"]
+            both = done["val_loss"] is not None and baseline_val is not None
             result = {
                 "variant": variant.name,
                 "description": variant.description,
                 "train_loss": done["train_loss"],
                 "val_loss": done["val_loss"],
-                "val_loss_delta": done["val_loss"] - baseline_val,
+                "val_loss_delta": done["val_loss"] - baseline_val if both else None,
                 "tokens_per_s": done["tokens_per_s"],
                 "seconds": time.perf_counter() - started,
                 "params": trainer.model.num_params(),
                 "steps": done["step"],
                 "sample": sample,
+                "diverged": diverged,  # None, or what happened: the loss became NaN at step N
             }
             self.results.append(result)
             yield event("result", **result)

@@ -188,11 +188,18 @@ def results_table(results: list[dict]) -> Table:
     for column in ("variant", "params", "train loss", "val loss", "vs baseline", "tokens/s", "time"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in results:
-        delta = "" if r["variant"] == "baseline" else f"{r['val_loss_delta']:+.4f}"
-        table.add_row(r["variant"], f"{r['params'] / 1e6:.2f}M", f"{r['train_loss']:.4f}",
-                      f"{r['val_loss']:.4f}", delta, f"{r['tokens_per_s']:,.0f}",
-                      f"{r['seconds']:.1f} s")
+        delta = "" if r["variant"] == "baseline" else _number(r["val_loss_delta"], "+.4f")
+        if r.get("diverged"):
+            train_loss, val_loss = "diverged", f"at step {r['steps']}"
+        else:
+            train_loss, val_loss = _number(r["train_loss"], ".4f"), _number(r["val_loss"], ".4f")
+        table.add_row(r["variant"], f"{r['params'] / 1e6:.2f}M", train_loss, val_loss, delta,
+                      f"{r['tokens_per_s']:,.0f}", f"{r['seconds']:.1f} s")
     return table
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def print_info(ckpt) -> None:

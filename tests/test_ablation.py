@@ -32,3 +32,25 @@ def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus
         assert r["val_loss_delta"] == pytest.approx(r["val_loss"] - results[0]["val_loss"])
     assert results[2]["params"] > results[0]["params"]  # an untied head adds a matrix
     assert {e["variant"] for e in events if e["type"] == "step"} == {"baseline", "attention", "tying"}
+
+
+def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corpus, monkeypatch):
+    from minigpt.ablation import Variant
+    from minigpt.console import results_table
+
+    monkeypatch.setitem(VARIANTS, "explode", [Variant("explode", "a learning rate of 1e9",
+                                                      {"lr": 1e9, "warmup_steps": 1})])
+    runner = AblationRunner(["explode", "tying"], corpus, tiny_train_config, steps=20, seed=3)
+    events = list(runner.run())
+    baseline, explode, tying = runner.results
+    assert explode["diverged"].startswith("training diverged by step")
+    assert explode["val_loss"] is None and explode["val_loss_delta"] is None
+    assert baseline["diverged"] is None and tying["val_loss_delta"] is not None
+    errors = [e for e in events if e["type"] == "error"]
+    assert [e["variant"] for e in errors] == ["explode"]
+    assert events[-1]["type"] == "ablation_done" and events[-1]["reason"] == "finished"
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(results_table(runner.results))
+    assert "diverged" in console.export_text()
