@@ -129,8 +129,11 @@ class MinigptApp(App):
     # --- navigation --------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        self._focus_tab(tab)
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            self._focus_tab(tab)  # no TabActivated follows: focus here
+        else:
+            tabs.active = tab  # its TabActivated focuses the pane
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -138,9 +141,18 @@ class MinigptApp(App):
 
     def _focus_tab(self, tab: str) -> None:
         """Focus the pane's main widget once the tab is shown (a hidden widget takes no focus),
-        so the pane's key bindings work at once."""
+        so the pane's key bindings work at once.
+
+        Only if the tab is still the active one by then: focusing a widget in a hidden pane
+        makes TabbedContent show that pane again, whose TabActivated asked for another focus
+        there, so keys 1 2 3 faster than a refresh left each tab re-activating itself forever."""
         target = {"train": "TrainPane", "chat": "#chat-prompt", "ablate": "#ablate-variants"}[tab]
-        self.call_after_refresh(lambda: self.query_one(target).focus())
+
+        def focus() -> None:
+            if self.query_one(TabbedContent).active == tab:
+                self.query_one(target).focus()
+
+        self.call_after_refresh(focus)
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
