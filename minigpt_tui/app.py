@@ -124,7 +124,10 @@ class MinigptApp(App):
         if state is None:
             return None
         path = Path(state.checkpoint) if state.checkpoint else state.run_dir / "model.pt"
-        return path if path.exists() else None
+        try:
+            return path if path.exists() else None
+        except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it
+            return None
 
     # --- navigation --------------------------------------------------------------------------------
 
