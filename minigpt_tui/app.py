@@ -135,8 +135,11 @@ class MinigptApp(App):
         tabs = self.query_one(TabbedContent)
         if tabs.active == tab:
             self._focus_tab(tab)  # no TabActivated follows: focus here
-        else:
-            tabs.active = tab  # its TabActivated focuses the pane
+            return
+        # Let go of focus first: hiding the focused widget makes Textual focus a sibling of it,
+        # in the pane just hidden, and TabbedContent shows the pane of a focused widget again.
+        self.set_focus(None)
+        tabs.active = tab  # its TabActivated focuses the new pane
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

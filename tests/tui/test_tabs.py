@@ -39,3 +39,18 @@ async def test_fast_tab_keys_settle_on_the_last_tab(finished_run):
         assert seen == {"ablate"}
         assert app.activations == before
         assert app.focused is not None and app.focused.id == "ablate-variants"
+
+
+async def test_each_tab_key_shows_its_tab_from_any_other(finished_run):
+    """Hiding the focused widget makes Textual focus a sibling in the same, now hidden, pane,
+    which showed that pane again: 1 from the Ablate tab stayed on Ablate."""
+    app = MinigptApp(attach=finished_run, runs_root=finished_run.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tabs = app.query_one(TabbedContent)
+        focus = {"train": "TrainPane", "ablate": "#ablate-variants", "chat": "#chat-prompt"}
+        for key, tab in [("3", "ablate"), ("1", "train"), ("3", "ablate"), ("2", "chat")]:
+            await pilot.press(key)
+            await settle(pilot)
+            assert tabs.active == tab, f"after {key}"
+            assert app.focused is app.query_one(focus[tab])
