@@ -22,12 +22,13 @@ from minigpt_tui.widgets.token_inspector import TokenInspector
 from .waiting import settle, wait_for
 
 SIZE = (80, 24)
-# Markup tags, a closing tag with nothing open, an unclosed tag, escapes, an action, and the
-# piece of a real sample that crashed `minigpt tui` (MarkupError: Expected markup value).
+# Markup tags, a closing tag with nothing open, an unclosed tag, escapes, an action, the piece
+# of a real sample that crashed `minigpt tui` (MarkupError: Expected markup value), and an
+# escape sequence for the terminal, which is drawn as a symbol instead of reaching it.
 HOSTILE = ('a [bold]b[/bold] [/] c [bold d \\ e \\[f] [@click=app.quit]q[/] '
-           '[r00]S ~~]Fq%"?+0 [link=x]y [=')
+           '[r00]S ~~]Fq%"?+0 [link=x]y [= \x1b[2Jclear')
 FRAGMENTS = ["[bold]b[/bold]", "[/]", "[bold d", "\\ e \\[f]", "[@click=app.quit]q[/]",
-             "[r00]S", '~~]Fq%"?+0', "[="]
+             "[r00]S", '~~]Fq%"?+0', "[=", "\N{SYMBOL FOR ESCAPE}[2Jclear"]
 NAME = "r[bold]n\\[x"  # a run, variant or folder name: no slash, short enough for a table cell
 
 
