@@ -326,7 +326,10 @@ def chat(
 
         check_weights(weights)
         checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
-        MinigptApp(ckpt=checked.path, autostart=False, weights=weights).run()
+        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights)
+        tui_app.run()
+        if tui_app.return_code:  # it crashed: Textual printed the traceback
+            raise typer.Exit(tui_app.return_code)
         return
     model, tok = load_for_inference(ckpt, device, weights)
     from minigpt.console import plain_chat
@@ -457,7 +460,10 @@ def tui(
         raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp
 
-    MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach).run()
+    tui_app = MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach)
+    tui_app.run()
+    if tui_app.return_code:  # it crashed: Textual printed the traceback
+        raise typer.Exit(tui_app.return_code)
 
 
 def main() -> None:

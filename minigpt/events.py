@@ -176,34 +176,78 @@ def logged(events: Iterator[dict], run_dir: str | os.PathLike | None) -> Iterato
 
 class EventTail:
     """Reads a run's events.jsonl incrementally: each read_new() returns the lines completed since
-    the last call, and never blocks. A half-written last line waits for the next call."""
+    the last call, and never blocks. A half-written last line waits for the next call.
+
+    Only events come out: JSON objects whose "type" is a string. Any other line (damaged, or
+    valid JSON of another shape) is skipped and counted in `skipped`. The fields of an event are
+    as its writer made them: read them with number(), whole(), text() and pid_of(), which say
+    None where a field is missing or of the wrong kind."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / EVENTS_NAME
         self._offset = 0
         self._pending = b""
+        self.skipped = 0
 
     def read_new(self) -> list[dict]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)
                 data = f.read()
-        except FileNotFoundError:
+        except OSError:  # not there (yet), or unreadable: nothing new
             return []
         self._offset += len(data)
         *lines, self._pending = (self._pending + data).split(b"\n")
         events = []
         for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:  # a blank or damaged line: skip it, keep reading
+            if not line.strip():
                 continue
+            try:
+                ev = json.loads(line)
+            except (ValueError, RecursionError):  # damaged, or nested past Python's stack
+                ev = None
+            if isinstance(ev, dict) and isinstance(ev.get("type"), str):
+                events.append(ev)
+            else:
+                self.skipped += 1
         return events
 
 
 def read_events(run_dir: str | os.PathLike) -> list[dict]:
-    """Every complete event written so far."""
+    """Every complete event written so far (as EventTail reads them: only objects with a type)."""
     return EventTail(run_dir).read_new()
+
+
+def number(ev: dict, key: str) -> float | None:
+    """ev[key] as a float if it is a number (NaN and infinity included: diverged runs write
+    them), else None."""
+    value = ev.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer past any float
+        return None
+
+
+def whole(ev: dict, key: str) -> int | None:
+    """ev[key] if it is a whole number from 0 to 2**63 (a step, a count), else None."""
+    value = ev.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return None
+    return value
+
+
+def text(ev: dict, key: str) -> str | None:
+    value = ev.get(key)
+    return value if isinstance(value, str) else None
+
+
+def pid_of(ev: dict) -> int | None:
+    """ev["pid"] if it can be a process id: never 0 or negative (a process group, or every
+    process, to os.kill)."""
+    pid = whole(ev, "pid")
+    return pid if pid and pid < 2**31 else None
 
 
 def process_alive(pid: int | None) -> bool:
@@ -234,34 +278,41 @@ class RunSummary:
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
+    """What the run's events say about it, or None if they hold no start. Never raises on what the
+    file holds: a field of the wrong kind counts as missing."""
     run_dir = Path(run_dir)
     events = read_events(run_dir)
-    starts = [e for e in events if e.get("type") in ("start", "ablation_start")]
+    starts = [e for e in events if e["type"] in ("start", "ablation_start")]
     if not starts:
         return None
     start = starts[-1]
     kind = "ablate" if start["type"] == "ablation_start" else "train"
     last = events[-1]
-    steps = [e for e in events if e.get("type") == "step"]
-    evals = [e for e in events if e.get("type") == "eval"]
-    pid = start.get("pid")
+    steps = [s for e in events if e["type"] == "step" and (s := whole(e, "step")) is not None]
+    val_losses = [v for e in events
+                  if e["type"] == "eval" and (v := number(e, "val_loss")) is not None]
+    pid = pid_of(start)
     if last["type"] == "done" and kind == "train":
-        status = last.get("reason", "finished")
+        status = text(last, "reason") or "finished"
     elif last["type"] == "ablation_done":
-        status = last.get("reason", "finished")
+        status = text(last, "reason") or "finished"
     elif last["type"] == "error":
         status = "failed"
     elif process_alive(pid):
         status = "paused" if last["type"] == "paused" else "running"
     else:
         status = "ended"  # the process is gone without saying goodbye (killed)
+    try:
+        modified = (run_dir / EVENTS_NAME).stat().st_mtime
+    except OSError:  # removed since we read it
+        modified = 0.0
     return RunSummary(
         path=run_dir, kind=kind, status=status,
-        step=steps[-1]["step"] if steps else start.get("step", 0),
-        max_steps=start.get("max_steps", 0),
-        val_loss=evals[-1]["val_loss"] if evals else None,
-        data=start.get("data", ""), pid=pid,
-        modified=(run_dir / EVENTS_NAME).stat().st_mtime,
+        step=steps[-1] if steps else whole(start, "step") or 0,
+        max_steps=whole(start, "max_steps") or 0,
+        val_loss=val_losses[-1] if val_losses else None,
+        data=text(start, "data") or "", pid=pid,
+        modified=modified,
     )
 
 

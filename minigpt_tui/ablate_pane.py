@@ -8,6 +8,7 @@ ones stay in the table.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -20,13 +21,18 @@ from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from minigpt.ablation import VARIANTS
-from minigpt.events import EventTail, new_run_dir, process_alive
+from minigpt.events import EventTail, new_run_dir, number, pid_of, process_alive, text, whole
 from minigpt_tui import runs
+from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.loss_chart import LossChart
 
 PRESETS = [(p, p) for p in ("tiny", "cpu", "gpu", "gpt2")]
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 class AblatePane(Widget, can_focus=False):
@@ -44,7 +50,8 @@ class AblatePane(Widget, can_focus=False):
         self.pid: int | None = None
         self.status = "idle"
         self.curves: dict[str, tuple[list[float], list[float]]] = {}
-        self.samples: dict[str, str] = {}
+        self.samples: dict[str, str] = {}  # by variant, one per row of the table
+        self.current = ""  # the variant in training, as "name (i/n)"
         self._dirty = False
 
     def compose(self) -> ComposeResult:
@@ -83,20 +90,27 @@ class AblatePane(Widget, can_focus=False):
     @on(Input.Submitted, "#ablate-steps")
     def action_start(self) -> None:
         if self.is_live:
-            self.notify("an ablation is running: cancel it first (ctrl+k)", severity="warning")
+            self.notify("an ablation is running: cancel it first (ctrl+k)", severity="warning",
+                        markup=False)
             return
         variants = list(self.query_one(CheckList).selected)
         steps_box = self.query_one("#ablate-steps", Input)
         if not variants:
-            self.notify("pick at least one variant", severity="error")
+            self.notify("pick at least one variant", severity="error", markup=False)
             return
         if not steps_box.is_valid:
-            self.notify("steps must be a whole number of at least 1", severity="error")
+            self.notify("steps must be a whole number of at least 1", severity="error",
+                        markup=False)
             return
         data = self.query_one("#ablate-data", Input).value.strip() or None
         preset = self.query_one("#ablate-preset", Select).value
-        run_dir = new_run_dir(self.runs_root, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
-        self.process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value), preset)
+        try:
+            run_dir = new_run_dir(self.runs_root, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
+            self.process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value),
+                                                preset)
+        except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
+            self.notify(clean(f"cannot start the ablation: {e}"), severity="error", markup=False)
+            return
         self.attach(run_dir)
         self.pid = self.process.pid
 
@@ -106,39 +120,60 @@ class AblatePane(Widget, can_focus=False):
         self.status = "starting"
         self.curves.clear()
         self.samples.clear()
+        self.current = ""
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
         self.poll()
 
     def apply(self, ev: dict) -> None:
-        kind = ev.get("type")
+        """Take in one event (a dict with a string "type", as EventTail yields them). A field of
+        the wrong kind counts as missing; an event without what it is for is skipped."""
+        kind = ev["type"]
         status = self.query_one("#ablate-status", Static)
         if kind == "ablation_start":
-            self.status, self.pid = "running", ev.get("pid")
-            for name in ev["variants"]:
-                self.curves.setdefault(name, ([], []))
-        elif kind == "variant":
-            self.current = f"{ev['variant']} ({ev['index'] + 1}/{ev['count']})"
-            status.update(f"training {self.current}")
-        elif kind == "step" and "variant" in ev:
-            steps, losses = self.curves.setdefault(ev["variant"], ([], []))
-            steps.append(ev["step"])
-            losses.append(ev["loss"])
-            status.update(f"training {self.current}: step {ev['step']}/{ev['max_steps']}, "
-                          f"loss {ev['loss']:.3f}, {ev['tokens_per_s']:,.0f} tok/s")
-        elif kind == "result":
-            self.samples[ev["variant"]] = ev["sample"]
-            delta = "" if ev["variant"] == "baseline" else f"{ev['val_loss_delta']:+.3f}"
-            self.query_one(DataTable).add_row(
-                ev["variant"], f"{ev['train_loss']:.3f}", f"{ev['val_loss']:.3f}", delta,
-                f"{ev['tokens_per_s']:,.0f}", f"{ev['seconds']:.0f}s", key=ev["variant"])
+            self.status, self.pid = "running", pid_of(ev)
+            variants = ev.get("variants")
+            for name in variants if isinstance(variants, list) else []:
+                if isinstance(name, str):
+                    self.curves.setdefault(name, ([], []))
+        elif kind == "variant" and text(ev, "variant") is not None:
+            index, count = whole(ev, "index"), whole(ev, "count")
+            self.current = ev["variant"] + (f" ({index + 1}/{count})"
+                                            if index is not None and count is not None else "")
+            status.update(plain(f"training {self.current}"))
+        elif kind == "step" and text(ev, "variant") is not None:
+            name, step, loss = ev["variant"], whole(ev, "step"), number(ev, "loss")
+            if step is None or loss is None:
+                return
+            if math.isfinite(loss):  # a diverged variant's NaN is said below, not drawn
+                steps, losses = self.curves.setdefault(name, ([], []))
+                steps.append(step)
+                losses.append(loss)
+            max_steps = whole(ev, "max_steps")
+            status.update(plain(
+                f"training {self.current or name}: step {step}/{_fmt(max_steps, 'd')}, "
+                f"loss {loss:.3f}, {_fmt(number(ev, 'tokens_per_s'), ',.0f')} tok/s"))
+        elif kind == "result" and text(ev, "variant") is not None:
+            name, table = ev["variant"], self.query_one(DataTable)
+            if name in self.samples:  # a variant's result again: the newer one stands
+                table.remove_row(name)
+            self.samples[name] = text(ev, "sample") or ""
+            delta = "" if name == "baseline" else _fmt(number(ev, "val_loss_delta"), "+.3f")
+            seconds = number(ev, "seconds")
+            cells = [name, _fmt(number(ev, "train_loss"), ".3f"),
+                     _fmt(number(ev, "val_loss"), ".3f"), delta,
+                     _fmt(number(ev, "tokens_per_s"), ",.0f"),
+                     "-" if seconds is None else f"{seconds:.0f}s"]
+            table.add_row(*map(plain, cells), key=name)
         elif kind == "ablation_done":
-            self.status = ev["reason"]
-            status.update(f"{ev['reason']}: {len(ev['results'])} variant(s) in the table; "
-                          f"{self.run_dir}")
+            self.status = text(ev, "reason") or "finished"
+            results = ev.get("results")
+            count = (len(results) if isinstance(results, list)
+                     else self.query_one(DataTable).row_count)
+            status.update(plain(f"{self.status}: {count} variant(s) in the table; {self.run_dir}"))
         elif kind == "error":
             self.status = "failed"
-            status.update(f"[red]failed: {ev.get('message', '')}[/red]")
+            status.update(plain(f"failed: {text(ev, 'message') or ''}", "red"))
 
     def poll(self) -> None:
         if self.tail is None:
@@ -153,7 +188,7 @@ class AblatePane(Widget, can_focus=False):
                 and self.process is None and not process_alive(self.pid)):  # asked only then
             self.status = "failed"
             self.query_one("#ablate-status", Static).update(
-                f"[red]{runs.last_output_line(self.run_dir) or 'the ablation ended early'}[/red]")
+                plain(runs.last_output_line(self.run_dir) or "the ablation ended early", "red"))
 
     def redraw(self) -> None:
         if not self._dirty:
@@ -168,15 +203,15 @@ class AblatePane(Widget, can_focus=False):
     def _show_sample(self, event: DataTable.RowHighlighted) -> None:
         name = event.row_key.value if event.row_key else None
         self.query_one("#ablate-sample", Static).update(
-            f"[b]{name}[/b]\n{self.samples.get(name, '')}" if name else "")
+            assemble((name, "bold"), "\n", self.samples.get(name, "")) if name else "")
 
     @on(Button.Pressed, "#ablate-cancel")
     def action_cancel(self) -> None:
         if not self.is_live:
-            self.notify("no ablation is running", severity="warning")
+            self.notify("no ablation is running", severity="warning", markup=False)
             return
         runs.stop(self.pid)
-        self.notify("cancelling: finished variants stay in the table")
+        self.notify("cancelling: finished variants stay in the table", markup=False)
 
     def stop_run(self) -> None:
         if self.is_live:

@@ -124,13 +124,22 @@ class MinigptApp(App):
         if state is None:
             return None
         path = Path(state.checkpoint) if state.checkpoint else state.run_dir / "model.pt"
-        return path if path.exists() else None
+        try:
+            return path if path.exists() else None
+        except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it
+            return None
 
     # --- navigation --------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        self._focus_tab(tab)
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            self._focus_tab(tab)  # no TabActivated follows: focus here
+            return
+        # Let go of focus first: hiding the focused widget makes Textual focus a sibling of it,
+        # in the pane just hidden, and TabbedContent shows the pane of a focused widget again.
+        self.set_focus(None)
+        tabs.active = tab  # its TabActivated focuses the new pane
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -138,9 +147,18 @@ class MinigptApp(App):
 
     def _focus_tab(self, tab: str) -> None:
         """Focus the pane's main widget once the tab is shown (a hidden widget takes no focus),
-        so the pane's key bindings work at once."""
+        so the pane's key bindings work at once.
+
+        Only if the tab is still the active one by then: focusing a widget in a hidden pane
+        makes TabbedContent show that pane again, whose TabActivated asked for another focus
+        there, so keys 1 2 3 faster than a refresh left each tab re-activating itself forever."""
         target = {"train": "TrainPane", "chat": "#chat-prompt", "ablate": "#ablate-variants"}[tab]
-        self.call_after_refresh(lambda: self.query_one(target).focus())
+
+        def focus() -> None:
+            if self.query_one(TabbedContent).active == tab:
+                self.query_one(target).focus()
+
+        self.call_after_refresh(focus)
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

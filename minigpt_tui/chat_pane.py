@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
 STRATEGIES = [(s, s) for s in ("greedy", "temperature", "top-k", "top-p", "min-p")]
@@ -85,7 +86,7 @@ class ChatPane(Widget, can_focus=False):
     class Loaded(Message):
         model: object
         tokenizer: object
-        description: str
+        description: Text
 
     @dataclass
     class LoadFailed(Message):
@@ -136,7 +137,7 @@ class ChatPane(Widget, can_focus=False):
 
     def load(self, path: Path, weights: str | None = None) -> None:
         """Load a checkpoint; weights: fp32, bf16 or int8 (see minigpt.quantize), else as before."""
-        self.query_one("#chat-model", Static).update(f"loading {path} ...")
+        self.query_one("#chat-model", Static).update(plain(f"loading {path} ..."))
         self.checkpoint_path = Path(path)
         self.weights = weights or self.weights
         self._load(Path(path), self.weights)
@@ -159,16 +160,24 @@ class ChatPane(Widget, can_focus=False):
             device = pick_device()
             ckpt = load_checkpoint(path, map_location=device)
             model = ckpt.build_model(device).eval()
+            if not all(t.isfinite().all() for t in model.state_dict().values()
+                       if t.is_floating_point()):
+                raise MinigptError(f"refusing to load {path}: its weights hold NaN or infinity "
+                                   "(the run diverged); open an earlier checkpoint")
             n_params = model.num_params()  # before int8 turns weights into buffers
             model = convert_weights(model, weights)
+            cfg = ckpt.model_config
+            description = assemble(
+                (str(path), "bold"), f"  {n_params / 1e6:.2f}M params, {ckpt.tokenizer.kind} "
+                f"{ckpt.tokenizer.vocab_size} tokens, context {cfg.block_size}, step {ckpt.step}, "
+                f"{describe_device(device)}, {weights} weights")
         except MinigptError as e:
             self.post_message(self.LoadFailed(str(e)))
             return
-        cfg = ckpt.model_config
-        description = (f"[b]{path}[/b]  {n_params / 1e6:.2f}M params, "
-                       f"{ckpt.tokenizer.kind} {ckpt.tokenizer.vocab_size} tokens, context "
-                       f"{cfg.block_size}, step {ckpt.step}, {describe_device(device)}, "
-                       f"{weights} weights")
+        except Exception as e:  # whatever else a strange file does: a line in the pane
+            first = (str(e).strip().splitlines() or [""])[0]
+            self.post_message(self.LoadFailed(f"cannot load {path}: {type(e).__name__}: {first}"))
+            return
         self.post_message(self.Loaded(model, ckpt.tokenizer, description))
 
     @on(Loaded)
@@ -179,8 +188,8 @@ class ChatPane(Widget, can_focus=False):
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
-        self.query_one("#chat-model", Static).update(f"[red]{message.error}[/red]")
-        self.notify(message.error, severity="error")
+        self.query_one("#chat-model", Static).update(plain(message.error, "red"))
+        self.notify(clean(message.error), severity="error", markup=False)
 
     # --- settings ----------------------------------------------------------------------------------
 
@@ -194,7 +203,7 @@ class ChatPane(Widget, can_focus=False):
             result = box.validate(box.value)
             if result is not None and not result.is_valid:
                 self.notify(f"{field.replace('_', ' ')}: {'; '.join(result.failure_descriptions)}",
-                            severity="error")
+                            severity="error", markup=False)
                 return None
         value = lambda f: self.query_one(f"#{f}", Input).value  # noqa: E731
         try:
@@ -206,14 +215,14 @@ class ChatPane(Widget, can_focus=False):
                 max_new_tokens=int(value("max_new_tokens")),
             )
         except SamplingError as e:
-            self.notify(str(e), severity="error")
+            self.notify(clean(str(e)), severity="error", markup=False)
             return None
 
     @on(Input.Changed, ".setting Input")
     def _show_validity(self, event: Input.Changed) -> None:
         if event.validation_result and not event.validation_result.is_valid:
             self.query_one("#chat-status", Static).update(
-                f"[red]{'; '.join(event.validation_result.failure_descriptions)}[/red]")
+                plain("; ".join(event.validation_result.failure_descriptions), "red"))
         else:
             self.query_one("#chat-status", Static).update("")
 
@@ -225,10 +234,11 @@ class ChatPane(Widget, can_focus=False):
         if not prompt:
             return
         if self.model is None:
-            self.notify("open a checkpoint first (ctrl+o)", severity="warning")
+            self.notify("open a checkpoint first (ctrl+o)", severity="warning", markup=False)
             return
         if self.generating:
-            self.notify("a reply is still streaming: Esc stops it", severity="warning")
+            self.notify("a reply is still streaming: Esc stops it", severity="warning",
+                        markup=False)
             return
         cfg = self.sampling_config()
         if cfg is None:
@@ -238,12 +248,12 @@ class ChatPane(Widget, can_focus=False):
         try:
             self.tokenizer.encode(prompt)
         except TokenizerError as e:
-            self.notify(str(e), severity="error")
+            self.notify(clean(str(e)), severity="error", markup=False)
             return
         prompt_box = self.query_one(PromptInput)
         prompt_box.remember(prompt)
         prompt_box.value = ""
-        self.reply_text = Text(prompt, style="bold")
+        self.reply_text = plain(prompt, "bold")
         self.reply = Static(self.reply_text, classes="reply")
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
@@ -260,20 +270,25 @@ class ChatPane(Widget, can_focus=False):
         stats = GenerationStats()
         text, candidates, last_post = "", [], time.monotonic()
         reason = "done"
-        for piece, step in stream_pieces(self.model, self.tokenizer, prompt, cfg, stats):
-            if worker.is_cancelled:
-                reason = "stopped"
-                break
-            text += piece
-            if step is not None:
-                probs, ids = torch.topk(step.probs, min(N_CANDIDATES, step.probs.numel()))
-                candidates.append(Candidates(
-                    chosen=self.tokenizer.token_text(step.id),
-                    options=[(self.tokenizer.token_text(i), p)  # one copy off the device
-                             for p, i in zip(probs.tolist(), ids.tolist(), strict=True) if p > 0]))
-            if time.monotonic() - last_post > 0.05:
-                self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
-                text, candidates, last_post = "", [], time.monotonic()
+        try:
+            for piece, step in stream_pieces(self.model, self.tokenizer, prompt, cfg, stats):
+                if worker.is_cancelled:
+                    reason = "stopped"
+                    break
+                text += piece
+                if step is not None:
+                    probs, ids = torch.topk(step.probs, min(N_CANDIDATES, step.probs.numel()))
+                    candidates.append(Candidates(
+                        chosen=self.tokenizer.token_text(step.id),
+                        options=[(self.tokenizer.token_text(i), p)  # one copy off the device
+                                 for p, i in zip(probs.tolist(), ids.tolist(), strict=True)
+                                 if p > 0]))
+                if time.monotonic() - last_post > 0.05:
+                    self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
+                    text, candidates, last_post = "", [], time.monotonic()
+        except Exception as e:  # e.g. a model whose logits overflow to NaN: said, not a crash
+            first = (str(e).strip().splitlines() or [""])[0]
+            reason = f"failed: {type(e).__name__}: {first}"
         self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
         self.post_message(self.Finished(reason))
 
@@ -281,7 +296,7 @@ class ChatPane(Widget, can_focus=False):
     def _append(self, message: Generated) -> None:
         if self.reply is None:
             return
-        self.reply_text.append(message.text)
+        self.reply_text.append(clean(message.text))
         self.reply.update(self.reply_text)
         self.query_one(TokenInspector).extend(message.candidates)
         self.query_one("#chat-status", Static).update(f"{message.tokens_per_s:.1f} tokens/s")
@@ -293,6 +308,10 @@ class ChatPane(Widget, can_focus=False):
         if message.reason == "stopped" and self.reply is not None:
             self.reply_text.append(" [stopped]", style="dim")
             self.reply.update(self.reply_text)
+        elif message.reason.startswith("failed") and self.reply is not None:
+            self.reply_text.append(clean(f" [{message.reason}]"), style="red")
+            self.reply.update(self.reply_text)
+            self.query_one("#chat-status", Static).update(plain(message.reason, "red"))
 
     # --- actions -----------------------------------------------------------------------------------
 

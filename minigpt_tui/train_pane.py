@@ -8,18 +8,19 @@ nothing. Pause, save and stop are signals to the child.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from minigpt.events import EventTail, new_run_dir, process_alive
+from minigpt.events import EventTail, new_run_dir, number, pid_of, process_alive, text, whole
 from minigpt_tui import runs
+from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.loss_chart import LossChart
 
 LIVE = ("starting", "running", "paused")
@@ -55,49 +56,72 @@ class RunState:
     eval_xs: list[float] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    skipped: int = 0  # events that lacked what their type needs
     _last_step_event: tuple[int, float] | None = None
 
     def apply(self, ev: dict) -> None:
-        kind = ev.get("type")
+        """Take in one event (as EventTail yields them: a dict with a string "type"). Its fields
+        are as its writer made them: one of the wrong kind counts as missing, and an event that
+        lacks what it is for (a step without a step and a loss) is skipped and counted. NaN
+        losses of a diverged run are shown as numbers but kept out of the curves."""
+        kind = ev["type"]
         if kind == "start":
-            self.status, self.pid = "running", ev.get("pid")
-            self.step, self.max_steps = ev["step"], ev["max_steps"]
-            self.device, self.params, self.data = ev["device"], ev["params"], ev["data"]
-            self.precision = ev.get("precision", "")  # absent in runs from older versions
+            self.status, self.pid = "running", pid_of(ev)
+            self.step, self.max_steps = whole(ev, "step") or 0, whole(ev, "max_steps") or 0
+            self.device, self.params = text(ev, "device") or "", whole(ev, "params") or 0
+            self.data = text(ev, "data") or ""
+            self.precision = text(ev, "precision") or ""  # absent in runs from older versions
             self._last_step_event = None
         elif kind == "step":
-            if self._last_step_event:  # steps/s from consecutive step events
+            step, loss, time_ = whole(ev, "step"), number(ev, "loss"), number(ev, "time")
+            if step is None or loss is None:
+                self.skipped += 1
+                return
+            if time_ is not None and not math.isfinite(time_):
+                time_ = None
+            if self._last_step_event and time_ is not None:  # steps/s from consecutive steps
                 prev_step, prev_time = self._last_step_event
-                if ev["time"] > prev_time:
-                    self.steps_per_s = (ev["step"] - prev_step) / (ev["time"] - prev_time)
-            self._last_step_event = (ev["step"], ev["time"])
-            self.step, self.max_steps = ev["step"], ev["max_steps"]
-            self.loss, self.lr, self.grad_norm = ev["loss"], ev["lr"], ev["grad_norm"]
-            self.tokens_per_s = ev["tokens_per_s"]
-            self.flops_per_s, self.mfu = ev.get("flops_per_s"), ev.get("mfu")
-            self.step_xs.append(ev["step"])
-            self.step_losses.append(ev["loss"])
+                if time_ > prev_time:
+                    self.steps_per_s = (step - prev_step) / (time_ - prev_time)
+            self._last_step_event = None if time_ is None else (step, time_)
+            self.step, self.max_steps = step, whole(ev, "max_steps") or self.max_steps
+            self.loss, self.lr, self.grad_norm = loss, number(ev, "lr"), number(ev, "grad_norm")
+            self.tokens_per_s = number(ev, "tokens_per_s")
+            self.flops_per_s, self.mfu = number(ev, "flops_per_s"), number(ev, "mfu")
+            if math.isfinite(loss):
+                self.step_xs.append(step)
+                self.step_losses.append(loss)
         elif kind == "eval":
-            self.val_loss = ev["val_loss"]
-            self.eval_xs.append(ev["step"])
-            self.train_losses.append(ev["train_loss"])
-            self.val_losses.append(ev["val_loss"])
+            step, train, val = whole(ev, "step"), number(ev, "train_loss"), number(ev, "val_loss")
+            if step is None or val is None:
+                self.skipped += 1
+                return
+            self.val_loss = val
+            if train is not None and math.isfinite(train) and math.isfinite(val):
+                self.eval_xs.append(step)
+                self.train_losses.append(train)
+                self.val_losses.append(val)
         elif kind == "sample":
+            if text(ev, "text") is None:
+                self.skipped += 1
+                return
             self.sample = ev["text"]
         elif kind == "checkpoint":
-            self.checkpoint = ev.get("path")
+            self.checkpoint = text(ev, "path") or self.checkpoint
         elif kind == "paused":
             self.status = "paused"
         elif kind == "resumed":
             self.status = "running"
             self._last_step_event = None
         elif kind == "done":
-            self.status, self.step = ev["reason"], ev["step"]
-            self.checkpoint = ev.get("checkpoint") or self.checkpoint
+            self.status = text(ev, "reason") or "finished"
+            step = whole(ev, "step")
+            self.step = self.step if step is None else step
+            self.checkpoint = text(ev, "checkpoint") or self.checkpoint
         elif kind == "error":
-            self.status, self.error = "failed", ev.get("message", "")
+            self.status, self.error = "failed", text(ev, "message") or ""
         elif kind == "note":  # e.g. torch.compile failed and the run went on without it
-            self.note = ev.get("message", "")
+            self.note = text(ev, "message") or ""
 
     @property
     def eta_s(self) -> float | None:
@@ -167,9 +191,13 @@ class TrainPane(Widget, can_focus=True):
     def is_live(self) -> bool:
         return self.state is not None and self.state.status in LIVE
 
-    def start_run(self, data: str | None, preset: str | None, steps: int | None) -> Path:
-        run_dir = new_run_dir(self.runs_root)
-        self.process = runs.launch_training(run_dir, data, preset, steps)
+    def start_run(self, data: str | None, preset: str | None, steps: int | None) -> Path | None:
+        try:
+            run_dir = new_run_dir(self.runs_root)
+            self.process = runs.launch_training(run_dir, data, preset, steps)
+        except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
+            self.notify(clean(f"cannot start a run: {e}"), severity="error", markup=False)
+            return None
         self._follow(run_dir)
         self.state.pid = self.process.pid
         return run_dir
@@ -209,29 +237,33 @@ class TrainPane(Widget, can_focus=True):
             return
         self._dirty = False
         s = self.state
-        title = f"[b]{s.run_dir.name}[/b]  {s.status}"
+        title = assemble((s.run_dir.name, "bold"), f"  {s.status}")
         if s.status not in LIVE:
-            title += "  (read-only)"
+            title.append("  (read-only)")
+        skipped = s.skipped + self.tail.skipped
+        if skipped:
+            title.append(f"  {skipped} unreadable event(s) skipped", style="dim")
         if s.error:
-            title += f"  [red]{escape(s.error)}[/red]"
+            title.append_text(plain(f"  {s.error}", "red"))
         elif s.note:
-            title += f"  [yellow]{escape(s.note)}[/yellow]"
+            title.append_text(plain(f"  {s.note}", "yellow"))
         self.query_one("#train-title", Static).update(title)
         self.query_one(ProgressBar).update(total=max(s.max_steps, 1), progress=s.step)
         params = f"{s.params / 1e6:.2f}M params" if s.params else ""
-        self.query_one("#train-stats", Static).update(
-            f"step [b]{s.step}[/b]/{s.max_steps}  loss [b]{_fmt(s.loss, '.3f')}[/b]  "
-            f"val [b]{_fmt(s.val_loss, '.3f')}[/b]  eta {_duration(s.eta_s)}\n"
+        self.query_one("#train-stats", Static).update(assemble(
+            "step ", (str(s.step), "bold"), f"/{s.max_steps}  loss ", (_fmt(s.loss, ".3f"), "bold"),
+            "  val ", (_fmt(s.val_loss, ".3f"), "bold"), f"  eta {_duration(s.eta_s)}\n"
             f"{_fmt(s.tokens_per_s, ',.0f')} tok/s  {_fmt(s.steps_per_s, '.1f')} steps/s  "
             f"{_compute(s)}  lr {_fmt(s.lr, '.2e')}  grad {_fmt(s.grad_norm, '.2f')}\n"
-            f"{s.device} {s.precision}  {params}  {s.data}")
-        self.query_one(Sparkline).data = s.step_losses[-120:]
+            f"{s.device} {s.precision}  {params}  {s.data}"))
+        self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState.apply
         chart = self.query_one(LossChart)
         chart.set_series("train", s.eval_xs, s.train_losses)
         chart.set_series("val", s.eval_xs, s.val_losses)
         chart.set_series("step loss", s.step_xs, s.step_losses)
         chart.redraw()
-        self.query_one("#train-sample", Static).update(s.sample or "(a sample appears at each evaluation)")
+        self.query_one("#train-sample", Static).update(
+            plain(s.sample) if s.sample else plain("(a sample appears at each evaluation)"))
 
     # --- actions ---------------------------------------------------------------------------------
 
@@ -240,7 +272,7 @@ class TrainPane(Widget, can_focus=True):
 
         if self.is_live:
             self.notify("a run is in progress here: stop it (x) first, or leave it and attach later",
-                        severity="warning")
+                        severity="warning", markup=False)
             return
 
         def started(choice) -> None:
@@ -254,12 +286,12 @@ class TrainPane(Widget, can_focus=True):
 
     def _signal(self, send, done: str) -> None:
         if not self.is_live:
-            self.notify("no live run: this one is read-only", severity="warning")
+            self.notify("no live run: this one is read-only", severity="warning", markup=False)
             return
         if send(self.state.pid):
-            self.notify(done)
+            self.notify(done, markup=False)
         else:
-            self.notify("the run's process is gone", severity="error")
+            self.notify("the run's process is gone", severity="error", markup=False)
 
     def action_pause(self) -> None:
         self._signal(runs.toggle_pause, "resuming" if self.state and self.state.status == "paused"

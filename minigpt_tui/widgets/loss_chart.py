@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
+from minigpt_tui.text import clean
+
 # distinct in 256 colours and readable on dark and light themes
 COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]
 
@@ -31,5 +33,6 @@ class LossChart(PlotextPlot):
         plt.xlabel("step")
         for i, (name, (steps, losses)) in enumerate(self.series.items()):
             if steps:
-                plt.plot(steps, losses, label=name, marker="braille", color=COLORS[i % len(COLORS)])
+                plt.plot(steps, losses, label=clean(name), marker="braille",
+                         color=COLORS[i % len(COLORS)])
         self.refresh()

@@ -50,7 +50,8 @@ class NewRunForm(ModalScreen[NewRun | None]):
     def start(self) -> None:
         steps = self.query_one("#steps", Input)
         if not steps.is_valid:
-            self.notify("steps must be a whole number of at least 1", severity="error")
+            self.notify("steps must be a whole number of at least 1", severity="error",
+                        markup=False)
             return
         self.dismiss(NewRun(
             data=self.query_one("#data", Input).value.strip() or None,

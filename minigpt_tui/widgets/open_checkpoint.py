@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from minigpt_tui.text import clean
+
 
 class OpenCheckpoint(ModalScreen[Path | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -26,9 +28,13 @@ class OpenCheckpoint(ModalScreen[Path | None]):
 
     @on(Input.Submitted)
     def opened(self, event: Input.Submitted) -> None:
-        path = Path(event.value.strip()).expanduser()
-        if not path.exists():
-            self.notify(f"no such file or folder: {path}", severity="error")
+        try:
+            path = Path(event.value.strip()).expanduser()
+            found = path.exists()
+        except (OSError, RuntimeError, ValueError):  # ~nobody, a NUL byte
+            path, found = event.value.strip(), False
+        if not found:
+            self.notify(clean(f"no such file or folder: {path}"), severity="error", markup=False)
             return
         self.dismiss(path)
 

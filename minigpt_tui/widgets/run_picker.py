@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,14 +13,16 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from minigpt.events import RunSummary
+from minigpt_tui.text import plain
 
 NEW_RUN = "new"
 
 
-def describe(run: RunSummary) -> str:
+def describe(run: RunSummary) -> Text:
+    """One row: the run's name and status come from its folder and events, shown as they are."""
     val = f"val {run.val_loss:.3f}" if run.val_loss is not None else "no eval yet"
-    return (f"{run.path.name:<26} {run.kind:<6} {run.status:<11} "
-            f"{run.step:>6}/{run.max_steps:<6} {val}")
+    return plain(f"{run.path.name:<26} {run.kind:<6} {run.status:<11} "
+                 f"{run.step:>6}/{run.max_steps:<6} {val}")
 
 
 class RunPicker(ModalScreen[Path | str | None]):

@@ -75,7 +75,8 @@ class TokenInspector(Widget, can_focus=True):
         table.add_column()
         for token, p in entry.options:
             style = "bold reverse" if token == entry.chosen else ""
-            table.add_row(Text(shown(token), style=style), f"{p:6.1%}", "█" * round(p * 10))
+            table.add_row(Text(shown(token), style=style), Text(f"{p:6.1%}"),
+                          Text("█" * round(p * 10)))
         title = Text(f"token {self.selected + 1}/{len(self.tokens)}: ")
         title.append(shown(entry.chosen), style="bold")
         grid = Table.grid()

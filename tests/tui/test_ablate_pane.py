@@ -36,7 +36,8 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         await pilot.pause(0.6)
         table = app.query_one(DataTable)
         assert table.row_count == 3
-        assert [table.get_row_at(i)[0] for i in range(3)] == ["baseline", "attention", "tying"]
+        assert [str(table.get_row_at(i)[0]) for i in range(3)] == [  # cells are Text: no markup
+            "baseline", "attention", "tying"]
         assert set(app.query_one("#ablate-chart").series) == {"baseline", "attention", "tying"}
         assert all(len(steps) > 0 for steps, _ in app.query_one("#ablate-chart").series.values())
         table.move_cursor(row=1)
