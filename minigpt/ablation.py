@@ -118,7 +118,7 @@ class AblationRunner:
                     yield {**ev, "variant": variant.name}
             except TrainingDiverged as e:  # a finding about this variant, not the end of the study
                 diverged = str(e)
-                yield event("error", variant=variant.name, message=diverged)
+                yield event("note", step=trainer.step, variant=variant.name, message=diverged)
                 done = {"reason": "finished", "step": trainer.step, "train_loss": None,
                         "val_loss": None, "tokens_per_s": 0.0}
             self._trainer = None

@@ -25,7 +25,8 @@ ends, so a killed run never blocks the next one.
 
 An ablation's directory holds the events of every variant, each tagged "variant", between
 "ablation_start" (variants, max_steps, pid) and "ablation_done" (reason), with a "result" event
-per finished variant.
+per finished variant. A variant whose training diverged gets a "note" saying so, and a result
+whose losses are null and whose "diverged" holds that message.
 """
 
 from __future__ import annotations

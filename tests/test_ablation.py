@@ -46,8 +46,9 @@ def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corp
     assert explode["diverged"].startswith("training diverged by step")
     assert explode["val_loss"] is None and explode["val_loss_delta"] is None
     assert baseline["diverged"] is None and tying["val_loss_delta"] is not None
-    errors = [e for e in events if e["type"] == "error"]
-    assert [e["variant"] for e in errors] == ["explode"]
+    notes = [e for e in events if e["type"] == "note"]
+    assert [e["variant"] for e in notes] == ["explode"]
+    assert notes[0]["message"] == explode["diverged"]
     assert events[-1]["type"] == "ablation_done" and events[-1]["reason"] == "finished"
     from rich.console import Console
 
