@@ -196,7 +196,9 @@ class TrainPane(Widget, can_focus=True):
             run_dir = new_run_dir(self.runs_root)
             self.process = runs.launch_training(run_dir, data, preset, steps)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
-            self.notify(clean(f"cannot start a run: {e}"), severity="error", markup=False)
+            message = clean(f"cannot start a run: {e}")
+            self.notify(message, severity="error", markup=False)
+            self.query_one("#train-title", Static).update(plain(message, "red"))  # stays in view
             return None
         self._follow(run_dir)
         self.state.pid = self.process.pid

@@ -130,3 +130,14 @@ def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_
     asyncio.run(attach())
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not process_alive(pid), what="the run to stop")
+
+
+async def test_a_run_that_cannot_start_says_why_and_stays_said(tmp_path, corpus_file):
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs folder would go")
+    app = MinigptApp(data=str(corpus_file), preset="tiny", steps=5, runs_root=blocker)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        title = str(app.query_one("#train-title").render())
+        assert title.startswith("cannot start a run:") and "runs" in title
+        assert app.query_one(TrainPane).state is None
