@@ -337,7 +337,8 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(
             self.cfg.seed if seed is None else seed)
         cfg = SamplingConfig(strategy="top-k", temperature=0.8, top_k=40, max_new_tokens=n_tokens)
-        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator)]
+        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator,
+                                               vocab_size=self.data.tokenizer.vocab_size)]
         return self.data.tokenizer.decode(ids)
 
     # --- checkpoints ------------------------------------------------------------------------------
