@@ -147,11 +147,18 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
             raise MinigptError(f"{resume} has no training state to resume from")
         changed = sorted(k for k, v in overrides.items()
                          if v is not None and k not in ("max_steps", "eval_interval"))
+        if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
+            changed.append("preset")
         if changed:
             raise MinigptError(f"--resume continues a run as it was; only --steps and "
                                f"--eval-interval can change (got {', '.join(changed)})")
         cfg = checkpoint.train_config.with_overrides(**overrides)
-        data = data or checkpoint.meta.get("data_source")
+        trained_on = checkpoint.meta.get("data_source")
+        if data is not None and not same_data_source(data, trained_on):
+            raise MinigptError(f"{resume} was trained on {trained_on or 'builtin'}, not {data}; "
+                               "--resume continues a run on its own data (to train it on other "
+                               f"data, start a new run from it: --init {resume})")
+        data = data or trained_on
         if checkpoint.step >= cfg.max_steps:
             raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
                                "pass a larger --steps to train further")
@@ -190,6 +197,19 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
     reason = run_training(trainer, quiet=quiet)
     if reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def same_data_source(given: str | None, recorded: str | None) -> bool:
+    """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
+    file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
+    from minigpt.data import BUILTIN
+
+    def normal(source: str | None) -> str:
+        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
+            return source or BUILTIN
+        return str(Path(source).expanduser().resolve())
+
+    return normal(given) == normal(recorded)
 
 
 # --- generate and chat ---------------------------------------------------------------------------

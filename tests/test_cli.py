@@ -161,6 +161,29 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     assert_one_line_error(minigpt("chat", "--ckpt", ckpt, "--weights", "int4"), "--weights")
 
 
+def test_resume_refuses_another_preset_or_other_data(trained, tmp_path):
+    root, _, data, _ = trained
+    # trained from one folder on a relative path, resumed from another: the same file
+    first = minigpt("train", "--data", data.name, "--steps", 5, "--out", tmp_path / "run", *TINY,
+                    cwd=root)
+    assert first.returncode == 0, first.stderr
+    ckpt = tmp_path / "run" / "model.pt"
+    resumed = minigpt("train", "--resume", ckpt, "--steps", 10, "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    same = minigpt("train", "--resume", ckpt, "--steps", 12, "--data", data, "-q", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    assert load_checkpoint(ckpt).step == 12
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--preset", "tiny"),
+                          "only --steps and --eval-interval can change", "preset")
+    other = tmp_path / "other.txt"
+    other.write_text(data.read_text(encoding="utf-8")[::-1], encoding="utf-8")  # same characters
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--data", other),
+                          f"was trained on {data}", "--init")
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--data", "builtin"),
+                          f"was trained on {data}")
+    assert load_checkpoint(ckpt).step == 12
+
+
 def test_help_does_not_import_torch():
     code = ("import sys; sys.argv = ['minigpt', '--help']\n"
             "from minigpt.cli import main\n"
