@@ -31,6 +31,20 @@ def print_error(message: str) -> None:
     print(f"minigpt: error: {message}", file=sys.stderr)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Memory a setting asked for that the machine does not have (huge --n-embd, --batch-size):
+    Python's MemoryError, torch's OutOfMemoryError (CUDA), or its CPU allocator's RuntimeError."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def out_of_memory_reason(error: BaseException) -> str:
+    """torch's message without its source location: 'you tried to allocate N bytes' and the like."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split("DefaultCPUAllocator: ", 1)[-1].split(". Error code")[0]
+
+
 class MinigptGroup(TyperGroup):
     """One line for every user error: a MinigptError from a command (exit 1), or a bad command,
     option or value (exit 2; click's own format spends four lines on it)."""
@@ -40,6 +54,12 @@ class MinigptGroup(TyperGroup):
             return super().invoke(ctx)
         except MinigptError as e:
             print_error(str(e))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            print_error(f"out of memory: {out_of_memory_reason(e)}; use a smaller model, batch or "
+                        "context")
             raise typer.Exit(EXIT_USER_ERROR) from None
         except UsageError as e:
             command = e.ctx.command_path if e.ctx else ctx.command_path
@@ -361,17 +381,15 @@ def ablate(
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner
+    from minigpt.ablation import AblationRunner, ablation_config
     from minigpt.config import preset
     from minigpt.console import run_ablation
     from minigpt.data import load_corpus
+    from minigpt.events import new_run_dir
     from minigpt.train import pick_device
 
-    if steps < 1:
-        raise MinigptError(f"--steps must be at least 1, got {steps}")
-    from minigpt.events import new_run_dir
-
     base = preset(preset_name)
+    ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
     corpus = load_corpus(data)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -448,13 +466,13 @@ def tui(
 
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
-    from minigpt.config import preset
+    from minigpt.config import TrainConfig, preset
     from minigpt.events import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process
-    if steps is not None and steps < 1:
-        raise MinigptError(f"--steps must be at least 1, got {steps}")
+    if steps is not None:
+        TrainConfig.check_setting("max_steps", steps)  # the rule the child's train applies
     if attach is not None and summarize_run(attach) is None:
         raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
     if data and data != "builtin" and not data.startswith(("http://", "https://")) \
