@@ -36,7 +36,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     Python's MemoryError, torch's OutOfMemoryError (CUDA), or its CPU allocator's RuntimeError."""
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    return isinstance(error, RuntimeError) and any(
+        s in str(error) for s in ("can't allocate memory", "Storage size calculation overflowed"))
 
 
 def out_of_memory_reason(error: BaseException) -> str:

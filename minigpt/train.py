@@ -29,7 +29,7 @@ from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import CheckpointError, ConfigError
 from minigpt.events import event, logged
 from minigpt.hardware import has_native_bf16, peak_flops
-from minigpt.model import GPT
+from minigpt.model import GPT, check_fits_in_memory
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.tokenizer import Tokenizer, build_tokenizer
 
@@ -134,6 +134,7 @@ class Trainer:
         self._paused = False
 
         torch.manual_seed(self.cfg.seed)
+        check_fits_in_memory(self.cfg.model, self.device)  # a huge --n-layer: refused up front
         self.model = GPT(self.cfg.model).to(self.device)
         source = resume or init
         if source is not None:

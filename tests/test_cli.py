@@ -167,9 +167,11 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     (["train", "--warmup-steps", "-5", "--data", "missing.txt"], "warmup_steps must be at least 0"),
     (["ablate", "attention", "--seed", "-1", "--data", "missing.txt"], "seed"),
     (["tui", "--steps", str(2**63), "--attach", "."], "max_steps must be at most"),
-    # the model's first weight cannot be allocated: one line, not torch's RuntimeError
+    # a model too large for memory is refused before it is built
     (["train", "--preset", "tiny", "--n-embd", str(2**40), "--n-head", "1", "--steps", "1"],
-     "out of memory"),
+     "parameters needs at least"),
+    # a batch that cannot be allocated: one line, not torch's RuntimeError
+    (["train", "--preset", "tiny", "--batch-size", str(2**62), "--steps", "1"], "out of memory"),
 ])
 def test_bad_numbers_are_one_line(tmp_path, args, fragment):
     assert_one_line_error(minigpt(*args, cwd=tmp_path), fragment)
