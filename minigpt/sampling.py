@@ -91,6 +91,7 @@ def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
         cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
         # drop a token when the ones before it already reach top_p (the first always stays)
         drop_sorted = (cumulative - F.softmax(sorted_logits, dim=-1)) >= cfg.top_p
+        drop_sorted[..., 0] = False  # 0 >= top_p where top_p underflows to 0 in float32
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     elif cfg.strategy == "min-p":

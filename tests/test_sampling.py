@@ -62,6 +62,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept("top-p", top_p=0.7) == [0, 1]  # 0.5 < 0.7 <= 0.75
     assert kept("top-p", top_p=0.76) == [0, 1, 2]
     assert kept("top-p", top_p=0.1) == [0]  # the most likely token always stays
+    assert kept("top-p", top_p=1e-320) == [0]  # even where top_p is 0 in float32
 
 
 def test_min_p_keeps_tokens_near_the_best():
