@@ -187,13 +187,13 @@ class TrainConfig:
         if not isinstance(self.model, GPTConfig):
             raise ConfigError(f"model must be a GPTConfig, got {type(self.model).__name__}")
         for name, rule in TRAIN_RULES.items():
-            rule.check(name, getattr(self, name))
+            rule.check(LABELS.get(name, name), getattr(self, name))
 
     @staticmethod
     def check_setting(name: str, value) -> None:
         """The rule TrainConfig applies to one setting, for a value checked before a config exists
         (the TUI's --steps, handed on to a training process)."""
-        TRAIN_RULES[name].check(name, value)
+        TRAIN_RULES[name].check(LABELS.get(name, name), value)
 
     @property
     def tokens_per_step(self) -> int:
@@ -224,6 +224,9 @@ class TrainConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(self, model=replace(self.model, **model_changes), **train_changes)
 
+
+# settings whose command-line option has another name: errors name both
+LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size (--vocab-size)"}
 
 TRAIN_RULES = {
     "tokenizer": OneOf(("char", "bpe")),

@@ -166,7 +166,7 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     # a missing corpus too: the setting is refused before any data is read
     (["train", "--warmup-steps", "-5", "--data", "missing.txt"], "warmup_steps must be at least 0"),
     (["ablate", "attention", "--seed", "-1", "--data", "missing.txt"], "seed"),
-    (["tui", "--steps", str(2**63), "--attach", "."], "max_steps must be at most"),
+    (["tui", "--steps", str(2**63), "--attach", "."], "max_steps (--steps) must be at most"),
     # a model too large for memory is refused before it is built
     (["train", "--preset", "tiny", "--n-embd", str(2**40), "--n-head", "1", "--steps", "1"],
      "parameters needs at least"),
