@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt.config import GPTConfig, TrainConfig
+from minigpt.config import GPTConfig, TrainConfig, Whole
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -196,6 +196,9 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """A checkpoint, checked whole: any record that a hand edit or a hostile file got wrong (a
+    setting out of range, weights that do not fit the configuration, a step that is not a
+    number...) is one CheckpointError naming the file, here, so no command meets it later."""
     p = resolve_checkpoint_path(path)
     payload = safe_torch_load(p, map_location, shown=path)
 
@@ -208,12 +211,109 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         model_config = GPTConfig.from_dict(payload["model_config"])
         train_config = (TrainConfig.from_dict(payload["train_config"])
-                        if payload.get("train_config") else None)
+                        if payload.get("train_config") is not None else None)
         tokenizer = tokenizer_from_dict(payload["tokenizer"])
-        state_dict = payload["model"]
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path} is incomplete: {e}") from None
+        state_dict = check_weights(payload["model"], model_config)
+        train_state = check_train_state(payload.get("train_state"))
+        meta = check_meta(payload.get("meta"))
+    except KeyError as e:
+        raise CheckpointError(f"{path} is incomplete: it has no {e}") from None
     except MinigptError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    return Checkpoint(model_config, state_dict, tokenizer, train_config,
-                      payload.get("train_state"), payload.get("meta") or {}, p)
+    if train_config is not None and train_config.model != model_config:
+        raise CheckpointError(f"{path}: its training settings describe another model than its "
+                              "weights' configuration")
+    if tokenizer.vocab_size > model_config.vocab_size:
+        # ids past the model's vocabulary have no embedding; a smaller tokenizer is fine (an
+        # imported GPT-2's vocabulary may be padded past it) and generation keeps within it
+        raise CheckpointError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens, more "
+                              f"than the model's vocabulary of {model_config.vocab_size}")
+    return Checkpoint(model_config, state_dict, tokenizer, train_config, train_state, meta, p)
+
+
+def check_weights(state, config: GPTConfig) -> dict:
+    """The state dict, if it holds exactly the tensors, and shapes, that the configuration's model
+    has; shapes are compared on the meta device, so a hostile size allocates nothing."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"its weights are not a mapping of names to tensors "
+                              f"(got {type(state).__name__})")
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"its weight {name!r} is not a tensor")
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"its weight {name} is not floating point ({tensor.dtype})")
+    # checked before building the model to compare with: even on the meta device, a hostile
+    # file's billion layers take long to build, and sizes past 2**63 elements overflow
+    layers = {name.split(".")[2] for name in state if name.startswith("transformer.h.")}
+    if len(layers) != config.n_layer:
+        raise CheckpointError(f"its weights have {len(layers)} layers, its configuration says "
+                              f"n_layer {config.n_layer}")
+    wte = state.get("transformer.wte.weight")
+    if wte is not None and tuple(wte.shape) != (config.vocab_size, config.n_embd):
+        raise CheckpointError(f"its weight transformer.wte.weight has shape {list(wte.shape)}, its "
+                              f"configuration needs {[config.vocab_size, config.n_embd]}")
+    from minigpt.model import GPT
+
+    try:
+        with torch.device("meta"):
+            expected = {name: t.shape for name, t in GPT(config).state_dict().items()}
+    except RuntimeError as e:
+        raise CheckpointError(f"its configuration cannot be built ({e})") from None
+    missing = [name for name in expected if name not in state]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise CheckpointError(f"its weights lack {', '.join(missing[:3])}{more}, which its "
+                              "configuration needs")
+    unexpected = [name for name in state if name not in expected]
+    if unexpected:
+        more = f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else ""
+        raise CheckpointError(f"its weights have {', '.join(unexpected[:3])}{more}, which its "
+                              "configuration has no place for")
+    for name, shape in expected.items():
+        if state[name].shape != shape:
+            raise CheckpointError(f"its weight {name} has shape {list(state[name].shape)}, its "
+                                  f"configuration needs {list(shape)}")
+    return state
+
+
+def check_train_state(state) -> dict | None:
+    """What Trainer._restore reads, of the types it reads; whether the optimizer state fits the
+    model is known only once the optimizer exists (Trainer._restore checks that)."""
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"its training state is not a mapping (got {type(state).__name__})")
+    for key in ("step", "tokens_seen"):
+        if key in state:
+            Whole(0).check(f"training state {key}", state[key], CheckpointError)
+    optimizer = state.get("optimizer")
+    if optimizer is not None and not (isinstance(optimizer, dict)
+                                      and isinstance(optimizer.get("state"), dict)
+                                      and isinstance(optimizer.get("param_groups"), list)):
+        raise CheckpointError("its optimizer state is not an optimizer's state dict")
+    for key in ("batch_rng", "torch_rng", "cuda_rng"):
+        value = state.get(key)
+        if value is not None and not (isinstance(value, torch.Tensor)
+                                      and value.dtype == torch.uint8):
+            raise CheckpointError(f"its training state {key} is not a random generator's state")
+    return state
+
+
+def check_meta(meta) -> dict:
+    """The facts `info` shows and `train --resume` reads, of the types they need."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"its meta record is not a mapping (got {type(meta).__name__})")
+    for key in ("step", "tokens_seen"):
+        if key in meta:
+            Whole(0).check(f"meta {key}", meta[key], CheckpointError)
+    for key in ("train_loss", "val_loss"):  # nan is possible: a run that diverged saves it
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise CheckpointError(f"its meta {key} is not a number: {value!r}")
+    for key in ("data", "data_source", "source", "imported_from"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, str):
+            raise CheckpointError(f"its meta {key} is not text: {value!r}")
+    return meta

@@ -31,6 +31,21 @@ def print_error(message: str) -> None:
     print(f"minigpt: error: {message}", file=sys.stderr)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Memory a setting asked for that the machine does not have (huge --n-embd, --batch-size):
+    Python's MemoryError, torch's OutOfMemoryError (CUDA), or its CPU allocator's RuntimeError."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and any(
+        s in str(error) for s in ("can't allocate memory", "Storage size calculation overflowed"))
+
+
+def out_of_memory_reason(error: BaseException) -> str:
+    """torch's message without its source location: 'you tried to allocate N bytes' and the like."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split("DefaultCPUAllocator: ", 1)[-1].split(". Error code")[0]
+
+
 class MinigptGroup(TyperGroup):
     """One line for every user error: a MinigptError from a command (exit 1), or a bad command,
     option or value (exit 2; click's own format spends four lines on it)."""
@@ -40,6 +55,12 @@ class MinigptGroup(TyperGroup):
             return super().invoke(ctx)
         except MinigptError as e:
             print_error(str(e))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            print_error(f"out of memory: {out_of_memory_reason(e)}; use a smaller model, batch or "
+                        "context")
             raise typer.Exit(EXIT_USER_ERROR) from None
         except UsageError as e:
             command = e.ctx.command_path if e.ctx else ctx.command_path
@@ -156,11 +177,18 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
             raise MinigptError(f"{resume} has no training state to resume from")
         changed = sorted(k for k, v in overrides.items()
                          if v is not None and k not in ("max_steps", "eval_interval"))
+        if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
+            changed.append("preset")
         if changed:
             raise MinigptError(f"--resume continues a run as it was; only --steps and "
                                f"--eval-interval can change (got {', '.join(changed)})")
         cfg = checkpoint.train_config.with_overrides(**overrides)
-        data = data or checkpoint.meta.get("data_source")
+        trained_on = checkpoint.meta.get("data_source")
+        if data is not None and not same_data_source(data, trained_on):
+            raise MinigptError(f"{resume} was trained on {trained_on or 'builtin'}, not {data}; "
+                               "--resume continues a run on its own data (to train it on other "
+                               f"data, start a new run from it: --init {resume})")
+        data = data or trained_on
         if checkpoint.step >= cfg.max_steps:
             raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
                                "pass a larger --steps to train further")
@@ -205,6 +233,19 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
         reason = run_training(trainer, quiet=quiet)
     if reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def same_data_source(given: str | None, recorded: str | None) -> bool:
+    """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
+    file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
+    from minigpt.data import BUILTIN
+
+    def normal(source: str | None) -> str:
+        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
+            return source or BUILTIN
+        return str(Path(source).expanduser().resolve())
+
+    return normal(given) == normal(recorded)
 
 
 # --- generate and chat ---------------------------------------------------------------------------
@@ -359,17 +400,15 @@ def ablate(
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner
+    from minigpt.ablation import AblationRunner, ablation_config
     from minigpt.config import preset
     from minigpt.console import run_ablation
     from minigpt.data import load_corpus
+    from minigpt.events import new_run_dir
     from minigpt.train import pick_device
 
-    if steps < 1:
-        raise MinigptError(f"--steps must be at least 1, got {steps}")
-    from minigpt.events import new_run_dir
-
     base = preset(preset_name)
+    ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
     corpus = load_corpus(data)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -446,13 +485,13 @@ def tui(
 
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
-    from minigpt.config import preset
+    from minigpt.config import TrainConfig, preset
     from minigpt.events import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process
-    if steps is not None and steps < 1:
-        raise MinigptError(f"--steps must be at least 1, got {steps}")
+    if steps is not None:
+        TrainConfig.check_setting("max_steps", steps)  # the rule the child's train applies
     if attach is not None and summarize_run(attach) is None:
         raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
     if data and data != "builtin" and not data.startswith(("http://", "https://")) \

@@ -5,12 +5,91 @@ Plain dataclasses, no torch import, so the command line can read them without pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from minigpt.errors import ConfigError
 
 LAYER_NORM_PLACEMENTS = ("pre", "post", "none")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
+INT64_MAX = 2**63 - 1  # the largest count torch holds (sizes, steps, seeds)
+
+
+# --- the rules settings obey -----------------------------------------------------------------------
+# Settings come from the command line, the TUI and hand-editable checkpoint files, so each one is
+# checked here, once, whatever the route: a count must be a real int (not 2.0, not True), a number
+# must be finite (nan and inf pass every comparison's test the wrong way), and both in range.
+
+
+@dataclass(frozen=True)
+class Whole:
+    """An int from minimum to maximum."""
+
+    minimum: int
+    maximum: int = INT64_MAX
+
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(f"{name} must be a whole number, got {value!r}")
+        if value < self.minimum:
+            raise error(f"{name} must be at least {self.minimum}, got {value}")
+        if value > self.maximum:
+            raise error(f"{name} must be at most {self.maximum}, got {value}")
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite number between low and high (either bound open, either one absent)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise error(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise error(f"{name} must be a finite number, got {value}")
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open
+                                              else value > self.high)
+        if too_low or too_high:
+            raise error(f"{name} must be {self.describe()}, got {value}")
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low}, {self.high}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'<' if self.high_open else '<='} {self.high}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple
+
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if not isinstance(value, str) or value not in self.choices:
+            raise error(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if not isinstance(value, bool):
+            raise error(f"{name} must be true or false, got {value!r}")
+
+
+def settings_record(d, what: str) -> dict:
+    """A record of settings read from a file: a dict with string keys, or a clear error."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what} must be a mapping of names to values, got {type(d).__name__}")
+    odd = [k for k in d if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"unknown {what}: {', '.join(map(repr, odd[:3]))}")
+    return d
 
 
 @dataclass(frozen=True)
@@ -39,22 +118,11 @@ class GPTConfig:
     tie_weights: bool = True  # False: the LM head gets its own matrix instead of reusing wte
 
     def __post_init__(self) -> None:
+        for name, rule in GPT_RULES.items():
+            rule.check(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-            )
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.layer_norm not in LAYER_NORM_PLACEMENTS:
-            raise ConfigError(
-                f"layer_norm must be one of {', '.join(LAYER_NORM_PLACEMENTS)}, got {self.layer_norm!r}"
-            )
-        if self.attn_impl not in ATTENTION_IMPLEMENTATIONS:
-            raise ConfigError(
-                f"attn_impl must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, got {self.attn_impl!r}"
             )
 
     @property
@@ -74,11 +142,21 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
+        d = settings_record(d, "model settings")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+GPT_RULES = {
+    "vocab_size": Whole(1), "block_size": Whole(1), "n_layer": Whole(1), "n_head": Whole(1),
+    "n_embd": Whole(1), "dropout": Real(0, 1, high_open=True), "bias": Flag(),
+    "layer_norm_epsilon": Real(0, low_open=True), "attn_impl": OneOf(ATTENTION_IMPLEMENTATIONS),
+    "residual": Flag(), "attention": Flag(), "mlp": Flag(), "position_embedding": Flag(),
+    "layer_norm": OneOf(LAYER_NORM_PLACEMENTS), "tie_weights": Flag(),
+}
 
 
 @dataclass(frozen=True)
@@ -106,18 +184,16 @@ class TrainConfig:
     seed: int = 1337
 
     def __post_init__(self) -> None:
-        if self.tokenizer not in ("char", "bpe"):
-            raise ConfigError(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        for name in ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_iters",
-                     "log_interval"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
-        if self.bpe_vocab_size < 260:
-            raise ConfigError(f"bpe_vocab_size must be at least 260, got {self.bpe_vocab_size}")
+        if not isinstance(self.model, GPTConfig):
+            raise ConfigError(f"model must be a GPTConfig, got {type(self.model).__name__}")
+        for name, rule in TRAIN_RULES.items():
+            rule.check(LABELS.get(name, name), getattr(self, name))
+
+    @staticmethod
+    def check_setting(name: str, value) -> None:
+        """The rule TrainConfig applies to one setting, for a value checked before a config exists
+        (the TUI's --steps, handed on to a training process)."""
+        TRAIN_RULES[name].check(LABELS.get(name, name), value)
 
     @property
     def tokens_per_step(self) -> int:
@@ -128,7 +204,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
+        d = dict(settings_record(d, "training settings"))
+        if "model" not in d:
+            raise ConfigError("training settings have no model settings")
         model = GPTConfig.from_dict(d.pop("model"))
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
@@ -145,6 +223,26 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(self, model=replace(self.model, **model_changes), **train_changes)
+
+
+# settings whose command-line option has another name: errors name both
+LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size (--vocab-size)"}
+
+TRAIN_RULES = {
+    "tokenizer": OneOf(("char", "bpe")),
+    "bpe_vocab_size": Whole(260),  # GPT-2's 256 bytes, <|endoftext|>, and a few merges
+    "batch_size": Whole(1), "grad_accum": Whole(1), "max_steps": Whole(1),
+    # AdamW moves every weight by about lr each step: above 1 nothing can be learned
+    "lr": Real(0, 1, low_open=True), "min_lr": Real(0, 1),
+    "warmup_steps": Whole(0),
+    "weight_decay": Real(0),
+    "beta1": Real(0, 1, high_open=True), "beta2": Real(0, 1, high_open=True),
+    "grad_clip": Real(0),  # 0 disables clipping
+    "eval_interval": Whole(1), "eval_iters": Whole(1), "log_interval": Whole(1),
+    "sample_tokens": Whole(0),
+    "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
+    "seed": Whole(0),
+}
 
 
 # vocab_size in presets is a placeholder: the tokenizer built from the data sets the real one.

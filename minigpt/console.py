@@ -204,9 +204,12 @@ def _number(value: float | None, spec: str) -> str:
 
 def print_info(ckpt) -> None:
     cfg = ckpt.model_config
+    import torch
+
     from minigpt.model import GPT
 
-    n_params = GPT(cfg).num_params()
+    with torch.device("meta"):  # counted, not allocated: no memory, no random initialization
+        n_params = GPT(cfg).num_params()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

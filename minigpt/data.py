@@ -26,7 +26,7 @@ BUILTIN = "builtin"
 @dataclass
 class Corpus:
     text: str
-    source: str  # what the user named: "builtin", a path or a URL
+    source: str  # "builtin", a URL, or a file or folder's absolute path (resume finds it anywhere)
     description: str  # for people: "builtin (Python 3.11 docs, 1.1 MB)", "3 files in poems/"
 
 
@@ -45,11 +45,11 @@ def load_corpus(source: str | None = None) -> Corpus:
         if not files:
             raise DataError(f"no .txt files in folder {source}")
         text = "\n\n".join(read_utf8(p) for p in files)
-        return Corpus(_non_empty(text, source), source,
+        return Corpus(_non_empty(text, source), str(path.resolve()),
                       f"{len(files)} .txt files in {source}, {_size(text)}")
     if path.is_file():
         text = read_utf8(path)
-        return Corpus(_non_empty(text, source), source, f"{source}, {_size(text)}")
+        return Corpus(_non_empty(text, source), str(path.resolve()), f"{source}, {_size(text)}")
     if path.exists():
         raise DataError(f"not a file or folder: {source}")
     raise DataError(f"no such file or folder: {source}")

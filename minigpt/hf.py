@@ -396,4 +396,15 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
     save_file(hf_state_dict(model), str(outdir / "model.safetensors"), metadata={"format": "pt"})
     written = ["config.json", "model.safetensors"]
     written += write_tokenizer_files(checkpoint.tokenizer, outdir, config.block_size)
+    give_new_file_modes(outdir, written)
     return written
+
+
+def give_new_file_modes(outdir: Path, names: list[str]) -> None:
+    """Each file the mode open() gives a new one, 0o666 less the umask, as the folder's other
+    files have: safetensors writes through a private temporary file, so its file came out 0600,
+    unreadable to the group and others that config.json beside it is readable to."""
+    umask = os.umask(0o077)  # the only way to read the umask before Python 3.13 is to set it
+    os.umask(umask)
+    for name in names:
+        os.chmod(outdir / name, 0o666 & ~umask)

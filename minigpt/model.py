@@ -11,6 +11,7 @@ weights map one to one. Every ablation switch in GPTConfig is an `if` you can fi
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn as nn
@@ -331,3 +332,46 @@ def empty_model(config: GPTConfig, device: str | torch.device = "cpu") -> GPT:
     if config.tie_weights:  # to_empty gives every parameter its own storage: tie the head again
         model.lm_head.weight = model.transformer.wte.weight
     return model
+
+
+def count_params(config: GPTConfig) -> int:
+    """GPT(config).num_params(), by arithmetic: nothing is built, so it is instant for any size."""
+    E, b = config.n_embd, int(config.bias)
+    ln = 0 if config.layer_norm == "none" else E * (1 + b)  # weight, and bias if any
+    block = 2 * ln  # ln_1 and ln_2, whatever the block holds
+    if config.attention:
+        block += E * 3 * E + b * 3 * E + E * E + b * E  # c_attn, c_proj
+    if config.mlp:
+        block += E * 4 * E + b * 4 * E + 4 * E * E + b * E  # c_fc, c_proj
+    n = config.vocab_size * E + config.n_layer * block  # wte, the blocks
+    if config.position_embedding:
+        n += config.block_size * E
+    if config.layer_norm == "pre":
+        n += ln  # ln_f
+    if not config.tie_weights:
+        n += config.vocab_size * E  # the head's own matrix
+    return n
+
+
+def check_fits_in_memory(config: GPTConfig, device: torch.device) -> None:
+    """Refuse a model whose training state alone (fp32 weights, gradients and AdamW's two
+    moments: 16 bytes a parameter) exceeds the device's memory, before allocating any of it.
+    A lower bound, activations not counted: it refuses only what cannot possibly fit."""
+    from minigpt.errors import ConfigError
+
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return
+    else:
+        return
+    n = count_params(config)
+    if 16 * n > total:
+        shown = f"{n:,}" if n < 10**15 else f"{n:.2e}"
+        raise ConfigError(f"a model of {shown} parameters needs at least {16 * n / 1e9:,.4g} GB to "
+                          f"train (weights, gradients, AdamW's moments), more than the "
+                          f"{total / 1e9:,.1f} GB of {device.type} memory here; use a smaller "
+                          "--n-layer, --n-embd or --block-size")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.compiling import CompiledOrEager
+from minigpt.config import Real, Whole
 from minigpt.errors import SamplingError
 
 STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")
@@ -41,19 +42,19 @@ class SamplingConfig:
             raise SamplingError(
                 f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
             )
-        if self.temperature < 0:
-            raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 1:
-            raise SamplingError(f"top-k must be >= 1, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise SamplingError(f"top-p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p <= 1:
-            raise SamplingError(f"min-p must be in [0, 1], got {self.min_p}")
-        if self.repetition_penalty <= 0:
-            raise SamplingError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
-        if self.max_new_tokens < 0:
-            raise SamplingError(f"max new tokens must be >= 0, got {self.max_new_tokens}")
-        if any(not s for s in self.stop):
+        # finite numbers and real ints, in range (config.py's rules); named as the options are
+        for name, value, rule in (
+            ("temperature", self.temperature, Real(0)),
+            ("top-k", self.top_k, Whole(1)),
+            ("top-p", self.top_p, Real(0, 1, low_open=True)),
+            ("min-p", self.min_p, Real(0, 1)),
+            ("repetition penalty", self.repetition_penalty, Real(0, low_open=True)),
+            ("max new tokens", self.max_new_tokens, Whole(0)),
+        ):
+            rule.check(name, value, SamplingError)
+        if self.seed is not None:
+            Whole(0).check("seed", self.seed, SamplingError)
+        if any(not isinstance(s, str) or not s for s in self.stop):
             raise SamplingError("stop strings must not be empty")
 
     @property
@@ -68,14 +69,20 @@ def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalt
         return logits
     seen = logits.gather(-1, context)
     seen = torch.where(seen > 0, seen / penalty, seen * penalty)
-    return logits.scatter(-1, context, seen)
+    # an extreme penalty must not overflow to inf: inf - inf is nan in the softmax
+    finite = torch.finfo(seen.dtype).max
+    return logits.scatter(-1, context, seen.clamp(-finite, finite))
 
 
 def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """The distribution to draw the next token from, for logits [..., vocab]."""
     if cfg.is_greedy:
         return F.softmax(logits, dim=-1)
-    logits = logits / cfg.temperature
+    # the same distribution as logits / temperature, but the best token's score is 0 and the
+    # others below it, so a tiny temperature gives -inf (probability 0), never inf - inf = nan;
+    # one too small for the logits' dtype (0 there: 0 / 0) divides as its smallest normal number
+    temperature = max(cfg.temperature, torch.finfo(logits.dtype).tiny)
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if cfg.strategy == "top-k":
         kth = torch.topk(logits, min(cfg.top_k, logits.size(-1))).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -84,6 +91,7 @@ def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
         cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
         # drop a token when the ones before it already reach top_p (the first always stays)
         drop_sorted = (cumulative - F.softmax(sorted_logits, dim=-1)) >= cfg.top_p
+        drop_sorted[..., 0] = False  # 0 >= top_p where top_p underflows to 0 in float32
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     elif cfg.strategy == "min-p":
@@ -96,7 +104,13 @@ def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 def sample(probs: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> int:
     if cfg.is_greedy:
         return int(probs.argmax(dim=-1))
-    return int(torch.multinomial(probs, num_samples=1, generator=generator))
+    try:
+        return int(torch.multinomial(probs, num_samples=1, generator=generator))
+    except RuntimeError:
+        if not torch.isfinite(probs).all():  # nan scores: the weights (or the input) are broken
+            raise SamplingError("the model's next-token scores are not finite (nan or inf): its "
+                                "weights are damaged, or training diverged") from None
+        raise
 
 
 @dataclass
@@ -130,10 +144,13 @@ def compiled_decoder(model) -> CompiledOrEager:
 
 @torch.no_grad()
 def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
-             generator: torch.Generator | None = None, compile: bool = False) -> Iterator[NextToken]:
+             generator: torch.Generator | None = None, compile: bool = False,
+             vocab_size: int | None = None) -> Iterator[NextToken]:
     """Yield new tokens one by one after prompt_ids (at least one token), using a KV cache.
 
     compile: decode through compiled_decoder(model); the prompt still runs as it is.
+    vocab_size: draw only ids below it: the tokenizer's vocabulary, where the model's is padded
+    past it (an imported GPT-2's may be), so every token drawn can be decoded.
     """
     if not prompt_ids:
         raise SamplingError("the prompt is empty: give at least one token")
@@ -151,6 +168,8 @@ def generate(model, prompt_ids: list[int], cfg: SamplingConfig,
         logits = prefill(model, window, device)
         pos = len(window)
         for _ in range(cfg.max_new_tokens):
+            if vocab_size is not None:
+                logits = logits[..., :vocab_size]
             if cfg.repetition_penalty != 1.0:
                 seen = torch.tensor(sorted(set(context[-block_size:])), device=device)
                 logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
@@ -208,7 +227,8 @@ def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     start = time.perf_counter()
     text = ""
-    for step in generate(model, prompt_ids, cfg, generator, compile=compile):
+    for step in generate(model, prompt_ids, cfg, generator, compile=compile,
+                         vocab_size=tokenizer.vocab_size):
         new_ids.append(step.id)
         if stats is not None:
             stats.new_tokens = len(new_ids)

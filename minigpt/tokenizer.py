@@ -139,10 +139,14 @@ def build_tokenizer(kind: str, text: str, bpe_vocab_size: int = 4096) -> Tokeniz
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "char" and isinstance(d.get("chars"), str):
-        return CharTokenizer(d["chars"])
-    if kind == "bpe" and isinstance(d.get("json"), str):
-        return BPETokenizer.from_json(d["json"])
-    raise TokenizerError(f"unrecognized tokenizer record (kind {kind!r})")
+        tokenizer = CharTokenizer(d["chars"])
+    elif kind == "bpe" and isinstance(d.get("json"), str):
+        tokenizer = BPETokenizer.from_json(d["json"])
+    else:
+        raise TokenizerError(f"unrecognized tokenizer record (kind {kind!r})")
+    if tokenizer.vocab_size < 1:
+        raise TokenizerError("the tokenizer has no tokens")
+    return tokenizer
 
 
 # --- GPT-2's own vocabulary --------------------------------------------------------------------

@@ -26,10 +26,10 @@ from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from minigpt.compiling import CompiledOrEager
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
-from minigpt.errors import ConfigError, TrainingDiverged
+from minigpt.errors import CheckpointError, ConfigError, TrainingDiverged
 from minigpt.events import event, logged
 from minigpt.hardware import has_native_bf16, measured_matmul_flops, peak_flops
-from minigpt.model import GPT
+from minigpt.model import GPT, check_fits_in_memory
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.tokenizer import Tokenizer, build_tokenizer
 
@@ -139,6 +139,7 @@ class Trainer:
         self.evaluating = False
 
         torch.manual_seed(self.cfg.seed)
+        check_fits_in_memory(self.cfg.model, self.device)  # a huge --n-layer: refused up front
         self.model = GPT(self.cfg.model).to(self.device)
         source = resume or init
         if source is not None:
@@ -169,7 +170,7 @@ class Trainer:
         # read only when a step is logged or saved, so that checking costs no wait on a GPU
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
         if resume is not None:
-            self._restore(resume.train_state or {})
+            self._restore(resume.train_state or {}, resume.path)
         self.precision = resolve_precision(self.device, dtype)
         self.autocast = autocast_for(self.device, self.precision)
         if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32): ~8x, and fine for
@@ -403,7 +404,8 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(
             self.cfg.seed if seed is None else seed)
         cfg = SamplingConfig(strategy="top-k", temperature=0.8, top_k=40, max_new_tokens=n_tokens)
-        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator)]
+        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator,
+                                               vocab_size=self.data.tokenizer.vocab_size)]
         return self.data.tokenizer.decode(ids)
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -420,19 +422,36 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def _restore(self, state: dict) -> None:
+    def _restore(self, state: dict, path=None) -> None:
+        """The training state of a checkpoint (its types checked by load_checkpoint); one that
+        does not fit this model is a CheckpointError naming the file, before any step."""
         self.step = int(state.get("step", 0))
         self.tokens_seen = int(state.get("tokens_seen", 0))
         if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if "batch_rng" in state:
-            self.batch_generator.set_state(state["batch_rng"].cpu())
-            if self.world.rank > 0:  # the checkpoint holds rank 0's; the others draw afresh
-                self.batch_generator.manual_seed(self.cfg.seed + self.world.rank + 7919 * self.step)
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+                for group in self.optimizer.param_groups:  # load_state_dict checks counts only
+                    for p in group["params"]:
+                        for name, value in self.optimizer.state.get(p, {}).items():
+                            if name != "step" and (not isinstance(value, torch.Tensor)
+                                                   or value.shape != p.shape):
+                                raise ValueError(f"its {name} does not match a weight of shape "
+                                                 f"{list(p.shape)}")
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: its optimizer state does not fit the model "
+                                      f"({str(e).strip().splitlines()[0]})") from None
+        try:
+            if "batch_rng" in state:
+                self.batch_generator.set_state(state["batch_rng"].cpu())
+                if self.world.rank > 0:  # the checkpoint holds rank 0's; the others draw afresh
+                    self.batch_generator.manual_seed(self.cfg.seed + self.world.rank + 7919 * self.step)
+            if "torch_rng" in state:
+                torch.set_rng_state(state["torch_rng"].cpu())
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        except RuntimeError:
+            raise CheckpointError(f"{path}: its training state holds a random generator state "
+                                  "of the wrong size") from None
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write a checkpoint; refused (TrainingDiverged) once the run has gone non-finite."""

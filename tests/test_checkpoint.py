@@ -190,3 +190,119 @@ def test_ctrl_c_during_a_write_lands_after_it(saved):
         signal.signal(signal.SIGINT, previous)
     assert load_checkpoint(path).step == 8
     assert os.listdir(path.parent) == ["model.pt"]
+
+
+# --- hand-edited and hostile files: every one is a CheckpointError naming the file ----------------
+
+
+@pytest.fixture
+def resumable(tmp_path, tiny_model_config):
+    """A checkpoint with everything a training run saves: configs, training state, meta."""
+    from minigpt.config import preset
+
+    cfg = preset("tiny").with_overrides(**tiny_model_config.to_dict())
+    model = GPT(tiny_model_config)
+    optimizer = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99), "cpu")
+    tok = CharTokenizer("".join(chr(ord("a") + i) for i in range(tiny_model_config.vocab_size)))
+    state = {"step": 7, "tokens_seen": 700, "optimizer": optimizer.state_dict(),
+             "batch_rng": torch.Generator().get_state(), "torch_rng": torch.get_rng_state()}
+    meta = {"step": 7, "tokens_seen": 700, "data": "test text", "data_source": "builtin",
+            "train_loss": 3.5, "val_loss": 3.6}
+    return save_checkpoint(tmp_path / "model.pt", model, tok, cfg, state, meta)
+
+
+def tampered(path, edit):
+    """A copy of the checkpoint at path with its payload changed by edit(payload)."""
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    out = path.with_name("edited.pt")
+    torch.save(payload, out)
+    return out
+
+
+def setter(*keys, value):
+    def edit(payload):
+        d = payload
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+    return edit
+
+
+def deleter(*keys):
+    def edit(payload):
+        d = payload
+        for k in keys[:-1]:
+            d = d[k]
+        del d[keys[-1]]
+    return edit
+
+
+HOSTILE = {
+    "n_head 0": (setter("model_config", "n_head", value=0), "n_head must be at least 1"),
+    "n_head 2.5": (setter("model_config", "n_head", value=2.5), "n_head must be a whole number"),
+    "n_head True": (setter("model_config", "n_head", value=True), "n_head"),
+    "negative n_embd": (setter("model_config", "n_embd", value=-32), "n_embd"),
+    "string vocab_size": (setter("model_config", "vocab_size", value="50"), "vocab_size"),
+    "dropout nan": (setter("model_config", "dropout", value=float("nan")), "dropout"),
+    "model_config null": (setter("model_config", value=None), "model settings"),
+    "no model_config": (deleter("model_config"), "model_config"),
+    "model null": (setter("model", value=None), "weights"),
+    "model a list": (setter("model", value=[1, 2]), "weights"),
+    "a weight not a tensor": (setter("model", "transformer.wte.weight", value="w"), "tensor"),
+    "an integer weight": (setter("model", "transformer.wte.weight",
+                                 value=torch.zeros(50, 32, dtype=torch.long)), "floating"),
+    "a weight missing": (deleter("model", "transformer.ln_f.bias"), "transformer.ln_f.bias"),
+    "a weight too many": (setter("model", "transformer.extra", value=torch.zeros(2)),
+                          "transformer.extra"),
+    "a weight's shape": (setter("model", "transformer.wpe.weight", value=torch.zeros(8, 32)),
+                         "transformer.wpe.weight has shape [8, 32]"),
+    "n_layer huge": (setter("model_config", "n_layer", value=10**9), "layers"),
+    "n_embd huge": (setter("model_config", "n_embd", value=2**40), "shape"),
+    "meta step abc": (setter("meta", "step", value="abc"), "step"),
+    "meta step 2.5": (setter("meta", "step", value=2.5), "step"),
+    "meta a list": (setter("meta", value=[1]), "meta"),
+    "meta loss a string": (setter("meta", "val_loss", value="low"), "val_loss"),
+    "meta tokens_seen negative": (setter("meta", "tokens_seen", value=-1), "tokens_seen"),
+    "meta data a number": (setter("meta", "data", value=5), "data"),
+    "train_config a string": (setter("train_config", value="odd"), "training settings"),
+    "train_config lr nan": (setter("train_config", "lr", value=float("nan")), "lr"),
+    "train_config unknown key": (setter("train_config", "flux", value=1), "flux"),
+    "train_config another model": (setter("train_config", "model", "n_layer", value=3),
+                                   "another model"),
+    "train_state a string": (setter("train_state", value="x"), "training state"),
+    "train_state step abc": (setter("train_state", "step", value="abc"), "step"),
+    "train_state optimizer odd": (setter("train_state", "optimizer", value=[]), "optimizer"),
+    "train_state rng odd": (setter("train_state", "torch_rng", value="x"), "torch_rng"),
+    "tokenizer null": (setter("tokenizer", value=None), "tokenizer"),
+    "tokenizer chars a number": (setter("tokenizer", "chars", value=5), "tokenizer"),
+    "tokenizer empty": (setter("tokenizer", "chars", value=""), "no tokens"),
+    "tokenizer larger than the model": (
+        setter("tokenizer", "chars", value="".join(chr(0x100 + i) for i in range(60))),
+        "its tokenizer has 60 tokens, more than the model's vocabulary of 50"),
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hand_edited_checkpoints_are_clear_errors(resumable, kind):
+    edit, fragment = HOSTILE[kind]
+    path = tampered(resumable, edit)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}") and fragment in message, message
+    assert "\n" not in message
+
+
+def test_the_untampered_copy_loads(resumable):
+    ckpt = load_checkpoint(tampered(resumable, lambda payload: None))
+    assert ckpt.step == 7 and ckpt.train_state["step"] == 7 and ckpt.train_config is not None
+
+
+def test_a_tokenizer_smaller_than_the_model_is_allowed(resumable):
+    """An imported GPT-2's vocabulary may be padded past its tokenizer's (50257 to 50304);
+    generation draws only the tokenizer's ids (see test_sampling)."""
+    ckpt = load_checkpoint(tampered(resumable, setter("tokenizer", "chars", value="abc")))
+    assert ckpt.tokenizer.vocab_size == 3 and ckpt.model_config.vocab_size == 50
+
+

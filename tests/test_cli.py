@@ -161,6 +161,96 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, trained):
     assert_one_line_error(minigpt("chat", "--ckpt", ckpt, "--weights", "int4"), "--weights")
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--lr", "nan"], "lr must be a finite number, got nan"),
+    # a missing corpus too: the setting is refused before any data is read
+    (["train", "--warmup-steps", "-5", "--data", "missing.txt"], "warmup_steps must be at least 0"),
+    (["ablate", "attention", "--seed", "-1", "--data", "missing.txt"], "seed"),
+    (["tui", "--steps", str(2**63), "--attach", "."], "max_steps (--steps) must be at most"),
+    # a model too large for memory is refused before it is built
+    (["train", "--preset", "tiny", "--n-embd", str(2**40), "--n-head", "1", "--steps", "1"],
+     "parameters needs at least"),
+    # a batch that cannot be allocated: one line, not torch's RuntimeError
+    (["train", "--preset", "tiny", "--batch-size", str(2**62), "--steps", "1"], "out of memory"),
+])
+def test_bad_numbers_are_one_line(tmp_path, args, fragment):
+    assert_one_line_error(minigpt(*args, cwd=tmp_path), fragment)
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "--temperature", "nan"],
+    ["chat", "--plain", "--repetition-penalty", "inf"],
+    ["chat", "--temperature", "nan", "--weights", "int4"],  # the TUI's path: checked before it
+])
+def test_non_finite_sampling_settings_are_one_line(trained, args):
+    _, ckpt, _, _ = trained
+    result = minigpt(*args, "--ckpt", ckpt, input="hello\n")
+    assert_one_line_error(result, "must be a finite number")
+
+
+def tampered(ckpt, out, edit):
+    import torch
+
+    payload = torch.load(ckpt, weights_only=True)
+    edit(payload)
+    torch.save(payload, out)
+    return out
+
+
+HOSTILE = {
+    "n_head 0": (lambda p: p["model_config"].update(n_head=0), "n_head must be at least 1"),
+    "n_head 2.5": (lambda p: p["model_config"].update(n_head=2.5), "n_head must be a whole number"),
+    "model null": (lambda p: p.update(model=None), "weights are not a mapping"),
+    "meta step abc": (lambda p: p["meta"].update(step="abc"), "meta step must be a whole number"),
+    "tokenizer too large": (lambda p: p["tokenizer"].update(chars=p["tokenizer"]["chars"] + "猫"),
+                            "more than the model's vocabulary"),
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_info_on_a_hand_edited_checkpoint_is_one_line(trained, tmp_path, kind):
+    _, ckpt, _, _ = trained
+    edit, fragment = HOSTILE[kind]
+    bad = tampered(ckpt, tmp_path / "bad.pt", edit)
+    assert_one_line_error(minigpt("info", bad), f"{bad}: ", fragment)
+
+
+@pytest.mark.parametrize("command", ["generate", "chat", "resume", "init", "export-hf"])
+def test_every_command_refuses_a_hand_edited_checkpoint_in_one_line(trained, tmp_path, command):
+    _, ckpt, data, _ = trained
+    bad = tampered(ckpt, tmp_path / "bad.pt", HOSTILE["model null"][0])
+    args = {"generate": ["generate", "--ckpt", bad],
+            "chat": ["chat", "--plain", "--ckpt", bad],
+            "resume": ["train", "--resume", bad, "--steps", 45, "--data", data],
+            "init": ["train", "--init", bad, "--preset", "tiny", "--steps", 1, "--data", data],
+            "export-hf": ["export-hf", bad, tmp_path / "hf"]}[command]
+    assert_one_line_error(minigpt(*args, input="hello\n"), f"{bad}: ", "weights are not a mapping")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_resume_refuses_another_preset_or_other_data(trained, tmp_path):
+    root, _, data, _ = trained
+    # trained from one folder on a relative path, resumed from another: the same file
+    first = minigpt("train", "--data", data.name, "--steps", 5, "--out", tmp_path / "run", *TINY,
+                    cwd=root)
+    assert first.returncode == 0, first.stderr
+    ckpt = tmp_path / "run" / "model.pt"
+    resumed = minigpt("train", "--resume", ckpt, "--steps", 10, "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    same = minigpt("train", "--resume", ckpt, "--steps", 12, "--data", data, "-q", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    assert load_checkpoint(ckpt).step == 12
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--preset", "tiny"),
+                          "only --steps and --eval-interval can change", "preset")
+    other = tmp_path / "other.txt"
+    other.write_text(data.read_text(encoding="utf-8")[::-1], encoding="utf-8")  # same characters
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--data", other),
+                          f"was trained on {data}", "--init")
+    assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--data", "builtin"),
+                          f"was trained on {data}")
+    assert load_checkpoint(ckpt).step == 12
+
+
 def test_help_does_not_import_torch():
     code = ("import sys; sys.argv = ['minigpt', '--help']\n"
             "from minigpt.cli import main\n"

@@ -427,6 +427,23 @@ def test_a_char_level_model_exports_with_the_same_ids(tmp_path, english_text):
     assert auto(sample)["input_ids"] == tokenizer.encode(sample)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=lambda u: f"umask-{u:03o}")
+def test_exported_files_get_the_modes_new_files_get(tmp_path, english_text, umask):
+    """Every file as open() would make it, 0o666 less the umask; safetensors alone wrote 0600."""
+    tokenizer = BPETokenizer.train(english_text[:5000], 300)  # BPE: vocab.json and merges.txt too
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=8, n_layer=1, n_head=2,
+                          n_embd=16))
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model, tokenizer))
+    previous = os.umask(umask)
+    try:
+        written = export_hf(ckpt, tmp_path / "hf")
+    finally:
+        os.umask(previous)
+    assert len(written) == 6
+    modes = {name: oct((tmp_path / "hf" / name).stat().st_mode & 0o777) for name in written}
+    assert modes == {name: oct(0o666 & ~umask) for name in written}
+
+
 @pytest.mark.parametrize("switch, value", [
     ("residual", False), ("attention", False), ("mlp", False), ("position_embedding", False),
     ("layer_norm", "post"), ("layer_norm", "none"), ("bias", False),

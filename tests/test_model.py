@@ -216,3 +216,26 @@ def test_loss_is_cross_entropy_of_the_logits(tiny_model_config):
     logits, loss = model(idx[:, :-1], idx[:, 1:])
     expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), idx[:, 1:].reshape(-1))
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"bias": False}, {"tie_weights": False}, {"position_embedding": False},
+    {"attention": False}, {"mlp": False}, {"layer_norm": "post"}, {"layer_norm": "none"},
+    {"layer_norm": "none", "bias": False, "attention": False, "tie_weights": False},
+])
+def test_parameters_are_counted_without_building_the_model(tiny_model_config, changes):
+    from minigpt.model import count_params
+
+    config = replace(tiny_model_config, **changes)
+    assert count_params(config) == GPT(config).num_params()
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(tiny_model_config):
+    """A huge --n-layer would otherwise allocate layer after layer until the OOM killer came."""
+    from minigpt.errors import ConfigError
+    from minigpt.model import check_fits_in_memory, count_params
+
+    check_fits_in_memory(tiny_model_config, torch.device("cpu"))
+    huge = replace(tiny_model_config, n_layer=10**9)
+    with pytest.raises(ConfigError, match=f"{count_params(huge):,} parameters .* GB"):
+        check_fits_in_memory(huge, torch.device("cpu"))

@@ -23,6 +23,22 @@ from minigpt.tokenizer import BPETokenizer, CharTokenizer
     ({"min_p": 2.0}, "min-p"),
     ({"strategy": "beam"}, "unknown strategy"),
     ({"stop": ("",)}, "stop"),
+    ({"temperature": float("nan")}, "temperature must be a finite number"),
+    ({"temperature": float("inf")}, "temperature"),
+    ({"top_p": float("nan")}, "top-p"),
+    ({"min_p": float("nan")}, "min-p"),
+    ({"min_p": -0.1}, "min-p"),
+    ({"repetition_penalty": float("nan")}, "repetition penalty"),
+    ({"repetition_penalty": float("inf")}, "repetition penalty"),
+    ({"repetition_penalty": 0.0}, "repetition penalty"),
+    ({"top_k": 2.5}, "top-k must be a whole number"),
+    ({"top_k": True}, "top-k"),
+    ({"max_new_tokens": -1}, "max new tokens"),
+    ({"max_new_tokens": 2.0}, "max new tokens"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"strategy": None}, "unknown strategy"),
 ])
 def test_invalid_settings_are_clear_errors(changes, message):
     with pytest.raises(SamplingError, match=message):
@@ -46,6 +62,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept("top-p", top_p=0.7) == [0, 1]  # 0.5 < 0.7 <= 0.75
     assert kept("top-p", top_p=0.76) == [0, 1, 2]
     assert kept("top-p", top_p=0.1) == [0]  # the most likely token always stays
+    assert kept("top-p", top_p=1e-320) == [0]  # even where top_p is 0 in float32
 
 
 def test_min_p_keeps_tokens_near_the_best():
@@ -136,11 +153,57 @@ def test_each_strategy_draws_from_its_own_distribution(model):
                 assert step.id == int(step.probs.argmax())
 
 
+@pytest.mark.parametrize("settings", [
+    {"temperature": 1e-30}, {"temperature": 1e30}, {"temperature": 5e-324},
+    {"repetition_penalty": 1e-30}, {"repetition_penalty": 1e30},
+    {"repetition_penalty": 1e-30, "temperature": 1e-30},
+])
+def test_extreme_but_valid_settings_still_draw_tokens(model, settings):
+    for strategy in ("temperature", "top-k", "top-p", "min-p"):
+        cfg = SamplingConfig(strategy=strategy, max_new_tokens=20, seed=0, **settings)
+        for step in generate(model, [1, 2, 1, 2], cfg):
+            assert torch.isfinite(step.probs).all() and step.probs[step.id] > 0
+
+
+def test_a_tiny_temperature_is_greedy(model):
+    cold = SamplingConfig(strategy="temperature", temperature=1e-30, max_new_tokens=15, seed=0)
+    greedy = SamplingConfig(strategy="greedy", max_new_tokens=15)
+    assert [t.id for t in generate(model, [1], cold)] == [t.id for t in generate(model, [1], greedy)]
+
+
+def test_never_an_id_past_the_tokenizers_vocabulary(model):
+    """A model's vocabulary may be padded past its tokenizer's (GPT-2's 50257 to 50304):
+    generation draws only ids the tokenizer can decode."""
+    tok = CharTokenizer("abcdefghij")  # 10 tokens, the model has 30
+    with torch.no_grad():  # make the padded ids the most likely by far
+        model.lm_head.weight[10:] = 0
+        model.lm_head.weight[10:, 0] = 100.0
+        model.transformer.h[-1].mlp.c_proj.bias[0] = 100.0
+        model.transformer.ln_f.bias[0] = 100.0
+    greedy = SamplingConfig(strategy="greedy", max_new_tokens=20)
+    assert max(t.id for t in generate(model, [1], greedy)) >= 10  # unlimited: padded ids win
+    for strategy in ("greedy", "temperature", "top-k", "top-p", "min-p"):
+        cfg = SamplingConfig(strategy=strategy, max_new_tokens=20, seed=0)
+        steps = list(generate(model, [1], cfg, vocab_size=10))
+        assert all(t.id < 10 and t.probs.numel() == 10 for t in steps)
+        text = "".join(stream_text(model, tok, "ab", cfg))
+        assert len(text) == 20 and set(text) <= set(tok.chars)
+
+
+def test_a_model_with_broken_weights_is_a_clear_error(model):
+    with torch.no_grad():
+        model.transformer.wte.weight[3, 0] = float("nan")
+    for strategy in ("temperature", "top-k", "top-p", "min-p"):
+        cfg = SamplingConfig(strategy=strategy, max_new_tokens=5, seed=0)
+        with pytest.raises(SamplingError, match="not finite"):
+            list(generate(model, [3], cfg))
+
+
 def fake_generation(monkeypatch, token_ids):
     """Make generate() yield these ids, to test the text layer on its own."""
     from minigpt import sampling
 
-    def fake(model, prompt_ids, cfg, generator=None, compile=False):
+    def fake(model, prompt_ids, cfg, generator=None, compile=False, vocab_size=None):
         for i in token_ids[: cfg.max_new_tokens]:
             yield sampling.NextToken(i, torch.zeros(1))
 

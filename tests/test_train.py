@@ -240,3 +240,31 @@ def test_a_step_that_would_take_minutes_is_announced(tiny_train_config, corpus, 
     assert f"about {flops / 1e9 / 3600:.1f} h per step at this device's 1 GFLOP/s" in warning
     small = Trainer(tiny_train_config, prepare_data(corpus, tiny_train_config), device="cpu")
     assert small.slow_step_warning() is None
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("optimizer of another model", "optimizer state does not fit"),
+    ("moment of the wrong shape", "optimizer state does not fit"),
+    ("random state of the wrong size", "random generator state"),
+])
+def test_a_training_state_that_does_not_fit_is_a_clear_error(tiny_train_config, corpus, tmp_path,
+                                                             damage, fragment):
+    from minigpt.errors import CheckpointError
+    from minigpt.model import GPT
+
+    cfg = tiny_train_config.with_overrides(max_steps=2, eval_interval=2)
+    run(cfg, corpus, run_dir=tmp_path)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    state = payload["train_state"]
+    if damage == "optimizer of another model":
+        other = GPT(cfg.model.__class__(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4))
+        state["optimizer"] = other.configure_optimizer(0.1, 1e-3, (0.9, 0.99), "cpu").state_dict()
+    elif damage == "moment of the wrong shape":
+        state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    else:
+        state["torch_rng"] = torch.zeros(7, dtype=torch.uint8)
+    torch.save(payload, tmp_path / "edited.pt")
+    ckpt = load_checkpoint(tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=f"^{tmp_path / 'edited.pt'}: .*{fragment}"):
+        Trainer(ckpt.train_config, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                device="cpu", resume=ckpt)

@@ -1,0 +1,112 @@
+"""Every setting is checked where it lives: a number must be finite, an int a real int, both in range."""
+
+import pytest
+
+from minigpt.config import GPTConfig, TrainConfig, preset
+from minigpt.errors import ConfigError
+
+NAN, INF = float("nan"), float("inf")
+HUGE = 2**63  # one past what torch's int64 holds
+
+
+@pytest.mark.parametrize("setting, values", [
+    ("lr", [NAN, INF, -INF, 0.0, -5.0, 1e40]),
+    ("min_lr", [NAN, INF, -1e-4]),
+    ("warmup_steps", [-5, 2.5, True, HUGE]),
+    ("weight_decay", [NAN, INF, -0.1]),
+    ("beta1", [NAN, -0.1, 1.0]),
+    ("beta2", [NAN, INF, 1.5]),
+    ("grad_clip", [NAN, INF, -1.0]),
+    ("batch_size", [0, -5, 8.0, "8", HUGE]),
+    ("grad_accum", [0, -1, 1.5]),
+    ("max_steps", [0, -5, 10.0, HUGE]),
+    ("eval_interval", [0, -5]),
+    ("eval_iters", [0, 2.0]),
+    ("log_interval", [0]),
+    ("sample_tokens", [-1, 1.5]),
+    ("val_fraction", [NAN, 0.0, 0.5]),
+    ("seed", [-1, 1.5, HUGE, False]),
+    ("bpe_vocab_size", [100, 4096.0]),
+    ("tokenizer", ["words", 5]),
+    ("vocab_size", [0, -5, 50.5]),
+    ("block_size", [0, -1, 16.0, HUGE]),
+    ("n_layer", [0, 2.0]),
+    ("n_head", [0, -2, 2.5, True, "2"]),
+    ("n_embd", [0, -64, 64.0]),
+    ("dropout", [NAN, INF, -INF, -0.1, 1.0]),
+    ("layer_norm_epsilon", [NAN, INF, 0.0, -1e-5]),
+    ("bias", [1, "yes"]),
+    ("residual", [0]),
+    ("tie_weights", ["False"]),
+    ("layer_norm", ["after", 0]),
+    ("attn_impl", ["flash", 1]),
+])
+def test_bad_values_are_refused_naming_the_setting(setting, values):
+    base = preset("tiny")
+    for value in values:
+        with pytest.raises(ConfigError, match=setting):
+            base.with_overrides(**{setting: value})
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("lr", 1.0), ("lr", 1), ("min_lr", 0.0), ("warmup_steps", 0), ("weight_decay", 0.0),
+    ("beta1", 0.0), ("grad_clip", 0.0), ("sample_tokens", 0), ("seed", 0),
+    ("seed", 2**63 - 1), ("max_steps", 10**12), ("dropout", 0.0), ("dropout", 0.99),
+])
+def test_values_at_the_edges_of_their_range_are_accepted(setting, value):
+    cfg = preset("tiny").with_overrides(**{setting: value})
+    assert getattr(cfg, setting, None) == value or getattr(cfg.model, setting) == value
+
+
+def test_n_head_zero_is_a_clear_error_not_a_division_by_zero():
+    with pytest.raises(ConfigError, match="n_head must be at least 1, got 0"):
+        GPTConfig(n_head=0)
+    with pytest.raises(ConfigError, match=r"n_embd \(64\) must be divisible by n_head \(3\)"):
+        GPTConfig(n_embd=64, n_head=3)
+
+
+def test_none_is_not_a_value():  # with_overrides reads None as "not given"; a file may hold it
+    for setting in ("n_head", "dropout", "bias", "layer_norm"):
+        with pytest.raises(ConfigError, match=setting):
+            GPTConfig(**{setting: None})
+
+
+def test_not_a_number_says_so():
+    with pytest.raises(ConfigError, match="lr must be a finite number, got nan"):
+        preset("tiny").with_overrides(lr=NAN)
+    with pytest.raises(ConfigError, match="n_head must be a whole number, got 2.5"):
+        GPTConfig(n_head=2.5)
+    with pytest.raises(ConfigError, match="warmup_steps must be at least 0, got -5"):
+        preset("tiny").with_overrides(warmup_steps=-5)
+
+
+@pytest.mark.parametrize("record", [None, [], "gpt2", 12])
+def test_settings_read_from_a_file_must_be_a_mapping(record):
+    with pytest.raises(ConfigError, match="model settings"):
+        GPTConfig.from_dict(record)
+    with pytest.raises(ConfigError, match="training settings"):
+        TrainConfig.from_dict(record)
+    good = preset("tiny").to_dict()
+    with pytest.raises(ConfigError, match="model settings"):
+        TrainConfig.from_dict({**good, "model": record})
+
+
+def test_a_file_with_odd_keys_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown model setting"):
+        GPTConfig.from_dict({1: 2, "n_head": 2})
+    with pytest.raises(ConfigError, match="training settings .* no model"):
+        TrainConfig.from_dict({"lr": 1e-3})
+
+
+def test_round_trip_through_a_dict():
+    cfg = preset("gpu")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_every_setting_has_a_rule():
+    from dataclasses import fields
+
+    from minigpt.config import GPT_RULES, TRAIN_RULES
+
+    assert {f.name for f in fields(GPTConfig)} == set(GPT_RULES)
+    assert {f.name for f in fields(TrainConfig)} - {"model"} == set(TRAIN_RULES)
