@@ -15,9 +15,11 @@ tests use transformers as the reference the results must equal.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -390,14 +392,36 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
     if outdir.exists() and not outdir.is_dir():
         raise ConversionError(f"{outdir} exists and is not a folder")
     model = checkpoint.build_model("cpu")
-    outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "config.json").write_text(
-        json.dumps(hf_config(config, checkpoint.tokenizer), indent=2) + "\n", encoding="utf-8")
-    save_file(hf_state_dict(model), str(outdir / "model.safetensors"), metadata={"format": "pt"})
-    written = ["config.json", "model.safetensors"]
-    written += write_tokenizer_files(checkpoint.tokenizer, outdir, config.block_size)
-    give_new_file_modes(outdir, written)
+    # Every file is written into a folder beside outdir, then moved in: a full disk or an error
+    # half-way leaves outdir as it was (a previous export in it stays whole).
+    staging = outdir.with_name(f".{outdir.name}.{os.getpid()}.tmp")
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "config.json").write_text(
+            json.dumps(hf_config(config, checkpoint.tokenizer), indent=2) + "\n", encoding="utf-8")
+        save_file(hf_state_dict(model), str(staging / "model.safetensors"),
+                  metadata={"format": "pt"})
+        written = ["config.json", "model.safetensors"]
+        written += write_tokenizer_files(checkpoint.tokenizer, staging, config.block_size)
+        give_new_file_modes(staging, written)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name in written:
+            os.replace(staging / name, outdir / name)
+    except Exception as e:  # OSError, or safetensors' own error for the same I/O failures
+        if isinstance(e, MinigptError):
+            raise
+        raise ConversionError(_export_failure(outdir, e)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def _export_failure(outdir: Path, error: Exception) -> str:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC or "os error 28" in str(error):
+        return f"no space left on device while exporting to {outdir}; nothing in it was changed"
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+        str(error).strip().splitlines()[0]
+    return f"cannot export to {outdir}: {reason}; nothing in it was changed"
 
 
 def give_new_file_modes(outdir: Path, names: list[str]) -> None:

@@ -557,3 +557,23 @@ def test_cli_bad_inputs_are_one_line(cli_model, tmp_path):
     for args, env, fragment in cases:
         assert_one_line_error(minigpt(*args, env=env or None, cwd=tmp_path), fragment)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    tokenizer = CharTokenizer("abcdefgh")
+    model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model, tokenizer))
+    export_hf(ckpt, tmp_path / "hf")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()}
+    import safetensors.torch
+
+    def disk_full(*args, **kwargs):
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on "
+                                          "device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(ConversionError, match=r"^no space left on device while exporting to .*hf; "
+                                              r"nothing in it was changed$"):
+        export_hf(ckpt, tmp_path / "hf")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "model.pt"]  # no staging left
