@@ -273,6 +273,10 @@ def check_weights(state, config: GPTConfig) -> dict:
         if state[name].shape != shape:
             raise CheckpointError(f"its weight {name} has shape {list(state[name].shape)}, its "
                                   f"configuration needs {list(shape)}")
+    bad = first_non_finite(state)
+    if bad is not None:  # written by an older minigpt, or by hand: it cannot compute anything
+        raise CheckpointError(f"its weights hold NaN or infinite values (in {bad}): the run that "
+                              "wrote it diverged; use an earlier checkpoint")
     return state
 
 

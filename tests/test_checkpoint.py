@@ -306,3 +306,13 @@ def test_a_tokenizer_smaller_than_the_model_is_allowed(resumable):
     assert ckpt.tokenizer.vocab_size == 3 and ckpt.model_config.vocab_size == 50
 
 
+
+def test_a_checkpoint_with_nan_weights_is_refused_on_load(saved):
+    """As an older minigpt saved them when a run diverged: every command says so in one line."""
+    path, _ = saved
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["transformer.h.0.attn.c_attn.weight"][0, 0] = float("inf")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values \(in transformer\.h\.0\."
+                                              r"attn\.c_attn\.weight\): the run that wrote it diverged"):
+        load_checkpoint(path)
