@@ -67,10 +67,10 @@ def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
 class AblationRunner:
     """Trains the baseline and each variant; run() yields their events, each tagged "variant"."""
 
-    def __init__(self, variant_names: list[str], corpus, base: TrainConfig, steps: int,
+    def __init__(self, variant_names: list[str], data, base: TrainConfig, steps: int,
                  seed: int = 1337, device=None, run_dir=None):
         self.variants = expand_variants(variant_names)
-        self.corpus = corpus
+        self.data = data  # train.PreparedData: one tokenizer and split for every variant
         self.cfg = ablation_config(base, steps, seed)
         self.device = device
         self.run_dir = run_dir
@@ -92,13 +92,12 @@ class AblationRunner:
 
     def _run(self) -> Iterator[dict]:
         from minigpt.events import event
-        from minigpt.train import Trainer, prepare_data
+        from minigpt.train import Trainer
 
         yield event("ablation_start", variants=[v.name for v in self.variants],
                     descriptions={v.name: v.description for v in self.variants},
-                    max_steps=self.cfg.max_steps, step=0, data=self.corpus.description,
+                    max_steps=self.cfg.max_steps, step=0, data=self.data.description,
                     config=self.cfg.to_dict(), pid=os.getpid())
-        data = prepare_data(self.corpus, self.cfg)  # one tokenizer and split for every variant
         baseline_val = None
         for index, variant in enumerate(self.variants):
             if self._cancelled:
@@ -107,7 +106,7 @@ class AblationRunner:
             yield event("variant", variant=variant.name, description=variant.description,
                         index=index, count=len(self.variants), max_steps=cfg.max_steps)
             started = time.perf_counter()
-            trainer = self._trainer = Trainer(cfg, data, device=self.device)
+            trainer = self._trainer = Trainer(cfg, self.data, device=self.device)
             sample, done, diverged = "", {}, None
             try:
                 for ev in trainer.run():

@@ -85,7 +85,11 @@ app = typer.Typer(
 )
 
 DataOpt = Annotated[str | None, typer.Option(
-    "--data", help="UTF-8 text file, folder of .txt files, http(s) URL, or 'builtin' (default).")]
+    "--data", help="A UTF-8 .txt file, JSON Lines (.jsonl) or Parquet file (.gz too), a folder "
+                   "of them, an http(s) URL, hf:owner/dataset, or 'builtin' (default).")]
+TextFieldOpt = Annotated[str | None, typer.Option(
+    "--text-field", help="The field (JSON Lines) or column (Parquet) holding the text "
+                         "(default: text).")]
 DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="cpu, cuda, cuda:N or mps (default: the best available).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible runs).")]
@@ -132,8 +136,11 @@ def train(
         "--compile", help="torch.compile the model: faster steps (1.18x on a 2-core CPU) after "
                           "15-60 s of compiling; falls back to plain PyTorch if it fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    text_field: TextFieldOpt = None,
 ) -> None:
     """Train a model; checkpoints and events.jsonl go to the run directory.
+
+    The data is tokenized once, on the first run on it, into the cache (see 'minigpt prepare').
 
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
@@ -149,22 +156,21 @@ def train(
     torch_device = distributed.setup(pick_device(device))
     try:
         _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype,
-               compile_model)
+               compile_model, text_field=text_field)
         distributed.teardown(together=True)
     finally:
         distributed.teardown()  # after an error: leave at once (a no-op if already left)
 
 
 def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
-           dtype, compile_model) -> None:
+           dtype, compile_model, text_field=None) -> None:
     from contextlib import nullcontext
 
     from minigpt import distributed
     from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from minigpt.config import default_preset_name, preset
-    from minigpt.data import load_corpus
     from minigpt.events import new_run_dir, run_lock
-    from minigpt.train import Trainer, prepare_data
+    from minigpt.train import Trainer, check_resume_data
 
     checkpoint = None
     start = None  # the model --init starts from
@@ -220,9 +226,11 @@ def _train(torch_device, data, preset_name, overrides, out, name, resume, init, 
         if checkpoint is None and checkpoint_path is not None and checkpoint_path.exists():
             raise MinigptError(f"{checkpoint_path} already exists: --resume {checkpoint_path} "
                                "continues its run; to start a new one, choose another --out")
-        corpus = load_corpus(data)
         given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
-        prepared = prepare_data(corpus, cfg, tokenizer=given.tokenizer if given else None)
+        prepared = _prepared_data(data, text_field, cfg, given.tokenizer if given else None,
+                                  run_dir, quiet)
+        if checkpoint is not None:
+            check_resume_data(checkpoint, prepared)
         trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
                           checkpoint_path=checkpoint_path, resume=checkpoint, init=start,
                           dtype=dtype, compile=compile_model)
@@ -246,6 +254,56 @@ def same_data_source(given: str | None, recorded: str | None) -> bool:
         return str(Path(source).expanduser().resolve())
 
     return normal(given) == normal(recorded)
+
+
+def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
+    """The data prepared once into the cache (with a progress bar, and its events in the run's
+    events.jsonl), or found there; under DDP rank 0 prepares and the others then find it."""
+    from minigpt import distributed
+    from minigpt.console import preparing
+    from minigpt.events import EventLog
+    from minigpt.sources import open_source
+    from minigpt.train import load_prepared
+
+    log = EventLog(run_dir) if run_dir is not None else None
+    try:
+        with distributed.main_first(), preparing(quiet or not distributed.is_main(),
+                                                 also=log.write if log else None) as on_event:
+            return load_prepared(open_source(data, text_field), cfg, tokenizer, on_event)
+    finally:
+        if log is not None:
+            log.close()
+
+
+@app.command()
+def prepare(
+    data: DataOpt = None,
+    tokenizer: Annotated[str | None, typer.Option(
+        "--tokenizer", help="char or bpe (default: the preset's, else char).")] = None,
+    vocab_size: Annotated[int | None, typer.Option(
+        "--vocab-size", help="BPE vocabulary size to train (default: the preset's, else 4096).")] = None,
+    preset_name: Annotated[str | None, typer.Option(
+        "--preset", help="Take the tokenizer settings of this preset (as train --preset would).")] = None,
+    text_field: TextFieldOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Tokenize a corpus once into the cache ($MINIGPT_CACHE, else ~/.cache/minigpt), for every
+    later train, --resume and ablate on it; train does this itself when it has not been done."""
+    from minigpt.config import preset
+    from minigpt.console import preparing
+    from minigpt.prepare import prepare as prepare_source
+    from minigpt.sources import open_source
+
+    base = preset(preset_name or "cpu")  # every preset but gpt2 tokenizes as the defaults say
+    cfg = base.with_overrides(tokenizer=tokenizer, bpe_vocab_size=vocab_size)
+    source = open_source(data, text_field)
+    with preparing(quiet, announce=False) as on_event:
+        done = prepare_source(source, cfg.tokenizer, cfg.bpe_vocab_size, on_event=on_event)
+    m = done.manifest
+    how = "already prepared" if done.cached else f"prepared in {m['seconds']:.1f} s"
+    print(f"{source.description}: {m['tokens']:,} {m['tokenizer']} tokens (vocabulary "
+          f"{m['vocab_size']:,}, {m['dtype']}), {how}")
+    print(f"  {done.path}")
 
 
 # --- generate and chat ---------------------------------------------------------------------------
@@ -396,26 +454,28 @@ def ablate(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Run directory for events.jsonl (default: checkpoints/ablate-<time>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    text_field: TextFieldOpt = None,
 ) -> None:
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner, ablation_config
+    from minigpt.ablation import AblationRunner, ablation_config, expand_variants
     from minigpt.config import preset
     from minigpt.console import run_ablation
-    from minigpt.data import load_corpus
-    from minigpt.events import new_run_dir
+    from minigpt.events import new_run_dir, run_lock
     from minigpt.train import pick_device
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
-    corpus = load_corpus(data)
+    expand_variants(variants)  # an unknown name too
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     run_dir = out or new_run_dir(name=f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
-    runner = AblationRunner(variants, corpus, base, steps=steps, seed=seed,
-                            device=pick_device(device), run_dir=run_dir)
-    results = run_ablation(runner, quiet=quiet)
+    with run_lock(run_dir):  # one writer, from the data's preparation on
+        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet)
+        runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
+                                device=pick_device(device), run_dir=run_dir)
+        results = run_ablation(runner, quiet=quiet)
     if json_path is not None:
         import json
 
@@ -494,7 +554,7 @@ def tui(
         TrainConfig.check_setting("max_steps", steps)  # the rule the child's train applies
     if attach is not None and summarize_run(attach) is None:
         raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
-    if data and data != "builtin" and not data.startswith(("http://", "https://")) \
+    if data and data != "builtin" and not data.startswith(("http://", "https://", "hf:")) \
             and not Path(data).expanduser().exists():
         raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
@@ -98,6 +99,48 @@ class TrainerSignals:
 
     def _on_sigusr2(self, signum, frame):
         self.trainer.request_pause(not self.trainer.paused)
+
+
+PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BPE sample",
+                  "encode": "tokenizing"}
+
+
+@contextmanager
+def preparing(quiet: bool = False, also=None, announce: bool = True):
+    """A progress bar for a preparation (bytes read, tokens, tokens/s, ETA): yields the on_event
+    callback prepare() takes, which also passes each event to also (e.g. a run's event log)."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[tokens]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def on_event(ev: dict) -> None:
+        if also is not None:
+            also(ev)
+        if ev["type"] == "prepare":
+            stage = ev["stage"]
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(PREPARE_STAGES.get(stage, stage),
+                                                 total=ev["bytes_total"], tokens="")
+            tokens = (f"{ev['tokens']:,} tokens, {ev['tokens_per_s']:,.0f} tok/s"
+                      if ev["tokens"] else "")
+            progress.update(tasks[stage], completed=ev["bytes_done"], tokens=tokens)
+        elif ev["type"] == "prepared" and announce and not quiet:
+            how = "found in the cache" if ev["cached"] else f"prepared in {ev['seconds']:.1f} s"
+            console.print(f"data    {ev['tokens']:,} {ev['tokenizer']} tokens {how}: "
+                          f"{ev['path']}", highlight=False)
+
+    with progress:
+        yield on_event
 
 
 def run_training(trainer, quiet: bool = False) -> str:

@@ -135,16 +135,22 @@ def download(url: str) -> Path:
 
 @dataclass
 class TokenData:
-    """A corpus as token ids, split into the first (1 - val_fraction) for training, the rest to validate."""
+    """A corpus as token ids, split into the first (1 - val_fraction) for training, the rest to
+    validate. The ids are a torch tensor (text tokenized in memory) or a numpy memory map (prepared
+    data, see prepare.py): batches read only the windows they need from either."""
 
-    train: torch.Tensor  # noqa: F821  (torch is imported lazily)
-    val: torch.Tensor  # noqa: F821
+    train: torch.Tensor | np.ndarray  # noqa: F821  (torch and numpy are imported lazily)
+    val: torch.Tensor | np.ndarray  # noqa: F821
 
     @classmethod
     def from_ids(cls, ids: list[int], val_fraction: float, block_size: int) -> TokenData:
         import torch
 
-        data = torch.tensor(ids, dtype=torch.long)
+        return cls.split(torch.tensor(ids, dtype=torch.long), val_fraction, block_size)
+
+    @classmethod
+    def split(cls, data, val_fraction: float, block_size: int) -> TokenData:
+        """The split rule, for any 1-D sequence of ids: the last val_fraction of them validate."""
         n_val = int(len(data) * val_fraction)
         train, val = data[: len(data) - n_val], data[len(data) - n_val:]
         for name, part in (("training", train), ("validation", val)):
@@ -157,13 +163,19 @@ class TokenData:
 
 
 def get_batch(data, batch_size: int, block_size: int, generator, device):
-    """batch_size random windows of block_size tokens (x) and the same shifted by one (y)."""
+    """batch_size random windows of block_size tokens (x) and the same shifted by one (y).
+
+    data is a tensor or a numpy array (a memory map: only the chosen windows are read); the same
+    generator state gives the same windows from either."""
+    import numpy as np
     import torch
 
-    # every window of block_size + 1 tokens, as a view: no copy of the corpus
-    windows = data.unfold(0, block_size + 1, 1)
-    starts = torch.randint(len(windows), (batch_size,), generator=generator)
-    chunk = windows[starts]
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    if isinstance(data, torch.Tensor):
+        chunk = data[starts[:, None] + torch.arange(block_size + 1)]
+    else:
+        index = starts.numpy()[:, None] + np.arange(block_size + 1)
+        chunk = torch.from_numpy(data[index].astype(np.int64))
     x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
     if device.type == "cuda":
         return (x.pin_memory().to(device, non_blocking=True),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +80,19 @@ def is_main() -> bool:
 
 def is_distributed() -> bool:
     return _world.size > 1
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block first (preparing data into the cache), the other processes after it,
+    so they find its work done; in a single process, just the block."""
+    if is_distributed() and not is_main():
+        torch.distributed.barrier()
+    try:
+        yield
+    finally:
+        if is_distributed() and is_main():
+            torch.distributed.barrier()
 
 
 def wrap(model: torch.nn.Module) -> torch.nn.Module:

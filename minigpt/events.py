@@ -6,7 +6,7 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
 
     start       step, max_steps, config, device, precision ("bf16" or "fp32"), peak_flops (of all
                 processes' devices; null where unknown, as on CPUs), compiled (--compile), params,
-                data, train_tokens, val_tokens, run_dir
+                data, data_key (the prepared data's cache key), train_tokens, val_tokens, run_dir
     step        step, max_steps, loss, lr, grad_norm, tokens_per_s, flops_per_s (the model FLOPs
                 those tokens need: PaLM's count), mfu (flops_per_s / peak_flops, or null), elapsed
     eval        step, train_loss, val_loss
@@ -17,6 +17,11 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
     paused      step                      (and "resumed", step)
     error       message                   (the run's last event: one line, as the command prints it)
     note        step, message             (something the user should know, e.g. compiling failed)
+    prepare     stage ("vocabulary", "sample" or "encode"), bytes_done, bytes_total (of the source's
+                files), tokens (written so far), tokens_per_s, elapsed: the data's preparation,
+                before "start", a few times a second (see prepare.py)
+    prepared    path, cached (found ready: nothing tokenized), tokens, dtype, tokenizer,
+                vocab_size, seconds
 
 A run directory has one writer: the process that writes it holds an exclusive lock on its
 `.lock` file (which names its pid) from start to end, and a second `minigpt train` or `ablate`

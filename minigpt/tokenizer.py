@@ -10,6 +10,7 @@ A tokenizer is saved inside the checkpoint as a small dict (to_dict / tokenizer_
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from typing import Protocol
 
 from minigpt.errors import TokenizerError
@@ -85,6 +86,14 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        lines = text.splitlines(keepends=True)
+        chunks = ("".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000))
+        return cls.train_from(chunks, vocab_size, length=len(lines) // 1000 + 1)
+
+    @classmethod
+    def train_from(cls, texts: Iterable[str], vocab_size: int,
+                   length: int | None = None) -> BPETokenizer:
+        """Trained on a stream of texts (each is pre-tokenized on its own)."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
@@ -97,9 +106,7 @@ class BPETokenizer:
             special_tokens=[END_OF_TEXT],
             show_progress=False,
         )
-        lines = text.splitlines(keepends=True)
-        chunks = ("".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000))
-        tok.train_from_iterator(chunks, trainer, length=len(lines) // 1000 + 1)
+        tok.train_from_iterator(texts, trainer, length=length)
         return cls(tok)
 
     @classmethod

@@ -26,11 +26,13 @@ from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from minigpt.compiling import CompiledOrEager
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
-from minigpt.errors import CheckpointError, ConfigError, TrainingDiverged
+from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from minigpt.events import event, logged
 from minigpt.hardware import has_native_bf16, measured_matmul_flops, peak_flops
 from minigpt.model import GPT, check_fits_in_memory
+from minigpt.prepare import prepare
 from minigpt.sampling import SamplingConfig, generate
+from minigpt.sources import Source
 from minigpt.tokenizer import Tokenizer, build_tokenizer
 
 
@@ -95,18 +97,42 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 @dataclass
 class PreparedData:
+    """What a run trains on: the tokenizer, the tokens split in two, and where they came from."""
+
     tokenizer: Tokenizer
     tokens: TokenData
-    corpus: Corpus
+    source: str  # what the user named: "builtin", a path, a URL
+    description: str  # for people
+    key: str | None = None  # the prepared data's cache key (prepare.py); None for text in memory
 
 
 def prepare_data(corpus: Corpus, cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> PreparedData:
-    """Tokenize the corpus (building the tokenizer from it unless one is given) and split it."""
+    """Tokenize text held in memory (building the tokenizer from it unless one is given), split it."""
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, corpus.text, cfg.bpe_vocab_size)
     ids = tokenizer.encode(corpus.text)
     return PreparedData(tokenizer, TokenData.from_ids(ids, cfg.val_fraction, cfg.model.block_size),
-                        corpus)
+                        corpus.source, corpus.description)
+
+
+def load_prepared(source: Source, cfg: TrainConfig, tokenizer: Tokenizer | None = None,
+                  on_event=None) -> PreparedData:
+    """A source's prepared data (made once, then found in the cache), memory-mapped and split."""
+    prepared = prepare(source, cfg.tokenizer, cfg.bpe_vocab_size, tokenizer, on_event)
+    return PreparedData(prepared.tokenizer,
+                        prepared.tokens(cfg.val_fraction, cfg.model.block_size),
+                        source.name, source.description, prepared.key)
+
+
+def check_resume_data(checkpoint: Checkpoint, data: PreparedData) -> None:
+    """--resume continues on the data the run trained on: refused when the prepared data differs
+    (another corpus, or the same file changed since). Checkpoints from before keys were kept pass."""
+    recorded = checkpoint.meta.get("data_key")
+    if recorded and data.key and recorded != data.key:
+        was = checkpoint.meta.get("data") or checkpoint.meta.get("data_source") or "other data"
+        raise DataError(f"--resume: {checkpoint.path} trained on {was}, and {data.source} is not "
+                        "that data (or it changed since); resume on that data, or start a new "
+                        "run with --init")
 
 
 class Trainer:
@@ -212,7 +238,8 @@ class Trainer:
         yield event("start", step=self.step, max_steps=cfg.max_steps, config=cfg.to_dict(),
                     device=describe_device(self.device), precision=self.precision,
                     peak_flops=self.peak_flops, params=self.model.num_params(),
-                    data=self.data.corpus.description, data_source=self.data.corpus.source,
+                    data=self.data.description, data_source=self.data.source,
+                    data_key=self.data.key,
                     tokenizer=self.data.tokenizer.kind, vocab_size=self.data.tokenizer.vocab_size,
                     train_tokens=len(self.data.tokens.train), val_tokens=len(self.data.tokens.val),
                     compiled=isinstance(self.train_model, CompiledOrEager),
@@ -460,7 +487,8 @@ class Trainer:
             raise ConfigError("no run directory and no path to save the checkpoint to")
         self._check_finite()
         meta = {"step": self.step, "tokens_seen": self.tokens_seen,
-                "data": self.data.corpus.description, "data_source": self.data.corpus.source,
+                "data": self.data.description, "data_source": self.data.source,
+                "data_key": self.data.key,
                 **self.last_eval}
         if self.origin:
             meta["source"] = self.origin

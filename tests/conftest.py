@@ -25,6 +25,19 @@ def shared_corpus(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Prepared data and downloads go to a folder of the test session, never ~/.cache/minigpt
+    (the `cache_dir` fixture gives a test one of its own)."""
+    saved = os.environ.get("MINIGPT_CACHE")
+    os.environ["MINIGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("MINIGPT_CACHE", None)
+    else:
+        os.environ["MINIGPT_CACHE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

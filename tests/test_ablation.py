@@ -22,7 +22,10 @@ def test_unknown_variant_is_a_clear_error():
 
 
 def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus):
-    runner = AblationRunner(["attention", "tying"], corpus, tiny_train_config, steps=20, seed=3)
+    from minigpt.train import prepare_data
+
+    data = prepare_data(corpus, tiny_train_config)
+    runner = AblationRunner(["attention", "tying"], data, tiny_train_config, steps=20, seed=3)
     events = list(runner.run())
     results = runner.results
     assert [r["variant"] for r in results] == ["baseline", "attention", "tying"]

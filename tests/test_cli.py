@@ -35,7 +35,10 @@ def test_train_reports_and_saves(trained):
     assert "done at step 40" in result.stdout and str(ckpt) in result.stdout
     assert load_checkpoint(ckpt).step == 40
     events = [json.loads(line) for line in (ckpt.parent / "events.jsonl").read_text().splitlines()]
-    assert events[0]["type"] == "start" and events[-1]["type"] == "done"
+    kinds = [e["type"] for e in events]
+    start = kinds.index("start")  # after the data's preparation, or finding it prepared
+    assert set(kinds[:start]) <= {"prepare", "prepared"} and kinds[start - 1] == "prepared"
+    assert kinds[-1] == "done"
 
 
 def test_default_run_directory_is_under_checkpoints(tmp_path, trained):

@@ -129,11 +129,14 @@ def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     from minigpt.events import read_events
 
     events = read_events(tmp_path / "run")
-    assert events[0]["world_size"] == 2
+    start = next(e for e in events if e["type"] == "start")
+    assert start["world_size"] == 2
+    # rank 0 prepared the data, once; rank 1 waited for it
+    assert [e["type"] for e in events].count("prepared") == 1
     assert [e["step"] for e in events if e["type"] == "eval"] == [0, 5, 10]
     assert events[-1]["type"] == "done" and events[-1]["reason"] == "finished"
     assert load_checkpoint(tmp_path / "run").step == 10
     # rank 0 alone holds the run's lock and writes
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "events.jsonl",
                                                                       "model.pt"]
-    assert (tmp_path / "run" / ".lock").read_text().strip() == str(events[0]["pid"])
+    assert (tmp_path / "run" / ".lock").read_text().strip() == str(start["pid"])

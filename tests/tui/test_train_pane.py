@@ -104,7 +104,7 @@ def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_
                    what="the TUI's run to train")
         run_dir = list_runs(runs_root)[0].path
         reap_runs.append(run_dir)
-        pid = read_events(run_dir)[0]["pid"]
+        pid = next(e for e in read_events(run_dir) if e["type"] == "start")["pid"]
         assert pid != tui.pid
         tui.send_signal(signal.SIGHUP)
         tui.wait(timeout=30)
