@@ -40,10 +40,21 @@ def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus
 def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corpus, monkeypatch):
     from minigpt.ablation import Variant
     from minigpt.console import results_table
+    from minigpt.train import Trainer, prepare_data
 
-    monkeypatch.setitem(VARIANTS, "explode", [Variant("explode", "a learning rate of 1e9",
-                                                      {"lr": 1e9, "warmup_steps": 1})])
-    runner = AblationRunner(["explode", "tying"], corpus, tiny_train_config, steps=20, seed=3)
+    # a variant whose loss becomes NaN after a few steps, as an unstable one's does
+    monkeypatch.setitem(VARIANTS, "explode", [Variant("explode", "unstable", {"dropout": 0.25})])
+    real_step = Trainer._train_step
+
+    def step(self):
+        loss, grad_norm, lr = real_step(self)
+        if self.cfg.model.dropout == 0.25 and self.step >= 5:
+            loss = loss * float("nan")
+        return loss, grad_norm, lr
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    runner = AblationRunner(["explode", "tying"], prepare_data(corpus, tiny_train_config),
+                            tiny_train_config, steps=20, seed=3)
     events = list(runner.run())
     baseline, explode, tying = runner.results
     assert explode["diverged"].startswith("training diverged by step")

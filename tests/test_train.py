@@ -170,13 +170,17 @@ def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tiny_train_conf
     good_cfg = tiny_train_config.with_overrides(max_steps=20, eval_interval=20)
     good, _ = run(good_cfg, corpus, run_dir=tmp_path)
     before = (tmp_path / "model.pt").read_bytes()
-    # the same run folder, a learning rate that blows up, and a stop request as the TUI sends it
-    cfg = tiny_train_config.with_overrides(lr=1e9, warmup_steps=1, max_steps=200, eval_interval=5)
-    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    # the same run folder, a run that blows up at step 8, and a stop request as the TUI sends it
+    cfg = tiny_train_config.with_overrides(max_steps=200, eval_interval=100)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path,
+                      checkpoint_path=tmp_path / "model.pt")
     events = []
-    with pytest.raises(TrainingDiverged, match=r"diverged by step \d+: .*NaN or infinite.*kept"):
+    with pytest.raises(TrainingDiverged, match=r"diverged by step 10: .*NaN or infinite.*kept"):
         for ev in trainer.run():
             events.append(ev)
+            if ev["type"] == "step" and ev["step"] == 5:
+                with torch.no_grad():  # what a learning rate far too high does to a weight
+                    trainer.model.transformer.h[0].mlp.c_fc.weight[0, 0] = float("inf")
             if ev["type"] == "step" and ev["step"] >= 10:
                 trainer.request_stop()
     assert not of(events, "checkpoint")
