@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after the other, with its default settings.
 
-    python benchmarks/run_all.py            # all of them
+    python benchmarks/run_all.py            # all of them (bench_data.py with --big: 1 GB)
     python benchmarks/run_all.py train      # only those whose file name contains "train"
 
 A benchmark is any `bench_*.py` file here. Each runs in its own Python process, so one model's
@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# settings other than a benchmark's defaults: the issue asks for a 1 GB corpus, which takes
+# bench_data.py about 15 minutes on 2 cores, too long for its own default
+ARGS = {"bench_data.py": ["--big"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     for script in scripts:
         print(f"\n### {script.name}", flush=True)
         started = time.perf_counter()
-        rc = subprocess.call([sys.executable, str(script)])
+        rc = subprocess.call([sys.executable, str(script), *ARGS.get(script.name, [])])
         print(f"### {script.name}: exit {rc}, {time.perf_counter() - started:.0f} s", flush=True)
         if rc != 0:
             failed.append(script.name)
