@@ -197,7 +197,7 @@ def test_prepare_command_then_train_finds_it_and_resume_refuses_other_data(tmp_p
     other = tmp_path / "b.txt"
     other.write_text(english_text[:20_000], encoding="utf-8")
     refused = minigpt("train", "--resume", tmp_path / "run", "--data", other, "--steps", "6")
-    assert_one_line_error(refused, "--resume", "not that data")
+    assert_one_line_error(refused, "--resume", "on its own data")
 
 
 def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
