@@ -13,6 +13,7 @@ from minigpt import prepare as prepare_module
 from minigpt import sources
 from minigpt.data import TokenData, get_batch
 from minigpt.errors import DataError
+from minigpt.events import read_events, summarize_run
 from minigpt.prepare import TOKENS_NAME, prepare, separator
 from minigpt.sources import open_source
 
@@ -205,3 +206,10 @@ def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
     assert_one_line_error(minigpt("prepare", "--data", tmp_path / "c.jsonl"), "c.jsonl:2: not JSON")
     (tmp_path / "empty.txt").write_text("")
     assert_one_line_error(minigpt("prepare", "--data", tmp_path / "empty.txt"), "has no text")
+    # train says it in the run's events too, so the TUI's run shows it: failed, not vanished
+    run = tmp_path / "run"
+    assert_one_line_error(minigpt("train", "--data", tmp_path / "c.jsonl", "--out", run,
+                                  "--preset", "tiny", "--steps", "2"), "c.jsonl:2: not JSON")
+    last = read_events(run)[-1]
+    assert last["type"] == "error" and "c.jsonl:2: not JSON" in last["message"]
+    assert summarize_run(run).status == "failed"
