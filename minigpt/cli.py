@@ -551,6 +551,7 @@ def tui(
     steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
     attach: Annotated[Path | None, typer.Option(
         "--attach", help="Follow this run directory (running or finished).")] = None,
+    text_field: TextFieldOpt = None,
 ) -> None:
     """The terminal UI: watch training live, chat with a model, run ablations.
 
@@ -571,7 +572,8 @@ def tui(
         raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp
 
-    tui_app = MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach)
+    tui_app = MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach,
+                         text_field=text_field)
     tui_app.run()
     if tui_app.return_code:  # it crashed: Textual printed the traceback
         raise typer.Exit(tui_app.return_code)

@@ -251,10 +251,12 @@ class TrainPane(Widget, can_focus=True):
     def is_live(self) -> bool:
         return self.state is not None and self.state.status in LIVE
 
-    def start_run(self, data: str | None, preset: str | None, steps: int | None) -> Path | None:
+    def start_run(self, data: str | None, preset: str | None, steps: int | None,
+                  text_field: str | None = None) -> Path | None:
         try:
             run_dir = new_run_dir(self.runs_root)
-            self.process = runs.launch_training(run_dir, data, preset, steps)
+            self.process = runs.launch_training(run_dir, data, preset, steps,
+                                                text_field=text_field)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             message = clean(f"cannot start a run: {e}")
             self.notify(message, severity="error", markup=False)

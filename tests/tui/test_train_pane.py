@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -227,3 +228,19 @@ async def test_data_found_in_the_cache_says_so(tmp_path):
         await settle(pilot)
         assert app.query_one(TrainPane).state.status == "preparing"
         assert "data ready: 12,345 tokens, cached" in str(app.query_one("#train-title").render())
+
+
+async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, english_text):
+    """minigpt tui --data x.jsonl --text-field body: the child run reads the body field."""
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "body": english_text[i:i + 3000]}) + "\n"
+                            for i in range(0, 30_000, 3000)), encoding="utf-8")
+    app = MinigptApp(data=str(data), preset="tiny", steps=2, runs_root=tmp_path / "runs",
+                     text_field="body")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state.status not in ("starting", "preparing", "running"),
+                       what="the run to end")
+        assert pane.state.status == "finished", pane.state.error
+        prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
+        assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
