@@ -259,17 +259,28 @@ def same_data_source(given: str | None, recorded: str | None) -> bool:
 def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
     """The data prepared once into the cache (with a progress bar, and its events in the run's
     events.jsonl), or found there; under DDP rank 0 prepares and the others then find it."""
+    import os
+
     from minigpt import distributed
     from minigpt.console import preparing
-    from minigpt.events import EventLog
+    from minigpt.events import EventLog, event
     from minigpt.sources import open_source
     from minigpt.train import load_prepared
 
     log = EventLog(run_dir) if run_dir is not None else None
+    pid = os.getpid()  # so a TUI attached during a long preparation can tell the run lives
+
+    def write(ev: dict) -> None:
+        log.write({**ev, "pid": pid})
+
     try:
         with distributed.main_first(), preparing(quiet or not distributed.is_main(),
-                                                 also=log.write if log else None) as on_event:
+                                                 also=write if log else None) as on_event:
             return load_prepared(open_source(data, text_field), cfg, tokenizer, on_event)
+    except MinigptError as e:  # the run ends before its start: its last event says why
+        if log is not None:
+            log.try_write(event("error", message=str(e)))
+        raise
     finally:
         if log is not None:
             log.close()
@@ -540,6 +551,7 @@ def tui(
     steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
     attach: Annotated[Path | None, typer.Option(
         "--attach", help="Follow this run directory (running or finished).")] = None,
+    text_field: TextFieldOpt = None,
 ) -> None:
     """The terminal UI: watch training live, chat with a model, run ablations.
 
@@ -553,13 +565,15 @@ def tui(
     if steps is not None:
         TrainConfig.check_setting("max_steps", steps)  # the rule the child's train applies
     if attach is not None and summarize_run(attach) is None:
-        raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start)")
+        raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start or a "
+                           "data preparation)")
     if data and data != "builtin" and not data.startswith(("http://", "https://", "hf:")) \
             and not Path(data).expanduser().exists():
         raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp
 
-    tui_app = MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach)
+    tui_app = MinigptApp(data=data, preset=preset_name, steps=steps, attach=attach,
+                         text_field=text_field)
     tui_app.run()
     if tui_app.return_code:  # it crashed: Textual printed the traceback
         raise typer.Exit(tui_app.return_code)

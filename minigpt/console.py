@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from minigpt.errors import TokenizerError
+from minigpt.events import PREPARE_STAGES
 
 console = Console(highlight=False)
 
@@ -101,8 +102,6 @@ class TrainerSignals:
         self.trainer.request_pause(not self.trainer.paused)
 
 
-PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BPE sample",
-                  "encode": "tokenizing"}
 
 
 @contextmanager

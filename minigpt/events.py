@@ -17,11 +17,12 @@ replay a run's history and follow it live. Every event has "type" and "time" (Un
     paused      step                      (and "resumed", step)
     error       message                   (the run's last event: one line, as the command prints it)
     note        step, message             (something the user should know, e.g. compiling failed)
-    prepare     stage ("vocabulary", "sample" or "encode"), bytes_done, bytes_total (of the source's
-                files), tokens (written so far), tokens_per_s, elapsed: the data's preparation,
-                before "start", a few times a second (see prepare.py)
+    prepare     stage ("vocabulary", "sample" or "encode"), bytes_done, bytes_total (of this
+                stage's reading of the source), tokens (written so far), tokens_per_s, elapsed
+                (since preparation began), pid: the data's preparation, before "start", a few
+                times a second (see prepare.py); the run is "preparing" until its start
     prepared    path, cached (found ready: nothing tokenized), tokens, dtype, tokenizer,
-                vocab_size, seconds
+                vocab_size, seconds, pid
 
 A run directory has one writer: the process that writes it holds an exclusive lock on its
 `.lock` file (which names its pid) from start to end, and a second `minigpt train` or `ablate`
@@ -49,6 +50,8 @@ from pathlib import Path
 EVENTS_NAME = "events.jsonl"
 LOCK_NAME = ".lock"
 DEFAULT_RUNS_ROOT = Path("checkpoints")
+PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BPE sample",
+                  "encode": "tokenizing"}  # what each stage of a "prepare" event is doing
 
 
 def event(type_: str, **fields) -> dict:
@@ -274,7 +277,8 @@ class RunSummary:
 
     path: Path
     kind: str  # "train" or "ablate"
-    status: str  # "running", "paused", "finished", "stopped", "interrupted", "failed", "ended"
+    status: str  # "preparing", "running", "paused", "finished", "stopped", "interrupted",
+    #              "failed", "ended"
     step: int
     max_steps: int
     val_loss: float | None
@@ -284,26 +288,36 @@ class RunSummary:
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
-    """What the run's events say about it, or None if they hold no start. Never raises on what the
-    file holds: a field of the wrong kind counts as missing."""
+    """What the run's events say about it, or None if they hold neither a start, nor a data
+    preparation, nor an error that ended the run before either. A run whose last start (if any)
+    came before its preparation's events is preparing its data (a new run, or one resumed in the
+    same folder): "preparing" while the process that wrote them lives. Never raises on what the file holds: a field of the wrong kind
+    counts as missing."""
     run_dir = Path(run_dir)
     events = read_events(run_dir)
-    starts = [e for e in events if e["type"] in ("start", "ablation_start")]
-    if not starts:
-        return None
-    start = starts[-1]
-    kind = "ablate" if start["type"] == "ablation_start" else "train"
+    start_at = max((i for i, e in enumerate(events) if e["type"] in ("start", "ablation_start")),
+                   default=None)
+    prepare_at = max((i for i, e in enumerate(events) if e["type"] in ("prepare", "prepared")),
+                     default=None)
+    failed_early = bool(events) and events[-1]["type"] == "error"
+    if start_at is None and prepare_at is None and not failed_early:
+        return None  # neither a run nor one that failed before its start (a corpus refused)
+    start = events[start_at] if start_at is not None else {}
+    preparing = prepare_at is not None and (start_at is None or prepare_at > start_at)
+    kind = "ablate" if start.get("type") == "ablation_start" else "train"
     last = events[-1]
     steps = [s for e in events if e["type"] == "step" and (s := whole(e, "step")) is not None]
     val_losses = [v for e in events
                   if e["type"] == "eval" and (v := number(e, "val_loss")) is not None]
-    pid = pid_of(start)
-    if last["type"] == "done" and kind == "train":
+    pid = pid_of(events[prepare_at] if preparing else start)
+    if last["type"] == "error":
+        status = "failed"
+    elif preparing:
+        status = "preparing" if process_alive(pid) else "ended"
+    elif last["type"] == "done" and kind == "train":
         status = text(last, "reason") or "finished"
     elif last["type"] == "ablation_done":
         status = text(last, "reason") or "finished"
-    elif last["type"] == "error":
-        status = "failed"
     elif process_alive(pid):
         status = "paused" if last["type"] == "paused" else "running"
     else:

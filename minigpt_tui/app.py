@@ -1,6 +1,6 @@
 """The minigpt TUI: Train, Chat and Ablate panes in tabs.
 
-    minigpt tui [--data PATH] [--preset NAME] [--steps N] [--attach RUN_DIR]
+    minigpt tui [--data PATH [--text-field NAME]] [--preset NAME] [--steps N] [--attach RUN_DIR]
     minigpt chat --ckpt model.pt        (opens straight into the Chat pane)
 
 Training and ablations run as child processes in their own sessions, so quitting the TUI or
@@ -67,8 +67,9 @@ class MinigptApp(App):
     def __init__(self, data: str | None = None, preset: str | None = None,
                  steps: int | None = None, attach: Path | None = None, ckpt: Path | None = None,
                  runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
-                 weights: str = "fp32"):
+                 weights: str = "fp32", text_field: str | None = None):
         super().__init__()
+        self.text_field = text_field  # of JSON Lines / Parquet --data, for the run it starts
         self.weights = weights  # for the chat model (minigpt chat --weights)
         self.data, self.preset, self.steps = data, preset, steps
         self.attach_dir, self.ckpt = attach, ckpt
@@ -96,7 +97,8 @@ class MinigptApp(App):
             if existing and self.data is None:
                 self.pick_run()
             else:
-                self.query_one(TrainPane).start_run(self.data, self.preset, self.steps)
+                self.query_one(TrainPane).start_run(self.data, self.preset, self.steps,
+                                                    self.text_field)
         self._focus_tab("chat" if self.ckpt else "train")
 
     # --- runs --------------------------------------------------------------------------------------

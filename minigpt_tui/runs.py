@@ -28,10 +28,13 @@ def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
 
 
 def launch_training(run_dir: Path, data: str | None, preset: str | None, steps: int | None,
-                    extra: list[str] | None = None) -> subprocess.Popen:
+                    extra: list[str] | None = None,
+                    text_field: str | None = None) -> subprocess.Popen:
     args = ["train", "--out", str(run_dir), "--quiet"]
     if data:
         args += ["--data", data]
+    if text_field:
+        args += ["--text-field", text_field]
     if preset:
         args += ["--preset", preset]
     if steps:

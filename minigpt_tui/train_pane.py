@@ -18,12 +18,22 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from minigpt.events import EventTail, new_run_dir, number, pid_of, process_alive, text, whole
+from minigpt.events import (
+    PREPARE_STAGES,
+    EventTail,
+    new_run_dir,
+    number,
+    pid_of,
+    process_alive,
+    text,
+    whole,
+)
 from minigpt_tui import runs
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.loss_chart import LossChart
 
-LIVE = ("starting", "running", "paused")
+LIVE = ("starting", "preparing", "running", "paused")
+TRAINING = ("running", "paused")  # the child handles pause and save signals only once it trains
 
 
 @dataclass
@@ -51,6 +61,15 @@ class RunState:
     checkpoint: str | None = None
     error: str = ""
     note: str = ""
+    # the data's preparation, before the start (the "prepare" and "prepared" events)
+    prep_stage: str = ""
+    prep_bytes_done: int = 0
+    prep_bytes_total: int = 0
+    prep_tokens: int | None = None
+    prep_tokens_per_s: float | None = None
+    prep_elapsed: float | None = None
+    prep_stage_began: float | None = None  # elapsed at this stage's first event: its ETA's base
+    prepared: str = ""  # "data ready: ..." once the data is there, until the start
     step_xs: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     eval_xs: list[float] = field(default_factory=list)
@@ -65,8 +84,32 @@ class RunState:
         lacks what it is for (a step without a step and a loss) is skipped and counted. NaN
         losses of a diverged run are shown as numbers but kept out of the curves."""
         kind = ev["type"]
-        if kind == "start":
+        if kind == "prepare":
+            stage = text(ev, "stage")
+            if stage is None:
+                self.skipped += 1
+                return
+            self.status, self.pid, self.prepared = "preparing", pid_of(ev) or self.pid, ""
+            self.error = ""  # an earlier run's, in a folder resumed
+            elapsed = number(ev, "elapsed")
+            elapsed = elapsed if elapsed is not None and math.isfinite(elapsed) else None
+            if stage != self.prep_stage or self.prep_stage_began is None:
+                self.prep_stage, self.prep_stage_began = stage, elapsed
+            self.prep_elapsed = elapsed
+            self.prep_bytes_total = whole(ev, "bytes_total") or 0
+            self.prep_bytes_done = min(whole(ev, "bytes_done") or 0, self.prep_bytes_total)
+            self.prep_tokens = whole(ev, "tokens")
+            self.prep_tokens_per_s = number(ev, "tokens_per_s")
+        elif kind == "prepared":
+            self.status, self.pid = "preparing", pid_of(ev) or self.pid
+            tokens, seconds = whole(ev, "tokens"), number(ev, "seconds")
+            how = ("cached" if ev.get("cached") is True else
+                   f"prepared in {seconds:.1f} s" if seconds is not None else "prepared")
+            self.prepared = f"data ready: {_fmt(tokens, ',')} tokens, {how}"
+            self.prep_bytes_done = self.prep_bytes_total
+        elif kind == "start":
             self.status, self.pid = "running", pid_of(ev)
+            self.prepared = ""
             self.step, self.max_steps = whole(ev, "step") or 0, whole(ev, "max_steps") or 0
             self.device, self.params = text(ev, "device") or "", whole(ev, "params") or 0
             self.data = text(ev, "data") or ""
@@ -129,6 +172,15 @@ class RunState:
             return None
         return (self.max_steps - self.step) / self.steps_per_s
 
+    @property
+    def prep_eta_s(self) -> float | None:
+        """The stage's time to go, at the pace of its bytes so far."""
+        if (self.prep_elapsed is None or self.prep_stage_began is None or not self.prep_bytes_done
+                or self.prep_elapsed <= self.prep_stage_began):
+            return None
+        rate = self.prep_bytes_done / (self.prep_elapsed - self.prep_stage_began)
+        return (self.prep_bytes_total - self.prep_bytes_done) / rate
+
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
@@ -146,11 +198,19 @@ def _compute(s: RunState) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "-"
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"
 
 
 class TrainPane(Widget, can_focus=True):
@@ -191,10 +251,12 @@ class TrainPane(Widget, can_focus=True):
     def is_live(self) -> bool:
         return self.state is not None and self.state.status in LIVE
 
-    def start_run(self, data: str | None, preset: str | None, steps: int | None) -> Path | None:
+    def start_run(self, data: str | None, preset: str | None, steps: int | None,
+                  text_field: str | None = None) -> Path | None:
         try:
             run_dir = new_run_dir(self.runs_root)
-            self.process = runs.launch_training(run_dir, data, preset, steps)
+            self.process = runs.launch_training(run_dir, data, preset, steps,
+                                                text_field=text_field)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             message = clean(f"cannot start a run: {e}")
             self.notify(message, severity="error", markup=False)
@@ -239,6 +301,9 @@ class TrainPane(Widget, can_focus=True):
             return
         self._dirty = False
         s = self.state
+        if s.status == "preparing":
+            self._redraw_preparing(s)
+            return
         title = assemble((s.run_dir.name, "bold"), f"  {s.status}")
         if s.status not in LIVE:
             title.append("  (read-only)")
@@ -267,6 +332,29 @@ class TrainPane(Widget, can_focus=True):
         self.query_one("#train-sample", Static).update(
             plain(s.sample) if s.sample else plain("(a sample appears at each evaluation)"))
 
+    def _redraw_preparing(self, s: RunState) -> None:
+        """Before the start: the data's preparation (bytes read, tokens, tokens/s, ETA), then
+        that it is ready, until training's start takes over."""
+        if s.prepared:
+            title = assemble((s.run_dir.name, "bold"), "  ", (s.prepared, "green"))
+        else:
+            title = assemble((s.run_dir.name, "bold"), "  preparing data: ",
+                             PREPARE_STAGES.get(s.prep_stage, s.prep_stage))
+        skipped = s.skipped + self.tail.skipped
+        if skipped:
+            title.append(f"  {skipped} unreadable event(s) skipped", style="dim")
+        self.query_one("#train-title", Static).update(title)
+        self.query_one(ProgressBar).update(total=max(s.prep_bytes_total, 1),
+                                           progress=s.prep_bytes_done)
+        share = f" ({s.prep_bytes_done / s.prep_bytes_total:.0%})" if s.prep_bytes_total else ""
+        self.query_one("#train-stats", Static).update(assemble(
+            f"{_size(s.prep_bytes_done)} of {_size(s.prep_bytes_total)}{share}  tokens ",
+            (_fmt(s.prep_tokens, ","), "bold"), f"  {_fmt(s.prep_tokens_per_s, ',.0f')} tok/s  "
+            f"elapsed {_duration(s.prep_elapsed)}  eta {_duration(s.prep_eta_s)}\n"
+            "the data is tokenized once into the cache; training starts when it is ready"))
+        self.query_one(Sparkline).data = []
+        self.query_one("#train-sample", Static).update(plain("(a sample appears at each evaluation)"))
+
     # --- actions ---------------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
@@ -286,9 +374,13 @@ class TrainPane(Widget, can_focus=True):
     def action_attach(self) -> None:
         self.app.pick_run()
 
-    def _signal(self, send, done: str) -> None:
+    def _signal(self, send, done: str, training_only: bool = True) -> None:
         if not self.is_live:
             self.notify("no live run: this one is read-only", severity="warning", markup=False)
+            return
+        if training_only and self.state.status not in TRAINING:  # the signal would kill it
+            self.notify("the run has not started training yet: pause and save work once it has",
+                        severity="warning", markup=False)
             return
         if send(self.state.pid):
             self.notify(done, markup=False)
@@ -303,6 +395,9 @@ class TrainPane(Widget, can_focus=True):
         self._signal(runs.save_now, "saving a checkpoint after this step")
 
     def action_stop(self) -> None:
+        if self.state is not None and self.state.status in ("starting", "preparing"):
+            self._signal(runs.stop, "stopping: the run ends before training", training_only=False)
+            return
         self._signal(runs.stop, "stopping: the run saves a checkpoint and ends")
 
     def stop_run(self) -> None:

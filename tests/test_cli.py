@@ -38,6 +38,8 @@ def test_train_reports_and_saves(trained):
     kinds = [e["type"] for e in events]
     start = kinds.index("start")  # after the data's preparation, or finding it prepared
     assert set(kinds[:start]) <= {"prepare", "prepared"} and kinds[start - 1] == "prepared"
+    # a TUI attached while the data is prepared can tell the run lives
+    assert {e["pid"] for e in events[:start]} == {events[start]["pid"]}
     assert kinds[-1] == "done"
 
 

@@ -13,6 +13,7 @@ from minigpt import prepare as prepare_module
 from minigpt import sources
 from minigpt.data import TokenData, get_batch
 from minigpt.errors import DataError
+from minigpt.events import read_events, summarize_run
 from minigpt.prepare import TOKENS_NAME, prepare, separator
 from minigpt.sources import open_source
 
@@ -197,7 +198,7 @@ def test_prepare_command_then_train_finds_it_and_resume_refuses_other_data(tmp_p
     other = tmp_path / "b.txt"
     other.write_text(english_text[:20_000], encoding="utf-8")
     refused = minigpt("train", "--resume", tmp_path / "run", "--data", other, "--steps", "6")
-    assert_one_line_error(refused, "--resume", "not that data")
+    assert_one_line_error(refused, "--resume", "on its own data")
 
 
 def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
@@ -205,3 +206,10 @@ def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
     assert_one_line_error(minigpt("prepare", "--data", tmp_path / "c.jsonl"), "c.jsonl:2: not JSON")
     (tmp_path / "empty.txt").write_text("")
     assert_one_line_error(minigpt("prepare", "--data", tmp_path / "empty.txt"), "has no text")
+    # train says it in the run's events too, so the TUI's run shows it: failed, not vanished
+    run = tmp_path / "run"
+    assert_one_line_error(minigpt("train", "--data", tmp_path / "c.jsonl", "--out", run,
+                                  "--preset", "tiny", "--steps", "2"), "c.jsonl:2: not JSON")
+    last = read_events(run)[-1]
+    assert last["type"] == "error" and "c.jsonl:2: not JSON" in last["message"]
+    assert summarize_run(run).status == "failed"

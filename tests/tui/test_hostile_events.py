@@ -25,11 +25,12 @@ from .waiting import settle, wait_for
 
 SIZE = (80, 24)
 TYPES = ["start", "step", "eval", "sample", "checkpoint", "done", "paused", "resumed", "error",
-         "note", "ablation_start", "variant", "result", "ablation_done"]
+         "note", "ablation_start", "variant", "result", "ablation_done", "prepare", "prepared"]
 FIELDS = ["step", "max_steps", "loss", "lr", "grad_norm", "tokens_per_s", "flops_per_s", "mfu",
           "elapsed", "time", "device", "precision", "params", "data", "pid", "text", "path",
           "reason", "train_loss", "val_loss", "checkpoint", "message", "variant", "variants",
-          "index", "count", "sample", "val_loss_delta", "seconds", "results", "peak_flops"]
+          "index", "count", "sample", "val_loss_delta", "seconds", "results", "peak_flops",
+          "stage", "bytes_done", "bytes_total", "tokens", "cached", "tokenizer"]
 # what the issue names, and what a diverged run writes
 NAMED = ['{"type": "step"}', "[1, 2, 3]", '"step"', "null", '{"type": ["step"]}',
          '{"type": "step", "step": "10", "loss": "3.2"}',

@@ -1,9 +1,12 @@
+import json
 import os
 import signal
 import subprocess
 import sys
 
-from minigpt.events import EventLog, event, list_runs, process_alive, read_events
+from textual.widgets import ProgressBar
+
+from minigpt.events import EventLog, event, list_runs, process_alive, read_events, summarize_run
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
@@ -141,3 +144,103 @@ async def test_a_run_that_cannot_start_says_why_and_stays_said(tmp_path, corpus_
         title = str(app.query_one("#train-title").render())
         assert title.startswith("cannot start a run:") and "runs" in title
         assert app.query_one(TrainPane).state is None
+
+
+def preparing_run(root, pid):
+    """A run directory as `minigpt train` leaves it while it tokenizes a big corpus."""
+    run_dir = root / "big"
+    log = EventLog(run_dir)
+    log.write(event("prepare", stage="encode", bytes_done=0, bytes_total=4_000_000_000, tokens=0,
+                    tokens_per_s=0.0, elapsed=1.0, pid=pid))
+    log.write(event("prepare", stage="encode", bytes_done=1_000_000_000,
+                    bytes_total=4_000_000_000, tokens=250_000_000, tokens_per_s=2_500_000.0,
+                    elapsed=101.0, pid=pid))
+    log.close()
+    return run_dir
+
+
+def test_a_run_preparing_its_data_is_listed_as_preparing(tmp_path):
+    run_dir = preparing_run(tmp_path, os.getpid())
+    summary = summarize_run(run_dir)
+    assert summary.status == "preparing" and summary.pid == os.getpid()
+    assert [r.path for r in list_runs(tmp_path)] == [run_dir]
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a process that ended without a word, as a killed run does
+    killed = preparing_run(tmp_path / "killed", gone.pid)
+    assert summarize_run(killed).status == "ended"
+    log = EventLog(run_dir)
+    log.write(event("error", message="big: 3: not JSON"))
+    log.close()
+    assert summarize_run(run_dir).status == "failed"
+
+
+async def test_attaching_while_the_data_is_prepared_shows_it_then_training(tmp_path):
+    run_dir = preparing_run(tmp_path, os.getpid())  # alive: this process stands in for the run
+    app = MinigptApp(attach=run_dir, runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await settle(pilot)
+        assert pane.state.status == "preparing" and pane.is_live
+        title = str(app.query_one("#train-title").render())
+        assert "preparing data: tokenizing" in title and "read-only" not in title
+        bar = app.query_one(ProgressBar)
+        assert (bar.progress, bar.total) == (1_000_000_000, 4_000_000_000)
+        stats = str(app.query_one("#train-stats").render())
+        assert "1.0 GB of 4.0 GB (25%)" in stats and "tokens 250,000,000" in stats
+        assert "2,500,000 tok/s" in stats
+        assert "eta 5:00" in stats  # a quarter of the bytes in 100 s: 300 s to go
+        await pilot.press("p")  # the child handles pause only once it trains: a notice, no signal
+        await pilot.pause()
+        assert pane.state.status == "preparing"
+
+        log = EventLog(run_dir)
+        log.write(event("prepared", path="/cache/x", cached=False, tokens=1_000_000_000,
+                        dtype="uint16", tokenizer="bpe", vocab_size=4096, seconds=400.0,
+                        pid=os.getpid()))
+        await settle(pilot)
+        title = str(app.query_one("#train-title").render())
+        assert "data ready: 1,000,000,000 tokens, prepared in 400.0 s" in title
+        assert app.query_one(ProgressBar).progress == 4_000_000_000
+
+        log.write(event("start", step=0, max_steps=500, device="cpu", precision="fp32",
+                        params=1000, data="big.jsonl", pid=os.getpid()))
+        log.write(event("step", step=10, max_steps=500, loss=4.2, lr=1e-3, grad_norm=1.0,
+                        tokens_per_s=1000.0, elapsed=2.0))
+        log.close()
+        await settle(pilot)
+        assert pane.state.status == "running"
+        title = str(app.query_one("#train-title").render())
+        assert "running" in title and "data ready" not in title and "preparing" not in title
+        stats = str(app.query_one("#train-stats").render())
+        assert "step 10/500" in stats and "big.jsonl" in stats
+        assert (app.query_one(ProgressBar).progress, app.query_one(ProgressBar).total) == (10, 500)
+    assert summarize_run(run_dir).status == "running"
+
+
+async def test_data_found_in_the_cache_says_so(tmp_path):
+    run_dir = tmp_path / "cached"
+    log = EventLog(run_dir)
+    log.write(event("prepared", path="/cache/x", cached=True, tokens=12_345, dtype="uint16",
+                    tokenizer="char", vocab_size=65, seconds=0.01, pid=os.getpid()))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.query_one(TrainPane).state.status == "preparing"
+        assert "data ready: 12,345 tokens, cached" in str(app.query_one("#train-title").render())
+
+
+async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, english_text):
+    """minigpt tui --data x.jsonl --text-field body: the child run reads the body field."""
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "body": english_text[i:i + 3000]}) + "\n"
+                            for i in range(0, 30_000, 3000)), encoding="utf-8")
+    app = MinigptApp(data=str(data), preset="tiny", steps=2, runs_root=tmp_path / "runs",
+                     text_field="body")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state.status not in ("starting", "preparing", "running"),
+                       what="the run to end")
+        assert pane.state.status == "finished", pane.state.error
+        prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
+        assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
