@@ -58,7 +58,7 @@ def _kind(path: Path) -> str:
 
 @dataclass
 class Source:
-    name: str  # what the user named: "builtin", a path, a URL, "hf:owner/name"
+    name: str  # "builtin", a URL, "hf:owner/name", or a file or folder's absolute path
     description: str  # for people: "3 files in poems/, 12.0 MB"
     files: list[Path]  # empty for builtin
     text_field: str = TEXT_FIELD
@@ -116,22 +116,25 @@ def open_source(name: str | None = None, text_field: str | None = None) -> Sourc
         folder = _hub_dataset(name[3:])
         return _folder(name, folder, field)
     path = Path(name).expanduser()
+    # a file or folder is named by its absolute path (what runs record): --resume finds it from
+    # any folder; the description keeps the user's spelling
     if path.is_dir():
-        return _folder(name, path, field)
+        return _folder(str(path.resolve()), path, field, shown=name)
     if path.is_file():
-        return Source(name, f"{name}, {_size(path.stat().st_size)}", [path], field)
+        return Source(str(path.resolve()), f"{name}, {_size(path.stat().st_size)}", [path], field)
     if path.exists():
         raise DataError(f"not a file or folder: {name}")
     raise DataError(f"no such file or folder: {name}")
 
 
-def _folder(name: str, folder: Path, field: str) -> Source:
+def _folder(name: str, folder: Path, field: str, shown: str | None = None) -> Source:
     files = sorted(p for p in folder.rglob("*") if p.is_file()
                    and p.name.lower().endswith(FOLDER_SUFFIXES) and not p.name.startswith("."))
+    shown = shown or name
     if not files:
-        raise DataError(f"no .txt, .jsonl or .parquet files in folder {name}")
+        raise DataError(f"no .txt, .jsonl or .parquet files in folder {shown}")
     size = sum(p.stat().st_size for p in files)
-    return Source(name, f"{len(files)} files in {name}, {_size(size)}", files, field)
+    return Source(name, f"{len(files)} files in {shown}, {_size(size)}", files, field)
 
 
 def _hub_dataset(repo_id: str) -> Path:
