@@ -55,12 +55,19 @@ def load_corpus(source: str | None = None) -> Corpus:
     raise DataError(f"no such file or folder: {source}")
 
 
+def builtin_files() -> list[Path]:
+    """The files the built-in corpus is made from: its identity, without the 2 s of parsing."""
+    import pydoc_data.topics
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [Path(pydoc_data.topics.__file__), *sorted(stdlib.glob("*.py"))]
+
+
 def builtin_text() -> str:
     import pydoc_data.topics
 
     parts = [pydoc_data.topics.topics[name] for name in sorted(pydoc_data.topics.topics)]
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for path in sorted(stdlib.glob("*.py")):
+    for path in builtin_files()[1:]:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, OSError):

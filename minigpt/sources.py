@@ -21,10 +21,11 @@ sizes, modification times) so prepared data can be cached under it.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from minigpt.errors import DataError
@@ -62,7 +63,13 @@ class Source:
     description: str  # for people: "3 files in poems/, 12.0 MB"
     files: list[Path]  # empty for builtin
     text_field: str = TEXT_FIELD
-    _builtin: str | None = None
+    builtin: bool = False  # the built-in corpus: made from files (its identity) when read
+
+    @cached_property
+    def _builtin(self) -> str | None:
+        from minigpt.data import builtin_text
+
+        return builtin_text() if self.builtin else None
 
     @property
     def total_bytes(self) -> int:
@@ -71,9 +78,13 @@ class Source:
         return sum(p.stat().st_size for p in self.files)
 
     def identity(self) -> dict:
-        """What the source's content depends on: a new key whenever a file changes."""
-        if self._builtin is not None:
-            return {"builtin": hashlib.sha256(self._builtin.encode("utf-8")).hexdigest()}
+        """What the source's content depends on: a new key whenever a file changes. The built-in
+        corpus is known by the files it is made from, so finding it prepared costs no parsing."""
+        if self.builtin:
+            from minigpt.data import builtin_files
+
+            return {"builtin": [[str(p), p.stat().st_size, p.stat().st_mtime_ns]
+                                for p in builtin_files()]}
         files = []
         for p in self.files:
             st = p.stat()
@@ -101,14 +112,14 @@ class Source:
 
 def open_source(name: str | None = None, text_field: str | None = None) -> Source:
     """The source a --data value names; a missing file or an empty folder is a DataError."""
-    from minigpt.data import builtin_text, download
+    from minigpt.data import download
 
     name = name or BUILTIN
     field = text_field or TEXT_FIELD
     if name == BUILTIN:
-        text = builtin_text()
-        return Source(BUILTIN, f"builtin: Python's reference and docstrings, {_size(len(text.encode()))}",
-                      [], field, _builtin=text)
+        return Source(BUILTIN, f"builtin: Python {sys.version_info.major}."
+                               f"{sys.version_info.minor}'s reference and docstrings", [], field,
+                      builtin=True)
     if name.startswith(("http://", "https://")):
         path = download(name)
         return Source(name, f"{name}, {_size(path.stat().st_size)}", [path], field)

@@ -213,3 +213,19 @@ def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
     last = read_events(run)[-1]
     assert last["type"] == "error" and "c.jsonl:2: not JSON" in last["message"]
     assert summarize_run(run).status == "failed"
+
+
+def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch):
+    """Building the built-in text parses the standard library (about 2 s): a second run that finds
+    it prepared must not pay that, nor tokenize."""
+    import minigpt.data
+
+    first = prepare(open_source("builtin"), "char")
+    assert not first.cached and first.manifest["tokens"] > 1_000_000
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("built again")
+    monkeypatch.setattr(minigpt.data, "builtin_text", not_again)
+    monkeypatch.setattr(prepare_module, "_encode", not_again)
+    second = prepare(open_source("builtin"), "char")
+    assert second.cached and second.path == first.path
