@@ -86,13 +86,15 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps."""
+    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps. A floor above the
+    peak (--lr below a preset's min_lr) is the peak: the rate never rises after warmup."""
+    min_lr = min(cfg.min_lr, cfg.lr)
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if step >= cfg.max_steps:
-        return cfg.min_lr
+        return min_lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
 @dataclass

@@ -54,6 +54,13 @@ def test_learning_rate_warms_up_then_decays_to_the_floor(tiny_train_config):
     assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 110))
 
 
+def test_a_peak_below_the_floor_never_rises_after_warmup(tiny_train_config):
+    """--lr 1e-5 on a preset whose min_lr is 2e-4: the rate stays at 1e-5, not decays upwards."""
+    cfg = tiny_train_config.with_overrides(lr=1e-5, min_lr=2e-4, warmup_steps=10, max_steps=110)
+    assert max(lr_at(s, cfg) for s in range(200)) == pytest.approx(1e-5)
+    assert lr_at(110, cfg) == pytest.approx(1e-5)
+
+
 def test_same_seed_same_losses(tiny_train_config, corpus):
     losses = lambda evs: [e["loss"] for e in of(evs, "step")]  # noqa: E731
     _, a = run(tiny_train_config, corpus)
