@@ -299,24 +299,15 @@ def _event(type_: str, done: Prepared, seconds: float) -> dict:
 
 def _remove_abandoned(folder: Path) -> None:
     """Temporary folders of preparations whose process is gone (killed half-way)."""
+    from minigpt.events import process_alive
+
     if not folder.is_dir():
         return
     for tmp in folder.glob(".*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        # ours is from an earlier, failed attempt in this process: abandoned too
+        if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a folder of ours from an earlier, failed attempt
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _disk_error(e: OSError, where: Path) -> DataError:
