@@ -170,11 +170,9 @@ def logged(events: Iterator[dict], run_dir: str | os.PathLike | None) -> Iterato
             for ev in events:
                 log.write(ev)
                 yield ev
-        except MinigptError as e:  # the one line the command line prints
-            log.try_write(event("error", message=str(e)))
-            raise
-        except Exception as e:
-            log.try_write(event("error", message=f"{type(e).__name__}: {e}"))
+        except Exception as e:  # a user's error is the one line the command line prints
+            message = str(e) if isinstance(e, MinigptError) else f"{type(e).__name__}: {e}"
+            log.try_write(event("error", message=message))
             raise
         finally:
             try:
