@@ -126,7 +126,7 @@ def train(
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     grad_accum: Annotated[int | None, typer.Option(
         "--grad-accum", help="Micro-batches per optimizer step.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (above 0, at most 1).")] = None,
     warmup_steps: Annotated[int | None, typer.Option("--warmup-steps")] = None,
     eval_interval: Annotated[int | None, typer.Option("--eval-interval")] = None,
     dtype: Annotated[str, typer.Option(
