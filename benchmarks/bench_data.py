@@ -15,7 +15,8 @@ whose peak resident memory is read with os.wait4 (that process and its children)
 2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 32 MB
    included.
 3. The peer, nanoGPT's prepare.py with the same vocabulary: minigpt's BPE from step 2 converted to
-   a `tiktoken.Encoding` (GPT-2's regex, the same merges, so the same tokens), then documents read
+   a `tiktoken.Encoding` (minigpt.tokenizer.as_tiktoken: GPT-2's regex, the same merges, so the
+   same tokens; minigpt prepare encodes with it too, its own way), then documents read
    line by line, `encode_ordinary_batch` (one thread per core) plus <|endoftext|> after each,
    written into a uint16 `np.memmap`. Encoding only: the peer's vocabulary is given. Skipped with
    a message when tiktoken is not installed.
@@ -44,7 +45,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 VOCAB = 8192
 
 
@@ -110,39 +110,14 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
 # --- the peer: nanoGPT's prepare.py with tiktoken ---------------------------------------------------
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's map from bytes to printable characters (what byte-level BPE vocabularies hold)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs), strict=True))
-
-
-def tiktoken_encoding(tokenizer_json: str):
-    """minigpt's trained BPE (a `tokenizers` JSON) as a tiktoken Encoding: same merges, same ids."""
-    import tiktoken
-
-    byte_of = {c: b for b, c in bytes_to_unicode().items()}
-    model = json.loads(tokenizer_json)
-    model = json.loads(model["json"]) if "json" in model else model  # minigpt's wrapper
-    special = {t["content"]: t["id"] for t in model.get("added_tokens", [])}
-    ranks = {bytes(byte_of[c] for c in token): rank
-             for token, rank in model["model"]["vocab"].items() if token not in special}
-    return tiktoken.Encoding("minigpt-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens=special)
-
-
 def peer(tokenizer_path: str, corpus: str, out: str) -> None:
     """Run as its own process: the corpus into a uint16 memmap; prints the token count."""
     import numpy as np
 
-    enc = tiktoken_encoding(Path(tokenizer_path).read_text(encoding="utf-8"))
+    from minigpt.tokenizer import as_tiktoken, tokenizer_from_dict
+
+    # minigpt's trained BPE as a tiktoken Encoding: GPT-2's regex, the same merges, the same ids
+    enc = as_tiktoken(tokenizer_from_dict(json.loads(Path(tokenizer_path).read_text("utf-8"))))
     eot = enc.eot_token
     # nanoGPT sizes the memmap from the token counts it keeps in memory; streaming, we size it
     # from the corpus (every token is at least one byte of text; each JSON line's framing is

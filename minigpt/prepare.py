@@ -8,8 +8,8 @@ corpus run) streams the source's documents twice at most, never holding the corp
    more costs minutes and gigabytes for little gain in the merges. Cached in
    `<cache>/tokenizers/<key>.json`, the key being the source's identity and these settings.
    Resuming or fine-tuning brings its own tokenizer instead.
-2. The tokens. Pieces of text are encoded in batches (BPE: the `tokenizers` library's
-   encode_batch, in Rust on every core; char: a numpy lookup over code points) and appended to
+2. The tokens. Pieces of text are encoded in batches (BPE: BPETokenizer.encode_batch, tiktoken
+   or `tokenizers` in Rust on every core; char: a numpy lookup over code points) and appended to
    `tokens.bin`: raw uint16 where the vocabulary fits in 65,536 ids, uint32 otherwise. Documents
    are kept apart by GPT-2's <|endoftext|> token (BPE) or a blank line, "\\n\\n" (char), so the
    file holds exactly the ids of the documents joined by that separator, encoded in one go.
@@ -236,10 +236,7 @@ def _batches(pieces: Iterator[str]) -> Iterator[list[str]]:
 def _encoder(tokenizer: Tokenizer) -> Callable[[list[str]], list[np.ndarray]]:
     """Encodes a batch of texts into id arrays, in parallel (BPE) or vectorized (char)."""
     if isinstance(tokenizer, BPETokenizer):
-        def encode_bpe(texts):
-            encodings = tokenizer.tokenizer.encode_batch(texts, add_special_tokens=False)
-            return [np.asarray(e.ids, dtype=np.uint32) for e in encodings]
-        return encode_bpe
+        return tokenizer.encode_batch
     if isinstance(tokenizer, CharTokenizer):
         points = np.array([ord(c) for c in tokenizer.chars], dtype=np.uint32)
         order = np.argsort(points)

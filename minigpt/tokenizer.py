@@ -2,20 +2,28 @@
 
 - CharTokenizer: one id per distinct character of the corpus. Readable, and exact for any script.
 - BPETokenizer: byte-level BPE (GPT-2's scheme) trained on the corpus with the `tokenizers`
-  library. Every byte is in its base alphabet, so any UTF-8 text round-trips exactly.
+  library. Every byte is in its base alphabet, so any UTF-8 text round-trips exactly. Many texts
+  at once (preparing a corpus) are encoded by tiktoken, 3-4x faster, where it gives the same ids.
 
 A tokenizer is saved inside the checkpoint as a small dict (to_dict / tokenizer_from_dict).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import unicodedata
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
+
+import numpy as np
 
 from minigpt.errors import TokenizerError
 
 END_OF_TEXT = "<|endoftext|>"
+# GPT-2's pre-tokenizer regex, as tiktoken writes it (tokenizers' ByteLevel splits with the same)
+GPT2_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 class Tokenizer(Protocol):
@@ -83,6 +91,7 @@ class BPETokenizer:
 
     def __init__(self, tokenizer):  # a tokenizers.Tokenizer
         self.tokenizer = tokenizer
+        self._tiktoken = None  # built on the first encode_batch: False where it cannot be used
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
@@ -125,6 +134,21 @@ class BPETokenizer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Many texts at once, on every core: the same ids as encode() for each, as uint32 arrays."""
+        if self._tiktoken is None:
+            self._tiktoken = as_tiktoken(self) or False
+        if not self._tiktoken:
+            encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+            return [np.asarray(e.ids, dtype=np.uint32) for e in encodings]
+        encode = self._tiktoken.encode_to_numpy  # it lets go of the GIL: a thread per core
+        share = -(-len(texts) // (os.cpu_count() or 1)) or 1
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            parts = pool.map(lambda at: [encode(t, allowed_special="all")
+                                         for t in texts[at:at + share]],
+                             range(0, len(texts), share))
+        return [ids for part in parts for ids in part]
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
@@ -133,6 +157,55 @@ class BPETokenizer:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "json": self.tokenizer.to_str()}
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from the 256 bytes to printable characters, the alphabet byte-level BPE
+    vocabularies are written in: printable Latin-1 stands for itself, the rest from U+0100 on."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+def as_tiktoken(tokenizer: BPETokenizer):
+    """The same tokenizer as a tiktoken Encoding, or None where the ids could differ.
+
+    tiktoken merges the adjacent pair whose joined bytes have the lowest id; `tokenizers` applies
+    its merge list in order. The two agree for GPT-2's scheme (byte-level, GPT-2's regex, no
+    normalizer) when each token's own text encodes to that token, which is checked here for
+    every token: a tokenizer that fails any of it is left to `tokenizers`.
+    """
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    spec = json.loads(tokenizer.tokenizer.to_str())
+    model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+    if (model.get("type") != "BPE" or model.get("dropout") or model.get("byte_fallback")
+            or model.get("ignore_merges") or model.get("continuing_subword_prefix")
+            or model.get("end_of_word_suffix") or spec.get("normalizer") is not None
+            or pre != {**pre, "type": "ByteLevel", "add_prefix_space": False, "use_regex": True}):
+        return None
+    special = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    try:
+        ranks = {bytes(byte_of[c] for c in token): i
+                 for token, i in model["vocab"].items() if token not in special}
+        encoding = tiktoken.Encoding("minigpt-bpe", pat_str=GPT2_SPLIT, mergeable_ranks=ranks,
+                                     special_tokens=special)
+    except (KeyError, ValueError):  # a token outside the byte alphabet: not GPT-2's scheme
+        return None
+    texts = []
+    for token in ranks:
+        try:
+            texts.append(token.decode("utf-8"))
+        except UnicodeDecodeError:  # part of a character: met only inside longer texts
+            continue
+    if [encoding.encode(t, allowed_special="all") for t in texts] != [
+            e.ids for e in tokenizer.tokenizer.encode_batch(texts, add_special_tokens=False)]:
+        return None
+    return encoding
 
 
 def build_tokenizer(kind: str, text: str, bpe_vocab_size: int = 4096) -> Tokenizer:

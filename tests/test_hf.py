@@ -27,6 +27,7 @@ from minigpt.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
     CharTokenizer,
+    as_tiktoken,
     gpt2_tokenizer_from_folder,
     tokenizer_from_dict,
 )
@@ -160,6 +161,13 @@ def test_tokenizer_ids_equal_gpt2_tokenizer_fast(vocab_folder, reference_tokeniz
     ours = gpt2_tokenizer_from_folder(vocab_folder)
     assert ours.encode(text) == reference_tokenizer(text)["input_ids"]
     assert ours.decode(ours.encode(text)) == text
+
+
+def test_a_batch_through_tiktoken_gives_gpt2_tokenizer_fasts_ids(vocab_folder, reference_tokenizer):
+    ours = gpt2_tokenizer_from_folder(vocab_folder)
+    assert as_tiktoken(ours) is not None  # the fast path preparing a corpus takes
+    assert [list(ids) for ids in ours.encode_batch(SAMPLES)] == [
+        reference_tokenizer(text)["input_ids"] for text in SAMPLES]
 
 
 def test_end_of_text_is_one_special_token_last_in_the_vocabulary(vocab_folder):
