@@ -257,9 +257,11 @@ class Trainer:
         window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
         reason = "finished"
         compile_failure_noted = False
+        first_step = 1  # a new run logs it whatever log_interval says: a loss on screen at once
         try:
             if self.step == 0:
                 yield from self._evaluate()
+                window_start = time.perf_counter()
             while self.step < cfg.max_steps:
                 # every process stops at the same step, whichever one was asked to
                 if distributed.any_rank(self._stop_reason is not None):
@@ -280,7 +282,7 @@ class Trainer:
                 window_steps += 1
                 window_tokens += self.tokens_per_step
 
-                if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                if (self.step % cfg.log_interval == 0 or self.step in (first_step, cfg.max_steps)):
                     self._check_finite()
                     # the loss of the global batch: the mean over processes of each one's mean
                     # (reading it waits for the device, so the clock is read after)
