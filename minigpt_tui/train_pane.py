@@ -367,7 +367,7 @@ class TrainPane(Widget, can_focus=True):
 
         def started(choice) -> None:
             if choice is not None:
-                self.start_run(choice.data, choice.preset, choice.steps)
+                self.start_run(choice.data, choice.preset, choice.steps, choice.text_field)
 
         self.app.push_screen(NewRunForm(), started)
 

@@ -1,4 +1,5 @@
-"""A modal form to start a training run: data, preset, steps."""
+"""A modal form to start a training run: data (and its text field), preset, steps. Compact
+widgets: it fits 80x24."""
 
 from __future__ import annotations
 
@@ -21,29 +22,34 @@ class NewRun:
     data: str | None
     preset: str | None
     steps: int | None
+    text_field: str | None = None
 
 
 class NewRunForm(ModalScreen[NewRun | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, data: str | None = None, preset: str | None = None,
-                 steps: int | None = None):
+                 steps: int | None = None, text_field: str | None = None):
         super().__init__()
-        self.defaults = NewRun(data, preset, steps)
+        self.defaults = NewRun(data, preset, steps, text_field)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
             yield Label("New training run", classes="title")
             yield Label("data: file, folder, URL, or empty for the built-in corpus")
-            yield Input(self.defaults.data or "", placeholder="builtin", id="data")
+            yield Input(self.defaults.data or "", placeholder="builtin", id="data", compact=True)
+            yield Label("text field of JSON Lines / column of Parquet data (empty: text)")
+            yield Input(self.defaults.text_field or "", placeholder="text", id="text-field",
+                        compact=True)
             yield Label("preset")
-            yield Select(PRESETS, value=self.defaults.preset or "", allow_blank=False, id="preset")
+            yield Select(PRESETS, value=self.defaults.preset or "", allow_blank=False, id="preset",
+                         compact=True)
             yield Label("steps (empty: the preset's)")
             yield Input(str(self.defaults.steps or ""), placeholder="preset default", id="steps",
-                        validators=[Integer(minimum=1)], valid_empty=True)
+                        validators=[Integer(minimum=1)], valid_empty=True, compact=True)
             with Horizontal(classes="buttons"):
-                yield Button("Start", variant="primary", id="start")
-                yield Button("Cancel", id="cancel")
+                yield Button("Start", variant="primary", id="start", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     @on(Button.Pressed, "#start")
     @on(Input.Submitted)
@@ -57,6 +63,7 @@ class NewRunForm(ModalScreen[NewRun | None]):
             data=self.query_one("#data", Input).value.strip() or None,
             preset=self.query_one("#preset", Select).value or None,
             steps=int(steps.value) if steps.value else None,
+            text_field=self.query_one("#text-field", Input).value.strip() or None,
         ))
 
     @on(Button.Pressed, "#cancel")

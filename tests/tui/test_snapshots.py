@@ -33,6 +33,7 @@ def keys_then_steady(*keys):
     """Press keys, then stop cursors blinking: a blink caught on or off is not a difference."""
 
     async def run_before(pilot) -> None:
+        await footer_settled(pilot)  # a key pressed before the pane has focus goes nowhere
         await pilot.press(*keys)
         await pilot.pause(0.5)  # focus moves after a refresh: let it land before the picture
         await footer_settled(pilot)

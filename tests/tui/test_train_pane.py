@@ -244,3 +244,28 @@ async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, engl
         assert pane.state.status == "finished", pane.state.error
         prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
+
+
+async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
+    """n, then data x.jsonl and text field body in the form: the run reads the body field."""
+    from textual.widgets import Input, Select
+
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "body": english_text[i:i + 3000]}) + "\n"
+                            for i in range(0, 30_000, 3000)), encoding="utf-8")
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the pane's focus")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen.query("#text-field")) == 1, what="the form")
+        app.screen.query_one("#data", Input).value = str(data)
+        app.screen.query_one("#text-field", Input).value = "body"
+        app.screen.query_one("#preset", Select).value = "tiny"
+        app.screen.query_one("#steps", Input).value = "2"
+        await pilot.click("#start")
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None and pane.state.status not in (
+            "starting", "preparing", "running"), what="the run to end")
+        assert pane.state.status == "finished", pane.state.error
+        prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
+        assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
