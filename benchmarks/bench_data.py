@@ -13,7 +13,7 @@ with its own $MINIGPT_CACHE there, so every preparation starts cold. Then, each 
 whose peak resident memory is read with os.wait4 (that process and its children):
 
 1. `minigpt prepare --tokenizer char`: the vocabulary pass and the encoding pass.
-2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 32 MB
+2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 16 MB
    included.
 3. The peer, nanoGPT's prepare.py with the same vocabulary: minigpt's BPE from step 2 converted to
    a `tiktoken.Encoding` (minigpt.tokenizer.as_tiktoken: GPT-2's regex, the same merges, so the
