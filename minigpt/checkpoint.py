@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from minigpt import control
 from minigpt.config import GPTConfig, TrainConfig, Whole
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
@@ -153,7 +154,7 @@ def _signals_held():
         yield
         return
     caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
+    held = control.ENDING
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
                 for sig in held}
     try:
