@@ -208,6 +208,9 @@ def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
         repetition_penalty=1.3, max_new_tokens=12, stop=("zz", "yy"), seed=3)
     assert (tui.device, tui.weights) == ("cpu", "bf16")
 
+    assert CliRunner().invoke(cli, ["chat", "--ckpt", str(checkpoint)]).exit_code == 0
+    assert opened[-1].sampling == SamplingConfig()  # no options: the engine's defaults
+
 
 @pytest.mark.parametrize("typed, stop", [("", ()), ("END", ("END",)), ("[x", None),
                                          ('["\\n\\n", "[b]"]', ("\n\n", "[b]"))])
