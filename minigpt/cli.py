@@ -478,7 +478,8 @@ def ablate(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as a JSON list here.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Run directory for events.jsonl (default: a new one under checkpoints/).")] = None,
+        "--out", help="Run directory for events.jsonl (default: a new one under "
+                      "checkpoints/).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
 ) -> None:
