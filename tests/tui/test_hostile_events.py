@@ -11,8 +11,9 @@ from textual.widgets import DataTable, Sparkline
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.events import EVENTS_NAME, EventTail, list_runs, read_events, summarize_run
+from minigpt.events import EVENTS_NAME, EventTail, read_events
 from minigpt.model import GPT
+from minigpt.runstate import list_runs, summarize_run
 from minigpt.tokenizer import CharTokenizer
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp

@@ -6,7 +6,8 @@ import sys
 
 from textual.widgets import ProgressBar
 
-from minigpt.events import EventLog, event, list_runs, process_alive, read_events, summarize_run
+from minigpt.events import EventLog, event, process_alive, read_events
+from minigpt.runstate import list_runs, summarize_run
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
