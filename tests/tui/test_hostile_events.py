@@ -143,9 +143,9 @@ async def test_panes_survive_random_events(tmp_path, seed):
                 await pilot.press("down", "down")  # each highlighted row shows its sample
             await settle(pilot)
             assert app.is_running
-        train.redraw(force=True)
+        train.redraw()
         await settle(pilot)
-        assert train.state.run_dir == train_dir and ablate.run_dir == ablate_dir
+        assert train.state.run_dir == train_dir and ablate.state.run_dir == ablate_dir
         assert "train-run" in str(app.query_one("#train-title").render())
         assert all(math.isfinite(v) for v in app.query_one(Sparkline).data)
         for pane in (train, ablate):
