@@ -296,3 +296,21 @@ async def test_the_stats_line_separates_its_fields(tmp_path):
             "540,000 tok/s · - steps/s · MFU 47% · lr 6.00e-04 · grad 1.00",
             "cuda: NVIDIA H100 80GB HBM3 bf16 · 124.00M params · owt"]
 
+
+async def test_the_loss_chart_marks_whole_steps(tmp_path):
+    """125 steps: plotext's own ticks would split them evenly, at 31.2 and 62.5."""
+    run_dir = tmp_path / "runs" / "steps"
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=125, device="cpu", params=1000, data="x"))
+    for step in range(0, 126, 5):
+        log.write(event("step", step=step, max_steps=125, loss=5 - step / 50))
+    log.write(event("done", step=125, reason="finished"))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        lines = shown_lines(app.query_one("#train-chart", LossChart))
+        axis = next(i for i, line in enumerate(lines) if "└" in line)
+        ticks = lines[axis + 1].split()
+        assert len(ticks) >= 2 and all(tick.isdigit() for tick in ticks), ticks
+        assert lines[axis + 2].strip() == "step"
