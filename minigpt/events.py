@@ -3,8 +3,8 @@
 `minigpt train` writes `checkpoints/<run>/` with `model.pt` and `events.jsonl`: one JSON object a
 line, appended and flushed as training goes, so another process (the TUI, `--attach`, a test) can
 replay a run's history and follow it live. What each kind of event carries is written once, as
-code, in the schema below; event() refuses one that does not match it, and runstate.py folds a
-stream of them into what a run is doing.
+code, in the schema below (SCHEMA); event() refuses a type or a field outside it, and
+runstate.py folds a stream of events into what a run is doing.
 
 A run directory has one writer: the process that writes it holds an exclusive lock on its
 `.lock` file (which names its pid) from start to end, and a second `minigpt train` or `ablate`
