@@ -267,9 +267,10 @@ def same_data_source(given: str | None, recorded: str | None) -> bool:
     return normal(given) == normal(recorded)
 
 
-def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
+def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="train"):
     """The data prepared once into the cache (with a progress bar, and its events in the run's
-    events.jsonl), or found there; under DDP rank 0 prepares and the others then find it."""
+    events.jsonl), or found there; under DDP rank 0 prepares and the others then find it.
+    Its events name the command ("train" or "ablate"): what the run is, from its first event."""
     import os
 
     from minigpt import distributed
@@ -282,7 +283,7 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
     pid = os.getpid()  # so a TUI attached during a long preparation can tell the run lives
 
     def write(ev: dict) -> None:
-        log.write({**ev, "pid": pid})
+        log.write({**ev, "pid": pid, "command": command})
 
     try:
         with distributed.main_first(), preparing(quiet or not distributed.is_main(),
@@ -499,7 +500,7 @@ def ablate(
         out.mkdir(parents=True, exist_ok=True)
     run_dir = out or new_ablation_dir()
     with run_lock(run_dir):  # one writer, from the data's preparation on
-        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet)
+        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet, command="ablate")
         runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
                                 device=pick_device(device), run_dir=run_dir)
         results = run_ablation(runner, quiet=quiet)
@@ -575,7 +576,7 @@ def tui(
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
     from minigpt.config import TrainConfig, preset
-    from minigpt.events import summarize_run
+    from minigpt.runstate import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process

@@ -26,6 +26,7 @@ from rich.table import Table
 from minigpt import control
 from minigpt.errors import TokenizerError
 from minigpt.events import PREPARE_STAGES
+from minigpt.runstate import RunState
 
 console = Console(highlight=False)
 
@@ -145,13 +146,14 @@ def preparing(quiet: bool = False, also=None, announce: bool = True):
 
 def run_training(trainer, quiet: bool = False) -> str:
     """Consume the trainer's events, showing progress; the reason the run ended."""
-    reason = "finished"
+    state = RunState()  # what the events mean, as every other reader of them folds them
     progress = _progress()
     if quiet:
         progress.disable = True
     with signal_handlers(TrainerSignals(trainer).handlers()), progress:
         task = None
         for ev in trainer.run():
+            state.apply(ev)
             kind = ev["type"]
             if kind == "start":
                 cfg = ev["config"]["model"]
@@ -180,14 +182,13 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"[yellow]note:[/] {escape(ev['message'])}", markup=True,
                               highlight=False)
             elif kind == "done":
-                reason = ev["reason"]
                 where = ev["checkpoint"]
                 verb = {"finished": "done", "interrupted": "interrupted",
-                        "stopped": "stopped"}[reason]
+                        "stopped": "stopped"}[state.status]
                 val = f", val loss {ev['val_loss']:.4f}" if ev["val_loss"] is not None else ""
                 console.print(f"{verb} at step {ev['step']}{val}; "
                               f"{ev['tokens_per_s']:,.0f} tokens/s; checkpoint saved to {where}")
-    return reason
+    return state.status
 
 
 def _indent(text: str, width: int = 400) -> str:

@@ -20,7 +20,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
 
 from minigpt.config import SamplingConfig
-from minigpt.events import DEFAULT_RUNS_ROOT, list_runs, summarize_run
+from minigpt.events import DEFAULT_RUNS_ROOT
+from minigpt.runstate import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.train_pane import TrainPane

@@ -33,7 +33,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await start_ablation(app, pilot, ["attention", "tying"], corpus_file, "15")
-        await wait_for(pilot, lambda: pane.status == "finished", timeout=300,
+        await wait_for(pilot, lambda: pane.state.status == "finished", timeout=300,
                        what="the ablation to finish")
         await pilot.pause(0.6)
         table = app.query_one(DataTable)
@@ -45,7 +45,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         table.move_cursor(row=1)
         await pilot.pause()
         assert "attention" in str(app.query_one("#ablate-sample").render())
-        pane_results = [e for e in read_events(pane.run_dir) if e["type"] == "result"]
+        pane_results = [e for e in read_events(pane.state.run_dir) if e["type"] == "result"]
 
     out = tmp_path / "headless.json"
     subprocess.run([sys.executable, "-m", "minigpt", "ablate", "attention", "tying", "--data",
@@ -62,10 +62,10 @@ async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await start_ablation(app, pilot, ["attention"], corpus_file, "100000")
-        await wait_for(pilot, lambda: pane.status == "running" and "step" in str(
+        await wait_for(pilot, lambda: pane.state.status == "running" and "step" in str(
             app.query_one("#ablate-status").render()), what="training")
         await pilot.press("ctrl+k")
-        await wait_for(pilot, lambda: pane.status == "cancelled", what="the cancel")
+        await wait_for(pilot, lambda: pane.state.status == "cancelled", what="the cancel")
         assert app.query_one(DataTable).row_count == 0  # the interrupted baseline is not a result
 
 
