@@ -81,9 +81,10 @@ async def test_the_form_passes_the_text_field(tmp_path, english_text):
                        what="the pane's focus")
         app.query_one("#ablate-text-field").value = "body"
         pane = await start_ablation(app, pilot, ["tying"], data, "3")
-        await wait_for(pilot, lambda: pane.status not in ("starting", "running"), timeout=300,
-                       what="the ablation to end")
-        assert pane.status == "finished", str(app.query_one("#ablate-status").render())
-        prepared = next(e for e in read_events(pane.run_dir) if e["type"] == "prepared")
+        await wait_for(pilot, lambda: pane.state.status not in ("starting", "preparing",
+                                                                 "running"),
+                       timeout=300, what="the ablation to end")
+        assert pane.state.status == "finished", str(app.query_one("#ablate-status").render())
+        prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
         assert app.query_one(DataTable).row_count == 2
