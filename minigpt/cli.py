@@ -145,7 +145,7 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt import distributed
-    from minigpt.train import pick_device
+    from minigpt.hardware import pick_device
 
     overrides = dict(
         max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
@@ -354,8 +354,8 @@ def check_weights(weights: str) -> None:
 
 def load_for_inference(ckpt: Path, device: str | None, weights: str = "fp32"):
     from minigpt.checkpoint import load_checkpoint
+    from minigpt.hardware import pick_device
     from minigpt.quantize import convert_weights
-    from minigpt.train import pick_device
 
     check_weights(weights)
     torch_device = pick_device(device)
@@ -474,7 +474,7 @@ def ablate(
     from minigpt.config import preset
     from minigpt.console import run_ablation
     from minigpt.events import new_run_dir, run_lock
-    from minigpt.train import pick_device
+    from minigpt.hardware import pick_device
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data

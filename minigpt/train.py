@@ -28,61 +28,20 @@ from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from minigpt.events import event, logged
-from minigpt.hardware import has_native_bf16, measured_matmul_flops, peak_flops
+from minigpt.hardware import (
+    allow_tf32,
+    autocast_for,
+    describe_device,
+    measured_matmul_flops,
+    peak_flops,
+    pick_device,
+    resolve_precision,
+)
 from minigpt.model import GPT, check_fits_in_memory
 from minigpt.prepare import prepare
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.sources import Source
 from minigpt.tokenizer import Tokenizer, build_tokenizer
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """cuda > mps > cpu when not told; a named device that is not there is an error."""
-    if requested in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple's MPS backend is not available here")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    """'cpu (2 threads)', 'cuda: NVIDIA H100 80GB HBM3', 'mps'."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return device.type
-
-
-DTYPES = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(device: torch.device, dtype: str = "auto") -> str:
-    """"bf16" or "fp32": what --dtype asks for, "auto" being bf16 where the hardware has it."""
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
-    if dtype == "auto":
-        return "bf16" if has_native_bf16(device) else "fp32"
-    return dtype
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The precision of forward passes: bf16 autocast (matmuls in bf16, weights, gradients and
-    optimizer state in fp32) or plain fp32. On tinyshakespeare bf16 ends at the same validation
-    loss as fp32 (1.676 and 1.677 after the cpu preset's 2000 steps) in about 0.6x the time."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -201,10 +160,7 @@ class Trainer:
             self._restore(resume.train_state or {}, resume.path)
         self.precision = resolve_precision(self.device, dtype)
         self.autocast = autocast_for(self.device, self.precision)
-        if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32): ~8x, and fine for
-            # training; process-wide, as nanoGPT does (--dtype fp32 on a GPU means TF32 matmuls)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        allow_tf32(self.device)
         # MFU: the FLOP/s the steps need in theory against what every process's device peaks at
         self.flops_per_token = self.model.flops_per_token()
         peak = peak_flops(self.device, self.precision)

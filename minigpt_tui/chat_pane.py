@@ -150,8 +150,8 @@ class ChatPane(Widget, can_focus=False):
 
         from minigpt.checkpoint import load_checkpoint
         from minigpt.errors import MinigptError
+        from minigpt.hardware import describe_device, pick_device
         from minigpt.quantize import convert_weights
-        from minigpt.train import describe_device, pick_device
 
         # Training runs beside us in a child process that uses every core; two thread pools
         # spinning on the same cores slow both many times over, so chat takes half of them.
