@@ -263,25 +263,6 @@ def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penal
                           max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
 
 
-def check_weights(weights: str) -> None:
-    from minigpt.quantize import WEIGHT_FORMATS
-
-    if weights not in WEIGHT_FORMATS:
-        raise MinigptError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
-
-
-def load_for_inference(ckpt: Path, device: str | None, weights: str = "fp32"):
-    from minigpt.checkpoint import load_checkpoint
-    from minigpt.hardware import pick_device
-    from minigpt.quantize import convert_weights
-
-    check_weights(weights)
-    torch_device = pick_device(device)
-    checkpoint = load_checkpoint(ckpt, map_location=torch_device)
-    model = convert_weights(checkpoint.build_model(torch_device).eval(), weights)
-    return model, checkpoint.tokenizer
-
-
 @app.command()
 def generate(
     ckpt: CkptOpt,
@@ -303,11 +284,13 @@ def generate(
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
+    from minigpt.inference import load_for_inference
     from minigpt.sampling import GenerationStats, compiled_decoder, stream_text
 
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    model, tok = load_for_inference(ckpt, device, weights)
+    loaded = load_for_inference(ckpt, device, weights)
+    model, tok = loaded.model, loaded.tokenizer
     if not prompt:
         raise MinigptError("the prompt is empty")
     tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
@@ -350,19 +333,21 @@ def chat(
                           max_new_tokens, stop, seed)
     if not plain:
         from minigpt.checkpoint import load_checkpoint
+        from minigpt.inference import check_weight_format
         from minigpt_tui.app import MinigptApp
 
-        check_weights(weights)
+        check_weight_format(weights)
         checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
         tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights)
         tui_app.run()
         if tui_app.return_code:  # it crashed: Textual printed the traceback
             raise typer.Exit(tui_app.return_code)
         return
-    model, tok = load_for_inference(ckpt, device, weights)
     from minigpt.console import plain_chat
+    from minigpt.inference import load_for_inference
 
-    plain_chat(model, tok, cfg)
+    loaded = load_for_inference(ckpt, device, weights)
+    plain_chat(loaded.model, loaded.tokenizer, cfg)
 
 
 # --- ablate ----------------------------------------------------------------------------------------
