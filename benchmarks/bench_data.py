@@ -4,6 +4,7 @@
     python benchmarks/bench_data.py --big            # 100 MB and 1 GB (about 15 minutes; run_all
                                                      # passes --big)
     python benchmarks/bench_data.py --sizes 20M,300M --train-steps 20
+    python benchmarks/bench_data.py --sizes 10G --bpe-only --workdir BIG_DISK   # RESULTS.md's 10 GB
 
 For each size it generates a corpus locally (JSON Lines of English-like documents: sentences of
 minigpt's built-in text, the Python documentation, shuffled into paragraphs and documents with a
@@ -12,14 +13,13 @@ with its own $MINIGPT_CACHE there, so every preparation starts cold. Then, each 
 whose peak resident memory is read with os.wait4 (that process and its children):
 
 1. `minigpt prepare --tokenizer char`: the vocabulary pass and the encoding pass.
-2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 32 MB
+2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 16 MB
    included.
 3. The peer, nanoGPT's prepare.py with the same vocabulary: minigpt's BPE from step 2 converted to
    a `tiktoken.Encoding` (minigpt.tokenizer.as_tiktoken: GPT-2's regex, the same merges, so the
    same tokens; minigpt prepare encodes with it too, its own way), then documents read
    line by line, `encode_ordinary_batch` (one thread per core) plus <|endoftext|> after each,
-   written into a uint16 `np.memmap`. Encoding only: the peer's vocabulary is given. Skipped with
-   a message when tiktoken is not installed.
+   written into a uint16 `np.memmap`. Encoding only: the peer's vocabulary is given.
 4. `minigpt train --preset tiny --tokenizer bpe --vocab-size 8192 --steps N` on the prepared
    corpus (found in the cache): seconds from the command's start to its first `step` event in
    events.jsonl, and the peak memory of the whole run.
@@ -189,7 +189,7 @@ def prepared_folder(cache: Path, tokenizer: str) -> Path:
     raise RuntimeError(f"no prepared {tokenizer} data in {cache}")
 
 
-def bench(size: int, work: Path, env: dict, steps: int) -> None:
+def bench(size: int, work: Path, env: dict, steps: int, bpe_only: bool = False) -> None:
     py = sys.executable
     corpus = work / f"corpus-{size}.jsonl"
     cache = work / f"cache-{size}"
@@ -200,19 +200,16 @@ def bench(size: int, work: Path, env: dict, steps: int) -> None:
           f"documents (generated in {time.perf_counter() - t0:.0f} s) ==", flush=True)
     rows = {}
     mg = [py, "-m", "minigpt", "prepare", "--data", str(corpus), "-q"]
-    rows["char"] = measured([*mg, "--tokenizer", "char"], env)[:2]
-    print(f"  minigpt prepare, char               {rows['char'][0]:7.1f} s  "
-          f"peak {rows['char'][1]:6.0f} MB", flush=True)
+    if not bpe_only:
+        rows["char"] = measured([*mg, "--tokenizer", "char"], env)[:2]
+        print(f"  minigpt prepare, char               {rows['char'][0]:7.1f} s  "
+              f"peak {rows['char'][1]:6.0f} MB", flush=True)
     rows["bpe"] = measured([*mg, "--tokenizer", "bpe", "--vocab-size", str(VOCAB)], env)[:2]
     print(f"  minigpt prepare, bpe {VOCAB} (training incl.) {rows['bpe'][0]:5.1f} s  "
           f"peak {rows['bpe'][1]:6.0f} MB", flush=True)
     bpe_dir = prepared_folder(cache, "bpe")
     ours = json.loads((bpe_dir / "manifest.json").read_text(encoding="utf-8"))["tokens"]
-    try:
-        import tiktoken  # noqa: F401
-    except ImportError:
-        print("  tiktoken: not installed (pip install tiktoken), the peer is skipped")
-    else:
+    if not bpe_only:
         seconds, peak, out = measured([py, __file__, "--peer", str(bpe_dir / "tokenizer.json"),
                                        str(corpus), str(work / "tiktoken.bin")], env)
         theirs = int(out.split()[-1])
@@ -231,8 +228,9 @@ def bench(size: int, work: Path, env: dict, steps: int) -> None:
     print(f"  minigpt train --preset tiny (bpe, prepared): training starts after {start:.2f} s, "
           f"first step event (step {step}, after the step-0 evaluation) after {secs:.2f} s "
           f"(target: first step within 3 s); peak {peak:.0f} MB over {steps} steps", flush=True)
-    print(f"  peak memory target 1 GB: prepare char {rows['char'][1]:.0f} MB, bpe "
-          f"{rows['bpe'][1]:.0f} MB, train {peak:.0f} MB")
+    print("  peak memory target 1 GB: prepare " + ", ".join(
+        f"{kind} {seconds_peak[1]:.0f} MB" for kind, seconds_peak in rows.items())
+        + f", train {peak:.0f} MB")
     corpus.unlink()
     shutil.rmtree(cache, ignore_errors=True)
 
@@ -243,6 +241,9 @@ def main(argv=None) -> None:
                    help="corpus sizes, comma-separated (default 100M)")
     p.add_argument("--big", action="store_true", help="add a 1 GB corpus to --sizes")
     p.add_argument("--train-steps", type=int, default=20)
+    p.add_argument("--bpe-only", action="store_true",
+                   help="prepare with BPE only, no char and no peer (the 10 GB run: 20 minutes "
+                        "instead of an hour)")
     p.add_argument("--workdir", help="where the corpora and their cache go (default: a temporary "
                                      "folder); removed at the end")
     p.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)
@@ -255,11 +256,9 @@ def main(argv=None) -> None:
         sizes.append(10**9)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    try:
-        import tiktoken
-        peer_version = f"tiktoken {tiktoken.__version__}"
-    except ImportError:
-        peer_version = "tiktoken not installed"
+    import tiktoken
+
+    peer_version = f"tiktoken {tiktoken.__version__}"
     print(f"== preparing corpora: minigpt prepare against tiktoken into memmap ==\n"
           f"  CPU: {cpu_model()}, {os.cpu_count()} cores; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {peer_version}; Python "
@@ -270,7 +269,7 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-data-", dir=parent))
     try:
         for size in sizes:
-            bench(size, work, env, args.train_steps)
+            bench(size, work, env, args.train_steps, args.bpe_only)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"  load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -8,13 +8,13 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from minigpt.config import PRESETS, STRATEGIES, SamplingConfig, default_preset_name
 from minigpt.errors import MinigptError
 
 try:  # Typer >= 0.23 carries its own copy of click
@@ -95,6 +95,15 @@ DeviceOpt = Annotated[str | None, typer.Option(
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible runs).")]
 
 
+def spelled_out(names) -> str:
+    """'a, b or c': a list of choices for a help text, from the list the engine checks against."""
+    names = list(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+PRESET_NAMES = spelled_out(PRESETS)
+
+
 # --- train ---------------------------------------------------------------------------------------
 
 
@@ -102,10 +111,12 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reprod
 def train(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
-        "--preset", help="tiny, cpu, gpu or gpt2 (default: gpu on CUDA, cpu elsewhere).")] = None,
+        "--preset", help=f"{PRESET_NAMES} (default: {default_preset_name('cuda')} on CUDA, "
+                         f"{default_preset_name('cpu')} elsewhere).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps in all.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory (default: checkpoints/<name>/model.pt).")] = None,
+        "--out", help="Checkpoint file (x.pt) or run directory (default: a new run directory "
+                      "under checkpoints/).")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -239,7 +250,7 @@ def prepare(
 
 CkptOpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint file or run directory.")]
 StrategyOpt = Annotated[str, typer.Option(
-    "--strategy", help="greedy, temperature, top-k, top-p or min-p.")]
+    "--strategy", help=f"{spelled_out(STRATEGIES)}.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Softmax temperature (>= 0).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="top-k: keep the k most likely tokens.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", help="top-p: smallest set with this much probability.")]
@@ -254,10 +265,11 @@ WeightsOpt = Annotated[str, typer.Option(
                       "faster than fp32 on a CPU, for a small loss of quality; see the README).")]
 
 
+SAMPLING = SamplingConfig()  # the defaults of generate's and chat's sampling options
+
+
 def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                     max_new_tokens, stop, seed):
-    from minigpt.sampling import SamplingConfig
-
     return SamplingConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
                           min_p=min_p, repetition_penalty=repetition_penalty,
                           max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
@@ -267,13 +279,13 @@ def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penal
 def generate(
     ckpt: CkptOpt,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")] = "\n",
-    strategy: StrategyOpt = "top-k",
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.9,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: PenaltyOpt = 1.0,
-    max_new_tokens: MaxNewOpt = 200,
+    strategy: StrategyOpt = SAMPLING.strategy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_k: TopKOpt = SAMPLING.top_k,
+    top_p: TopPOpt = SAMPLING.top_p,
+    min_p: MinPOpt = SAMPLING.min_p,
+    repetition_penalty: PenaltyOpt = SAMPLING.repetition_penalty,
+    max_new_tokens: MaxNewOpt = SAMPLING.max_new_tokens,
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -316,13 +328,13 @@ def generate(
 def chat(
     ckpt: CkptOpt,
     plain: Annotated[bool, typer.Option("--plain", help="A line-based loop instead of the TUI.")] = False,
-    strategy: StrategyOpt = "top-k",
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.9,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: PenaltyOpt = 1.0,
-    max_new_tokens: MaxNewOpt = 200,
+    strategy: StrategyOpt = SAMPLING.strategy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_k: TopKOpt = SAMPLING.top_k,
+    top_p: TopPOpt = SAMPLING.top_p,
+    min_p: MinPOpt = SAMPLING.min_p,
+    repetition_penalty: PenaltyOpt = SAMPLING.repetition_penalty,
+    max_new_tokens: MaxNewOpt = SAMPLING.max_new_tokens,
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -333,12 +345,16 @@ def chat(
                           max_new_tokens, stop, seed)
     if not plain:
         from minigpt.checkpoint import load_checkpoint
+        from minigpt.hardware import pick_device
         from minigpt.inference import check_weight_format
         from minigpt_tui.app import MinigptApp
 
+        # a bad setting, device or file is one line here, not a screen later
         check_weight_format(weights)
-        checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
-        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights)
+        pick_device(device)
+        checked = load_checkpoint(ckpt)
+        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights, sampling=cfg,
+                             device=device)
         tui_app.run()
         if tui_app.return_code:  # it crashed: Textual printed the traceback
             raise typer.Exit(tui_app.return_code)
@@ -366,17 +382,18 @@ def ablate(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as a JSON list here.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Run directory for events.jsonl (default: checkpoints/ablate-<time>).")] = None,
+        "--out", help="Run directory for events.jsonl (default: a new one under "
+                      "checkpoints/).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
 ) -> None:
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner, ablation_config, expand_variants
+    from minigpt.ablation import AblationRunner, ablation_config, expand_variants, new_ablation_dir
     from minigpt.config import preset
     from minigpt.console import run_ablation
-    from minigpt.events import new_run_dir, run_lock
+    from minigpt.events import run_lock
     from minigpt.hardware import pick_device
 
     base = preset(preset_name)
@@ -384,7 +401,7 @@ def ablate(
     expand_variants(variants)  # an unknown name too
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    run_dir = out or new_run_dir(name=f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = out or new_ablation_dir()
     with run_lock(run_dir):  # one writer, from the data's preparation on
         prepared = _prepared_data(data, text_field, base, None, run_dir, quiet)
         runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
@@ -407,12 +424,13 @@ def import_gpt2(
         help="A local Hugging Face GPT-2 folder (config.json, weights, tokenizer files) or a hub "
              "id: gpt2, gpt2-medium, openai-community/gpt2, ...")],
     out: Annotated[Path, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory (then x/model.pt) to write.")],
+        "--out", help="Checkpoint file (x.pt) or run directory to write.")],
 ) -> None:
     """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.hf import import_gpt2 as convert
 
-    path, imported = convert(src, out if out.suffix == ".pt" else out / "model.pt")
+    path, imported = convert(src, out if out.suffix == ".pt" else out / CHECKPOINT_NAME)
     cfg = imported.model.config
     print(f"imported {src}: {imported.model.num_params() / 1e6:.2f}M parameters ({cfg.n_layer} "
           f"layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}, vocabulary "
@@ -450,7 +468,7 @@ def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run direc
 def tui(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
-        "--preset", help="tiny, cpu, gpu or gpt2 for a new run (default: by device).")] = None,
+        "--preset", help=f"{PRESET_NAMES} for a new run (default: by device).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
     attach: Annotated[Path | None, typer.Option(
         "--attach", help="Follow this run directory (running or finished).")] = None,

@@ -9,7 +9,6 @@ ones stay in the table.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from pathlib import Path
 
 from textual import on
@@ -18,17 +17,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from minigpt.ablation import VARIANTS
-from minigpt.events import EventTail, new_run_dir, number, pid_of, process_alive, text, whole
+from minigpt.ablation import VARIANTS, new_ablation_dir
+from minigpt.config import PRESETS
+from minigpt.events import EventTail, number, pid_of, process_alive, text, whole
 from minigpt_tui import runs
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.loss_chart import LossChart
 
-PRESETS = [(p, p) for p in ("tiny", "cpu", "gpu", "gpt2")]
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
+
+
+def labelled(label: str, widget: Widget, tooltip: str | None = None) -> Horizontal:
+    """One line of the form: its name, then its input."""
+    widget.tooltip = plain(tooltip) if tooltip else None
+    return Horizontal(Label(label, classes="setting-label"), widget, classes="setting")
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -59,12 +64,20 @@ class AblatePane(Widget, can_focus=False):
             with Vertical(id="ablate-form"):
                 yield CheckList(*[(name, name, name == "residual") for name in VARIANTS],
                                     id="ablate-variants")
-                yield Input(placeholder="data: builtin", id="ablate-data", compact=True)
-                with Horizontal(classes="setting"):
-                    yield Input("200", id="ablate-steps", validators=[Integer(minimum=1)],
-                                compact=True)
-                    yield Select(PRESETS, value="cpu", allow_blank=False, id="ablate-preset",
-                                 compact=True)
+                yield labelled("data", Input(placeholder="builtin", id="ablate-data",
+                                             compact=True),
+                               "a text, JSON Lines or Parquet file, a folder of them, a URL or "
+                               "hf:owner/dataset; empty: the built-in corpus")
+                yield labelled("field", Input(placeholder="text", id="ablate-text-field",
+                                              compact=True),
+                               "the field (JSON Lines) or column (Parquet) holding the text; "
+                               "empty: text")
+                yield labelled("steps", Input("200", id="ablate-steps",
+                                              validators=[Integer(minimum=1)], compact=True),
+                               "training steps for each model")
+                yield labelled("preset", Select([(p, p) for p in PRESETS], value="cpu",
+                                                allow_blank=False, id="ablate-preset",
+                                                compact=True), "the baseline's preset")
                 with Horizontal(classes="buttons"):
                     yield Button("Run", variant="primary", id="ablate-start", compact=True)
                     yield Button("Cancel", id="ablate-cancel", compact=True)
@@ -103,11 +116,12 @@ class AblatePane(Widget, can_focus=False):
                         markup=False)
             return
         data = self.query_one("#ablate-data", Input).value.strip() or None
+        text_field = self.query_one("#ablate-text-field", Input).value.strip() or None
         preset = self.query_one("#ablate-preset", Select).value
         try:
-            run_dir = new_run_dir(self.runs_root, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
+            run_dir = new_ablation_dir(self.runs_root)
             self.process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value),
-                                                preset)
+                                                preset, text_field)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             self.notify(clean(f"cannot start the ablation: {e}"), severity="error", markup=False)
             return
