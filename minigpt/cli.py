@@ -156,7 +156,8 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt import distributed
-    from minigpt.train import pick_device
+    from minigpt.hardware import pick_device
+    from minigpt.plan import plan_training
 
     overrides = dict(
         max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
@@ -166,105 +167,22 @@ def train(
     )
     torch_device = distributed.setup(pick_device(device))
     try:
-        _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype,
-               compile_model, text_field=text_field)
+        plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
+                             resume=resume, init=init)
+        with plan.claim():  # the run directory is ours before any time goes into the data
+            prepared = _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer,
+                                      plan.run_dir, quiet)
+            trainer = plan.trainer(prepared, torch_device, dtype=dtype, compile=compile_model)
+            from minigpt.console import console, run_training
+
+            if not distributed.is_main():
+                console.quiet = True  # one process speaks for the run: rank 0
+            reason = run_training(trainer, quiet=quiet)
+        if reason == "interrupted":
+            raise typer.Exit(EXIT_INTERRUPTED)
         distributed.teardown(together=True)
     finally:
         distributed.teardown()  # after an error: leave at once (a no-op if already left)
-
-
-def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
-           dtype, compile_model, text_field=None) -> None:
-    from contextlib import nullcontext
-
-    from minigpt import distributed
-    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from minigpt.config import default_preset_name, preset
-    from minigpt.events import new_run_dir, run_lock
-    from minigpt.train import Trainer, check_resume_data
-
-    checkpoint = None
-    start = None  # the model --init starts from
-    if resume is not None and init is not None:
-        raise MinigptError("--resume continues a run, --init starts a new one from a model: "
-                           "give one of them")
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        if checkpoint.train_config is None or checkpoint.train_state is None:
-            raise MinigptError(f"{resume} has no training state to resume from")
-        changed = sorted(k for k, v in overrides.items()
-                         if v is not None and k not in ("max_steps", "eval_interval"))
-        if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
-            changed.append("preset")
-        if changed:
-            raise MinigptError(f"--resume continues a run as it was; only --steps and "
-                               f"--eval-interval can change (got {', '.join(changed)})")
-        cfg = checkpoint.train_config.with_overrides(**overrides)
-        trained_on = checkpoint.meta.get("data_source")
-        if data is not None and not same_data_source(data, trained_on):
-            raise MinigptError(f"{resume} was trained on {trained_on or 'builtin'}, not {data}; "
-                               "--resume continues a run on its own data (to train it on other "
-                               f"data, start a new run from it: --init {resume})")
-        data = data or trained_on
-        if checkpoint.step >= cfg.max_steps:
-            raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
-                               "pass a larger --steps to train further")
-    elif init is not None:
-        from minigpt.finetune import FINETUNE, finetune_config, fit_to_context
-
-        start = load_checkpoint(init)
-        cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
-        start = fit_to_context(start, cfg.model)
-    else:
-        cfg = preset(preset_name or default_preset_name(torch_device.type)).with_overrides(**overrides)
-
-    checkpoint_path = None
-    if out is not None:
-        checkpoint_path = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
-        run_dir = checkpoint_path.parent
-    elif checkpoint is not None:
-        run_dir = checkpoint.path.parent
-        checkpoint_path = checkpoint.path
-    elif distributed.is_main():  # under DDP the other processes write nothing
-        run_dir = new_run_dir(name=name)
-    else:
-        run_dir = None
-    if not distributed.is_main():
-        run_dir = checkpoint_path = None
-
-    # the run directory is ours (one writer) before any time goes into the data
-    with run_lock(run_dir) if run_dir is not None else nullcontext():
-        if checkpoint is None and checkpoint_path is not None and checkpoint_path.exists():
-            raise MinigptError(f"{checkpoint_path} already exists: --resume {checkpoint_path} "
-                               "continues its run; to start a new one, choose another --out")
-        given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
-        prepared = _prepared_data(data, text_field, cfg, given.tokenizer if given else None,
-                                  run_dir, quiet)
-        if checkpoint is not None:
-            check_resume_data(checkpoint, prepared)
-        trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
-                          checkpoint_path=checkpoint_path, resume=checkpoint, init=start,
-                          dtype=dtype, compile=compile_model)
-        from minigpt.console import console, run_training
-
-        if not distributed.is_main():
-            console.quiet = True  # one process speaks for the run: rank 0
-        reason = run_training(trainer, quiet=quiet)
-    if reason == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def same_data_source(given: str | None, recorded: str | None) -> bool:
-    """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
-    file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
-    from minigpt.data import BUILTIN
-
-    def normal(source: str | None) -> str:
-        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
-            return source or BUILTIN
-        return str(Path(source).expanduser().resolve())
-
-    return normal(given) == normal(recorded)
 
 
 def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="train"):
@@ -358,25 +276,6 @@ def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penal
                           max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
 
 
-def check_weights(weights: str) -> None:
-    from minigpt.quantize import WEIGHT_FORMATS
-
-    if weights not in WEIGHT_FORMATS:
-        raise MinigptError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
-
-
-def load_for_inference(ckpt: Path, device: str | None, weights: str = "fp32"):
-    from minigpt.checkpoint import load_checkpoint
-    from minigpt.quantize import convert_weights
-    from minigpt.train import pick_device
-
-    check_weights(weights)
-    torch_device = pick_device(device)
-    checkpoint = load_checkpoint(ckpt, map_location=torch_device)
-    model = convert_weights(checkpoint.build_model(torch_device).eval(), weights)
-    return model, checkpoint.tokenizer
-
-
 @app.command()
 def generate(
     ckpt: CkptOpt,
@@ -398,11 +297,13 @@ def generate(
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
+    from minigpt.inference import load_for_inference
     from minigpt.sampling import GenerationStats, compiled_decoder, stream_text
 
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    model, tok = load_for_inference(ckpt, device, weights)
+    loaded = load_for_inference(ckpt, device, weights)
+    model, tok = loaded.model, loaded.tokenizer
     if not prompt:
         raise MinigptError("the prompt is empty")
     tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
@@ -445,10 +346,12 @@ def chat(
                           max_new_tokens, stop, seed)
     if not plain:
         from minigpt.checkpoint import load_checkpoint
-        from minigpt.train import pick_device
+        from minigpt.hardware import pick_device
+        from minigpt.inference import check_weight_format
         from minigpt_tui.app import MinigptApp
 
-        check_weights(weights)  # a bad setting, device or file is one line here, not a screen later
+        # a bad setting, device or file is one line here, not a screen later
+        check_weight_format(weights)
         pick_device(device)
         checked = load_checkpoint(ckpt)
         tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights, sampling=cfg,
@@ -457,10 +360,11 @@ def chat(
         if tui_app.return_code:  # it crashed: Textual printed the traceback
             raise typer.Exit(tui_app.return_code)
         return
-    model, tok = load_for_inference(ckpt, device, weights)
     from minigpt.console import plain_chat
+    from minigpt.inference import load_for_inference
 
-    plain_chat(model, tok, cfg)
+    loaded = load_for_inference(ckpt, device, weights)
+    plain_chat(loaded.model, loaded.tokenizer, cfg)
 
 
 # --- ablate ----------------------------------------------------------------------------------------
@@ -491,7 +395,7 @@ def ablate(
     from minigpt.config import preset
     from minigpt.console import run_ablation
     from minigpt.events import run_lock
-    from minigpt.train import pick_device
+    from minigpt.hardware import pick_device
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data

@@ -186,25 +186,14 @@ class ChatPane(Widget, can_focus=False):
 
         import torch
 
-        from minigpt.checkpoint import load_checkpoint
         from minigpt.errors import MinigptError
-        from minigpt.quantize import convert_weights
-        from minigpt.train import describe_device, pick_device
+        from minigpt.inference import load_for_inference
 
         # Training runs beside us in a child process that uses every core; two thread pools
         # spinning on the same cores slow both many times over, so chat takes half of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         try:
-            device = pick_device(self.device)
-            ckpt = load_checkpoint(path, map_location=device)
-            model = ckpt.build_model(device).eval()  # (load_checkpoint refuses NaN weights)
-            n_params = model.num_params()  # before int8 turns weights into buffers
-            model = convert_weights(model, weights)
-            cfg = ckpt.model_config
-            description = assemble(
-                (str(path), "bold"), f"  {n_params / 1e6:.2f}M params, {ckpt.tokenizer.kind} "
-                f"{ckpt.tokenizer.vocab_size} tokens, context {cfg.block_size}, step {ckpt.step}, "
-                f"{describe_device(device)}, {weights} weights")
+            loaded = load_for_inference(path, self.device, weights)
         except MinigptError as e:
             self.post_message(self.LoadFailed(str(e)))
             return
@@ -212,7 +201,8 @@ class ChatPane(Widget, can_focus=False):
             first = (str(e).strip().splitlines() or [""])[0]
             self.post_message(self.LoadFailed(f"cannot load {path}: {type(e).__name__}: {first}"))
             return
-        self.post_message(self.Loaded(model, ckpt.tokenizer, description))
+        description = assemble((str(path), "bold"), f"  {loaded.describe()}")
+        self.post_message(self.Loaded(loaded.model, loaded.tokenizer, description))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
