@@ -344,27 +344,22 @@ def chat(
     """Talk to a model: each line you type is continued by the model."""
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    if not plain:
-        from minigpt.checkpoint import load_checkpoint
-        from minigpt.hardware import pick_device
-        from minigpt.inference import check_weight_format
-        from minigpt_tui.app import MinigptApp
-
-        # a bad setting, device or file is one line here, not a screen later
-        check_weight_format(weights)
-        pick_device(device)
-        checked = load_checkpoint(ckpt)
-        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights, sampling=cfg,
-                             device=device)
-        tui_app.run()
-        if tui_app.return_code:  # it crashed: Textual printed the traceback
-            raise typer.Exit(tui_app.return_code)
-        return
-    from minigpt.console import plain_chat
     from minigpt.inference import load_for_inference
 
+    # loaded once, here: a bad setting, device or file is one line, not a screen later
     loaded = load_for_inference(ckpt, device, weights)
-    plain_chat(loaded.model, loaded.tokenizer, cfg)
+    if plain:
+        from minigpt.console import plain_chat
+
+        plain_chat(loaded.model, loaded.tokenizer, cfg)
+        return
+    from minigpt_tui.app import MinigptApp
+
+    tui_app = MinigptApp(ckpt=loaded, autostart=False, weights=weights, sampling=cfg,
+                         device=device)
+    tui_app.run()
+    if tui_app.return_code:  # it crashed: Textual printed the traceback
+        raise typer.Exit(tui_app.return_code)
 
 
 # --- ablate ----------------------------------------------------------------------------------------

@@ -296,6 +296,18 @@ def default_preset_name(device_type: str) -> str:
 
 STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")
 
+# Each number of SamplingConfig: the name the options give it, and its rule (the Chat pane's
+# inputs check what is typed with the same rules)
+SAMPLING_RULES = {
+    "temperature": ("temperature", Real(0)),
+    "top_k": ("top-k", Whole(1)),
+    "top_p": ("top-p", Real(0, 1, low_open=True)),
+    "min_p": ("min-p", Real(0, 1)),
+    "repetition_penalty": ("repetition penalty", Real(0, low_open=True)),
+    "max_new_tokens": ("max new tokens", Whole(0)),
+    "seed": ("seed", Whole(0)),
+}
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -314,18 +326,10 @@ class SamplingConfig:
             raise SamplingError(
                 f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
             )
-        # finite numbers and real ints, in range (config.py's rules); named as the options are
-        for name, value, rule in (
-            ("temperature", self.temperature, Real(0)),
-            ("top-k", self.top_k, Whole(1)),
-            ("top-p", self.top_p, Real(0, 1, low_open=True)),
-            ("min-p", self.min_p, Real(0, 1)),
-            ("repetition penalty", self.repetition_penalty, Real(0, low_open=True)),
-            ("max new tokens", self.max_new_tokens, Whole(0)),
-        ):
-            rule.check(name, value, SamplingError)
-        if self.seed is not None:
-            Whole(0).check("seed", self.seed, SamplingError)
+        for field, (name, rule) in SAMPLING_RULES.items():
+            value = getattr(self, field)
+            if value is not None or field != "seed":  # no seed: a fresh draw each time
+                rule.check(name, value, SamplingError)
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise SamplingError("stop strings must not be empty")
 

@@ -173,32 +173,36 @@ class GenerationStats:
         return (len(half) - 1) / (half[-1] - half[0])
 
 
-def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
+def stream_pieces(model, tokenizer, prompt: str | list[int], cfg: SamplingConfig,
                   stats: GenerationStats | None = None, generator: torch.Generator | None = None,
                   compile: bool = False) -> Iterator[tuple[str, NextToken]]:
     """Yield (text piece, token) for each new token, stopping before any stop string.
 
+    prompt: the text, or its token ids where the caller has encoded it already.
     A piece is only text that is final: a byte-level token that ends halfway through a UTF-8
     character, or text that may be the start of a stop string, is held back (its piece is "")
-    and comes out with a later token.
+    and comes out with a later token. Each token is decoded once: only the tokens not yet
+    decoded (usually the new one alone) are, so a long reply costs no more per token.
     """
-    prompt_ids = tokenizer.encode(prompt)
-    new_ids: list[int] = []
+    prompt_ids = tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
+    pending: list[int] = []  # tokens whose text is not final yet: part of a character
     emitted = 0
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     start = time.perf_counter()
     text = ""
     for step in generate(model, prompt_ids, cfg, generator, compile=compile,
                          vocab_size=tokenizer.vocab_size):
-        new_ids.append(step.id)
+        pending.append(step.id)
         if stats is not None:
-            stats.new_tokens = len(new_ids)
+            stats.new_tokens += 1
             stats.seconds = time.perf_counter() - start
             stats.token_seconds.append(stats.seconds)
-        text = tokenizer.decode(new_ids)
-        if text.endswith("\ufffd"):  # an unfinished multi-byte character
+        piece = tokenizer.decode(pending)
+        if piece.endswith("\ufffd"):  # an unfinished multi-byte character
             yield "", step
             continue
+        text += piece
+        pending = []
         cut = min((i for i in (text.find(s, max(0, emitted - longest_stop)) for s in cfg.stop)
                    if i >= 0), default=-1)
         if cut >= 0:
@@ -207,6 +211,7 @@ def stream_pieces(model, tokenizer, prompt: str, cfg: SamplingConfig,
         safe = max(emitted, len(text) - max(0, longest_stop - 1))
         yield text[emitted:safe], step
         emitted = safe
+    text += tokenizer.decode(pending) if pending else ""  # it ended halfway through a character
     if len(text) > emitted:
         yield text[emitted:], None
 

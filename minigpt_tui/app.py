@@ -68,7 +68,7 @@ class MinigptApp(App):
     ]
 
     def __init__(self, data: str | None = None, preset: str | None = None,
-                 steps: int | None = None, attach: Path | None = None, ckpt: Path | None = None,
+                 steps: int | None = None, attach: Path | None = None, ckpt=None,
                  runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
                  weights: str = "fp32", text_field: str | None = None,
                  sampling: SamplingConfig | None = None, device: str | None = None):
@@ -77,6 +77,7 @@ class MinigptApp(App):
         # for the chat model: minigpt chat's --weights, --device and sampling options
         self.weights, self.device, self.sampling = weights, device, sampling
         self.data, self.preset, self.steps = data, preset, steps
+        # ckpt: a checkpoint for the Chat pane to load, or a model minigpt chat has loaded
         self.attach_dir, self.ckpt = attach, ckpt
         self.runs_root = Path(runs_root)
         self.autostart = autostart

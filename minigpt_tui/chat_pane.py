@@ -19,12 +19,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.validation import Function, Integer, Number
+from textual.validation import Function, ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from minigpt.config import STRATEGIES, SamplingConfig
+from minigpt.config import SAMPLING_RULES, STRATEGIES, SamplingConfig, Whole
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
@@ -60,12 +60,20 @@ class PromptInput(Input):
             self.cursor_position = len(self.value)
 
 
-def is_probability(text: str) -> bool:
-    """For top-p: a number in (0, 1]."""
-    try:
-        return 0 < float(text) <= 1
-    except ValueError:
-        return False
+class Rule(Validator):
+    """What is typed in a sampling setting, checked by SamplingConfig's own rule for it."""
+
+    def __init__(self, field: str):
+        super().__init__()
+        self.name, self.rule = SAMPLING_RULES[field]
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            number = int(value) if isinstance(self.rule, Whole) else float(value)
+            self.rule.check(self.name, number, ValueError)
+        except ValueError as e:
+            return self.failure(str(e) if "must" in str(e) else f"{self.name}: not a number")
+        return self.success()
 
 
 def parse_stop(text: str) -> tuple[str, ...]:
@@ -100,6 +108,16 @@ def setting(label: str, input_id: str, value, validators, valid_empty=False,
                 valid_empty=valid_empty, compact=True)
     box.tooltip = plain(tooltip) if tooltip else None
     return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
+
+
+def _share_cores() -> None:
+    """Training runs beside chat in a child process that uses every core; two thread pools
+    spinning on the same cores slow both many times over, so chat takes half of them."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
 
 class ChatPane(Widget, can_focus=False):
@@ -154,44 +172,49 @@ class ChatPane(Widget, can_focus=False):
                 cfg = self.initial
                 yield Select([(s, s) for s in STRATEGIES], value=cfg.strategy, allow_blank=False,
                              id="strategy", compact=True)
-                yield setting("temperature", "temperature", cfg.temperature, [Number(minimum=0)])
-                yield setting("top-k", "top_k", cfg.top_k, [Integer(minimum=1)])
-                yield setting("top-p", "top_p", cfg.top_p,
-                              [Function(is_probability, "top-p must be in (0, 1]")])
-                yield setting("min-p", "min_p", cfg.min_p, [Number(minimum=0, maximum=1)])
+                yield setting("temperature", "temperature", cfg.temperature, [Rule("temperature")])
+                yield setting("top-k", "top_k", cfg.top_k, [Rule("top_k")])
+                yield setting("top-p", "top_p", cfg.top_p, [Rule("top_p")])
+                yield setting("min-p", "min_p", cfg.min_p, [Rule("min_p")])
                 yield setting("penalty", "repetition_penalty", cfg.repetition_penalty,
-                              [Number(minimum=0)], tooltip="repetition penalty: above 1 makes "
-                              "tokens already in the context less likely")
+                              [Rule("repetition_penalty")], tooltip="repetition penalty: above "
+                              "1 makes tokens already in the context less likely")
                 yield setting("stop", "stop", show_stop(cfg.stop),
                               [Function(is_stop_text, "stop: a string, or a JSON list of them")],
                               valid_empty=True, tooltip='stop before this string; several: '
                               'a JSON list, ["\\n\\n", "END"]')
-                yield setting("seed", "seed", cfg.seed, [Integer()], valid_empty=True)
+                yield setting("seed", "seed", cfg.seed, [Rule("seed")], valid_empty=True)
                 yield setting("max tokens", "max_new_tokens", cfg.max_new_tokens,
-                              [Integer(minimum=1, maximum=100_000)])
+                              [Rule("max_new_tokens")])
                 yield TokenInspector(id="chat-inspector")
 
     # --- model -------------------------------------------------------------------------------------
 
-    def load(self, path: Path, weights: str | None = None) -> None:
-        """Load a checkpoint; weights: fp32, bf16 or int8 (see minigpt.quantize), else as before."""
+    def load(self, path, weights: str | None = None) -> None:
+        """Load a checkpoint; weights: fp32, bf16 or int8 (see minigpt.quantize), else as before.
+        path may be a model loaded already (an InferenceModel: minigpt chat loads it before the
+        screen opens, so a bad file is one line there), which is used as it is."""
+        if not isinstance(path, str | Path):
+            self.checkpoint_path, self.weights = path.path, path.weights
+            _share_cores()
+            self.post_message(self._loaded_message(path))
+            return
         self.query_one("#chat-model", Static).update(plain(f"loading {path} ..."))
         self.checkpoint_path = Path(path)
         self.weights = weights or self.weights
         self._load(Path(path), self.weights)
 
+    @staticmethod
+    def _loaded_message(loaded) -> Message:
+        description = assemble((str(loaded.path), "bold"), f"  {loaded.describe()}")
+        return ChatPane.Loaded(loaded.model, loaded.tokenizer, description)
+
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: Path, weights: str) -> None:
-        import os
-
-        import torch
-
         from minigpt.errors import MinigptError
         from minigpt.inference import load_for_inference
 
-        # Training runs beside us in a child process that uses every core; two thread pools
-        # spinning on the same cores slow both many times over, so chat takes half of them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        _share_cores()
         try:
             loaded = load_for_inference(path, self.device, weights)
         except MinigptError as e:
@@ -201,8 +224,7 @@ class ChatPane(Widget, can_focus=False):
             first = (str(e).strip().splitlines() or [""])[0]
             self.post_message(self.LoadFailed(f"cannot load {path}: {type(e).__name__}: {first}"))
             return
-        description = assemble((str(path), "bold"), f"  {loaded.describe()}")
-        self.post_message(self.Loaded(loaded.model, loaded.tokenizer, description))
+        self.post_message(self._loaded_message(loaded))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -272,7 +294,7 @@ class ChatPane(Widget, can_focus=False):
         from minigpt.errors import TokenizerError
 
         try:
-            self.tokenizer.encode(prompt)
+            prompt_ids = self.tokenizer.encode(prompt)  # once: the reply continues these ids
         except TokenizerError as e:
             self.notify(clean(str(e)), severity="error", markup=False)
             return
@@ -284,10 +306,10 @@ class ChatPane(Widget, can_focus=False):
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
         self.generating = True
-        self._generate(prompt, cfg)
+        self._generate(prompt_ids, cfg)
 
     @work(thread=True, exclusive=True, group="generate")
-    def _generate(self, prompt: str, cfg) -> None:
+    def _generate(self, prompt_ids: list[int], cfg) -> None:
         import torch
 
         from minigpt.sampling import GenerationStats, stream_pieces
@@ -297,7 +319,7 @@ class ChatPane(Widget, can_focus=False):
         text, candidates, last_post = "", [], time.monotonic()
         reason = "done"
         try:
-            for piece, step in stream_pieces(self.model, self.tokenizer, prompt, cfg, stats):
+            for piece, step in stream_pieces(self.model, self.tokenizer, prompt_ids, cfg, stats):
                 if worker.is_cancelled:
                     reason = "stopped"
                     break

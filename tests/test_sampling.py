@@ -236,3 +236,43 @@ def test_stats_tell_the_first_token_from_the_steady_pace():
     assert stats.first_token_seconds == 1.0
     assert stats.steady_tokens_per_s == pytest.approx(10.0)
     assert GenerationStats().steady_tokens_per_s == 0.0
+
+
+class CountingTokenizer(CharTokenizer):
+    """A char tokenizer that counts what it is asked to encode and decode."""
+
+    encoded = decoded = 0
+
+    def encode(self, text):
+        self.encoded += 1
+        return super().encode(text)
+
+    def decode(self, ids):
+        self.decoded += len(ids)
+        return super().decode(ids)
+
+
+def test_a_long_reply_decodes_each_token_once(monkeypatch):
+    tok = CountingTokenizer("abc ")
+    reply = tok.encode("abc " * 250)
+    tok.encoded = 0
+    fake_generation(monkeypatch, reply)
+    text = "".join(stream_text(None, tok, "a", SamplingConfig(max_new_tokens=1000)))
+    assert text == "abc " * 250
+    assert tok.decoded == len(reply)  # not the whole reply again at every token: 1000, not 500,500
+    assert tok.encoded == 1
+
+
+def test_an_encoded_prompt_is_not_encoded_again(monkeypatch):
+    tok = CountingTokenizer("abc ")
+    fake_generation(monkeypatch, tok.encode("cab"))
+    tok.encoded = 0
+    assert "".join(stream_text(None, tok, tok.encode("ab"), SamplingConfig())) == "cab"
+    assert tok.encoded == 1  # the prompt's encoding above, nothing in stream_text
+
+
+def test_a_reply_that_ends_halfway_through_a_character_still_shows_it(monkeypatch, english_text):
+    tok = BPETokenizer.train(english_text[:5000], vocab_size=300)
+    ids = tok.encode("猫")
+    fake_generation(monkeypatch, ids[:-1])
+    assert "".join(stream_text(None, tok, "a", SamplingConfig())) == tok.decode(ids[:-1])
