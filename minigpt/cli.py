@@ -450,8 +450,8 @@ def chat(
 # --- inspect ---------------------------------------------------------------------------------------
 
 
-@app.command()
-def inspect(
+@app.command("inspect")
+def inspect_command(
     ckpt: CkptOpt,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text to look at.")],
     layer: Annotated[int | None, typer.Option(
@@ -476,6 +476,7 @@ def inspect(
     from minigpt.inspect_view import print_inspection
 
     print_inspection(found, console, layer, head)
+    sys.stdout.flush()  # before the line on stderr, so the two never interleave
     if json_path is not None:
         import json
 

@@ -109,15 +109,21 @@ def heatmap(insp: Inspection, layer: int, head: int, width: int = 80) -> tuple[T
     return Text("\n").join(lines), note
 
 
-def chosen_head(insp: Inspection) -> tuple[int, int, str]:
-    """The head the heatmap shows when none is asked for: the one that stands out most (an
-    induction head first, as HEAD_KINDS orders them), else layer 0 head 0; and why."""
+def chosen_head(insp: Inspection, layer: int | None = None,
+                head: int | None = None) -> tuple[int, int, str]:
+    """The head to draw: the one asked for; where --layer or --head is left out, the head that
+    stands out most among those the other allows (an induction head first, in HEAD_KINDS's
+    order), else the first of them; and why that one."""
+    allowed = [m for m in insp.heads
+               if (layer is None or m.layer == layer) and (head is None or m.head == head)]
+    if layer is not None and head is not None:
+        return layer, head, "asked for"
     for kind in HEAD_KINDS:
-        found = [m for m in insp.heads if m.kind == kind]
+        found = [m for m in allowed if m.kind == kind]
         if found:
             best = max(found, key=lambda m: getattr(m, kind))
             return best.layer, best.head, f"the strongest {KIND_WORDS[kind]} head"
-    return 0, 0, "no head stands out"
+    return allowed[0].layer, allowed[0].head, "no head stands out"
 
 
 # --- the overview of every head ------------------------------------------------------------------
@@ -219,11 +225,7 @@ def print_inspection(insp: Inspection, console: Console, layer: int | None = Non
         console.print(Text("this model has no attention (an ablation): no heatmap or head "
                            "overview", style="yellow"))
     else:
-        why = "asked for"
-        if layer is None or head is None:
-            chosen_layer, chosen_head_, why = chosen_head(insp)
-            layer = chosen_layer if layer is None else layer
-            head = chosen_head_ if head is None else head
+        layer, head, why = chosen_head(insp, layer, head)
         m = insp.head_measures(layer, head)
         console.print()
         console.print(Text.assemble(

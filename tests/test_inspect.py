@@ -15,7 +15,7 @@ from minigpt.ablation import distinct_ngrams
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
 from minigpt.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
-from minigpt.inspect_view import RAMP, heatmap, print_inspection, token_label
+from minigpt.inspect_view import RAMP, chosen_head, heatmap, print_inspection, token_label
 from minigpt.model import GPT
 from minigpt.tokenizer import BPETokenizer, CharTokenizer
 
@@ -188,6 +188,20 @@ def test_token_labels_show_what_is_invisible():
     assert token_label(" the\n") == "·the↵"
     assert token_label("\x1b[31m\t") == "␛[31m⇥"
     assert token_label("") == "∅"
+
+
+def test_the_heatmap_shows_the_head_that_stands_out_unless_told():
+    model, tok = char_model(n_layer=3)
+    found = inspect_prompt(model, tok, "the cat sat")
+    assert chosen_head(found) == (0, 0, "no head stands out")
+    found.head_measures(1, 1).previous = 0.7
+    found.head_measures(2, 0).previous = 0.9
+    found.head_measures(2, 1).first = 0.8
+    assert chosen_head(found) == (2, 0, "the strongest previous-token head")
+    assert chosen_head(found, layer=1) == (1, 1, "the strongest previous-token head")
+    assert chosen_head(found, head=1) == (1, 1, "the strongest previous-token head")
+    assert chosen_head(found, layer=0) == (0, 0, "no head stands out")
+    assert chosen_head(found, layer=2, head=1) == (2, 1, "asked for")
 
 
 def test_a_long_prompt_fits_80_columns_and_says_what_was_cut():
