@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import torch
 
 from minigpt.config import GPTConfig
+from minigpt.hardware import autocast_for, resolve_precision
 from minigpt.model import GPT
-from minigpt.train import autocast_for, resolve_precision
 
 # Per-shape defaults. "small" is configuration (a) of the project guide, with a char vocabulary;
 # "gpt2" is GPT-2 small's shape at a shorter context, with fewer steps so it stays about two minutes.

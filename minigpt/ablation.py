@@ -10,6 +10,8 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from minigpt.config import TrainConfig
 from minigpt.errors import ConfigError, TrainingDiverged
@@ -62,6 +64,14 @@ def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
         warmup_steps=max(1, min(base.warmup_steps, steps // 10)),
         log_interval=max(1, min(base.log_interval, steps // 50)), sample_tokens=120,
     )
+
+
+def new_ablation_dir(root: str | os.PathLike | None = None) -> Path:
+    """A fresh run directory for an ablation under root (default: the runs' root):
+    ablate-<date>-<time>, as `minigpt ablate` and the TUI's Ablate pane both name theirs."""
+    from minigpt.events import DEFAULT_RUNS_ROOT, new_run_dir
+
+    return new_run_dir(root or DEFAULT_RUNS_ROOT, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
 
 
 class AblationRunner:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from minigpt import control
 from minigpt.config import GPTConfig, TrainConfig, Whole
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
@@ -57,7 +58,7 @@ class Checkpoint:
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run directory holding model.pt."""
+    """A checkpoint file, or a run directory holding one named CHECKPOINT_NAME."""
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / CHECKPOINT_NAME
@@ -135,7 +136,7 @@ def _write_failure(path: Path, error: BaseException) -> str:
 
 
 def _remove_orphans(path: Path) -> None:
-    """Delete the temporary files of saves that were killed half-way (.model.pt.<pid>.tmp), where
+    """Delete the temporary files of saves that were killed half-way (.<name>.<pid>.tmp), where
     the process that wrote them is gone."""
     from minigpt.events import process_alive
 
@@ -153,7 +154,7 @@ def _signals_held():
         yield
         return
     caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
+    held = control.ENDING
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
                 for sig in held}
     try:

@@ -8,13 +8,13 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from minigpt.config import PRESETS, STRATEGIES, SamplingConfig, default_preset_name
 from minigpt.errors import MinigptError
 
 try:  # Typer >= 0.23 carries its own copy of click
@@ -95,6 +95,15 @@ DeviceOpt = Annotated[str | None, typer.Option(
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible runs).")]
 
 
+def spelled_out(names) -> str:
+    """'a, b or c': a list of choices for a help text, from the list the engine checks against."""
+    names = list(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+PRESET_NAMES = spelled_out(PRESETS)
+
+
 # --- train ---------------------------------------------------------------------------------------
 
 
@@ -102,10 +111,12 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (reprod
 def train(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
-        "--preset", help="tiny, cpu, gpu or gpt2 (default: gpu on CUDA, cpu elsewhere).")] = None,
+        "--preset", help=f"{PRESET_NAMES} (default: {default_preset_name('cuda')} on CUDA, "
+                         f"{default_preset_name('cpu')} elsewhere).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps in all.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory (default: checkpoints/<name>/model.pt).")] = None,
+        "--out", help="Checkpoint file (x.pt) or run directory (default: a new run directory "
+                      "under checkpoints/).")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -145,7 +156,8 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt import distributed
-    from minigpt.train import pick_device
+    from minigpt.hardware import pick_device
+    from minigpt.plan import plan_training
 
     overrides = dict(
         max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
@@ -155,110 +167,28 @@ def train(
     )
     torch_device = distributed.setup(pick_device(device))
     try:
-        _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet, dtype,
-               compile_model, text_field=text_field)
+        plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
+                             resume=resume, init=init)
+        with plan.claim():  # the run directory is ours before any time goes into the data
+            prepared = _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer,
+                                      plan.run_dir, quiet)
+            trainer = plan.trainer(prepared, torch_device, dtype=dtype, compile=compile_model)
+            from minigpt.console import console, run_training
+
+            if not distributed.is_main():
+                console.quiet = True  # one process speaks for the run: rank 0
+            reason = run_training(trainer, quiet=quiet)
+        if reason == "interrupted":
+            raise typer.Exit(EXIT_INTERRUPTED)
         distributed.teardown(together=True)
     finally:
         distributed.teardown()  # after an error: leave at once (a no-op if already left)
 
 
-def _train(torch_device, data, preset_name, overrides, out, name, resume, init, quiet,
-           dtype, compile_model, text_field=None) -> None:
-    from contextlib import nullcontext
-
-    from minigpt import distributed
-    from minigpt.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from minigpt.config import default_preset_name, preset
-    from minigpt.events import new_run_dir, run_lock
-    from minigpt.train import Trainer, check_resume_data
-
-    checkpoint = None
-    start = None  # the model --init starts from
-    if resume is not None and init is not None:
-        raise MinigptError("--resume continues a run, --init starts a new one from a model: "
-                           "give one of them")
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        if checkpoint.train_config is None or checkpoint.train_state is None:
-            raise MinigptError(f"{resume} has no training state to resume from")
-        changed = sorted(k for k, v in overrides.items()
-                         if v is not None and k not in ("max_steps", "eval_interval"))
-        if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
-            changed.append("preset")
-        if changed:
-            raise MinigptError(f"--resume continues a run as it was; only --steps and "
-                               f"--eval-interval can change (got {', '.join(changed)})")
-        cfg = checkpoint.train_config.with_overrides(**overrides)
-        trained_on = checkpoint.meta.get("data_source")
-        if data is not None and not same_data_source(data, trained_on):
-            raise MinigptError(f"{resume} was trained on {trained_on or 'builtin'}, not {data}; "
-                               "--resume continues a run on its own data (to train it on other "
-                               f"data, start a new run from it: --init {resume})")
-        data = data or trained_on
-        if checkpoint.step >= cfg.max_steps:
-            raise MinigptError(f"{resume} is already at step {checkpoint.step} of {cfg.max_steps}; "
-                               "pass a larger --steps to train further")
-    elif init is not None:
-        from minigpt.finetune import FINETUNE, finetune_config, fit_to_context
-
-        start = load_checkpoint(init)
-        cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
-        start = fit_to_context(start, cfg.model)
-    else:
-        cfg = preset(preset_name or default_preset_name(torch_device.type)).with_overrides(**overrides)
-
-    checkpoint_path = None
-    if out is not None:
-        checkpoint_path = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
-        run_dir = checkpoint_path.parent
-    elif checkpoint is not None:
-        run_dir = checkpoint.path.parent
-        checkpoint_path = checkpoint.path
-    elif distributed.is_main():  # under DDP the other processes write nothing
-        run_dir = new_run_dir(name=name)
-    else:
-        run_dir = None
-    if not distributed.is_main():
-        run_dir = checkpoint_path = None
-
-    # the run directory is ours (one writer) before any time goes into the data
-    with run_lock(run_dir) if run_dir is not None else nullcontext():
-        if checkpoint is None and checkpoint_path is not None and checkpoint_path.exists():
-            raise MinigptError(f"{checkpoint_path} already exists: --resume {checkpoint_path} "
-                               "continues its run; to start a new one, choose another --out")
-        given = checkpoint or start  # resuming or fine-tuning: the model's own tokenizer
-        prepared = _prepared_data(data, text_field, cfg, given.tokenizer if given else None,
-                                  run_dir, quiet)
-        if checkpoint is not None:
-            check_resume_data(checkpoint, prepared)
-        trainer = Trainer(cfg, prepared, device=torch_device, run_dir=run_dir,
-                          checkpoint_path=checkpoint_path, resume=checkpoint, init=start,
-                          dtype=dtype, compile=compile_model)
-        from minigpt.console import console, run_training
-
-        if not distributed.is_main():
-            console.quiet = True  # one process speaks for the run: rank 0
-        reason = run_training(trainer, quiet=quiet)
-    if reason == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def same_data_source(given: str | None, recorded: str | None) -> bool:
-    """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
-    file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
-    from minigpt.data import BUILTIN
-
-    def normal(source: str | None) -> str:
-        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
-            return source or BUILTIN
-        return str(Path(source).expanduser().resolve())
-
-    return normal(given) == normal(recorded)
-
-
-def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
+def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="train"):
     """The data prepared once into the cache (with a progress bar, and its events in the run's
-    events.jsonl), or found there; under DDP rank 0 prepares and the others then find it."""
+    events.jsonl), or found there; under DDP rank 0 prepares and the others then find it.
+    Its events name the command ("train" or "ablate"): what the run is, from its first event."""
     import os
 
     from minigpt import distributed
@@ -271,7 +201,7 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet):
     pid = os.getpid()  # so a TUI attached during a long preparation can tell the run lives
 
     def write(ev: dict) -> None:
-        log.write({**ev, "pid": pid})
+        log.write({**ev, "pid": pid, "command": command})
 
     try:
         with distributed.main_first(), preparing(quiet or not distributed.is_main(),
@@ -321,7 +251,7 @@ def prepare(
 
 CkptOpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint file or run directory.")]
 StrategyOpt = Annotated[str, typer.Option(
-    "--strategy", help="greedy, temperature, top-k, top-p or min-p.")]
+    "--strategy", help=f"{spelled_out(STRATEGIES)}.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Softmax temperature (>= 0).")]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="top-k: keep the k most likely tokens.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", help="top-p: smallest set with this much probability.")]
@@ -336,45 +266,27 @@ WeightsOpt = Annotated[str, typer.Option(
                       "faster than fp32 on a CPU, for a small loss of quality; see the README).")]
 
 
+SAMPLING = SamplingConfig()  # the defaults of generate's and chat's sampling options
+
+
 def sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                     max_new_tokens, stop, seed):
-    from minigpt.sampling import SamplingConfig
-
     return SamplingConfig(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
                           min_p=min_p, repetition_penalty=repetition_penalty,
                           max_new_tokens=max_new_tokens, stop=tuple(stop or ()), seed=seed)
-
-
-def check_weights(weights: str) -> None:
-    from minigpt.quantize import WEIGHT_FORMATS
-
-    if weights not in WEIGHT_FORMATS:
-        raise MinigptError(f"--weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
-
-
-def load_for_inference(ckpt: Path, device: str | None, weights: str = "fp32"):
-    from minigpt.checkpoint import load_checkpoint
-    from minigpt.quantize import convert_weights
-    from minigpt.train import pick_device
-
-    check_weights(weights)
-    torch_device = pick_device(device)
-    checkpoint = load_checkpoint(ckpt, map_location=torch_device)
-    model = convert_weights(checkpoint.build_model(torch_device).eval(), weights)
-    return model, checkpoint.tokenizer
 
 
 @app.command()
 def generate(
     ckpt: CkptOpt,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue.")] = "\n",
-    strategy: StrategyOpt = "top-k",
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.9,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: PenaltyOpt = 1.0,
-    max_new_tokens: MaxNewOpt = 200,
+    strategy: StrategyOpt = SAMPLING.strategy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_k: TopKOpt = SAMPLING.top_k,
+    top_p: TopPOpt = SAMPLING.top_p,
+    min_p: MinPOpt = SAMPLING.min_p,
+    repetition_penalty: PenaltyOpt = SAMPLING.repetition_penalty,
+    max_new_tokens: MaxNewOpt = SAMPLING.max_new_tokens,
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -385,11 +297,13 @@ def generate(
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
+    from minigpt.inference import load_for_inference
     from minigpt.sampling import GenerationStats, compiled_decoder, stream_text
 
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    model, tok = load_for_inference(ckpt, device, weights)
+    loaded = load_for_inference(ckpt, device, weights)
+    model, tok = loaded.model, loaded.tokenizer
     if not prompt:
         raise MinigptError("the prompt is empty")
     tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
@@ -415,13 +329,13 @@ def generate(
 def chat(
     ckpt: CkptOpt,
     plain: Annotated[bool, typer.Option("--plain", help="A line-based loop instead of the TUI.")] = False,
-    strategy: StrategyOpt = "top-k",
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.9,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: PenaltyOpt = 1.0,
-    max_new_tokens: MaxNewOpt = 200,
+    strategy: StrategyOpt = SAMPLING.strategy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_k: TopKOpt = SAMPLING.top_k,
+    top_p: TopPOpt = SAMPLING.top_p,
+    min_p: MinPOpt = SAMPLING.min_p,
+    repetition_penalty: PenaltyOpt = SAMPLING.repetition_penalty,
+    max_new_tokens: MaxNewOpt = SAMPLING.max_new_tokens,
     stop: StopOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -432,19 +346,25 @@ def chat(
                           max_new_tokens, stop, seed)
     if not plain:
         from minigpt.checkpoint import load_checkpoint
+        from minigpt.hardware import pick_device
+        from minigpt.inference import check_weight_format
         from minigpt_tui.app import MinigptApp
 
-        check_weights(weights)
-        checked = load_checkpoint(ckpt)  # a bad file is one line here, not a screen later
-        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights)
+        # a bad setting, device or file is one line here, not a screen later
+        check_weight_format(weights)
+        pick_device(device)
+        checked = load_checkpoint(ckpt)
+        tui_app = MinigptApp(ckpt=checked.path, autostart=False, weights=weights, sampling=cfg,
+                             device=device)
         tui_app.run()
         if tui_app.return_code:  # it crashed: Textual printed the traceback
             raise typer.Exit(tui_app.return_code)
         return
-    model, tok = load_for_inference(ckpt, device, weights)
     from minigpt.console import plain_chat
+    from minigpt.inference import load_for_inference
 
-    plain_chat(model, tok, cfg)
+    loaded = load_for_inference(ckpt, device, weights)
+    plain_chat(loaded.model, loaded.tokenizer, cfg)
 
 
 # --- inspect ---------------------------------------------------------------------------------------
@@ -501,27 +421,28 @@ def ablate(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as a JSON list here.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Run directory for events.jsonl (default: checkpoints/ablate-<time>).")] = None,
+        "--out", help="Run directory for events.jsonl (default: a new one under "
+                      "checkpoints/).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
 ) -> None:
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner, ablation_config, expand_variants
+    from minigpt.ablation import AblationRunner, ablation_config, expand_variants, new_ablation_dir
     from minigpt.config import preset
     from minigpt.console import run_ablation
-    from minigpt.events import new_run_dir, run_lock
-    from minigpt.train import pick_device
+    from minigpt.events import run_lock
+    from minigpt.hardware import pick_device
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
     expand_variants(variants)  # an unknown name too
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    run_dir = out or new_run_dir(name=f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = out or new_ablation_dir()
     with run_lock(run_dir):  # one writer, from the data's preparation on
-        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet)
+        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet, command="ablate")
         runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
                                 device=pick_device(device), run_dir=run_dir)
         results = run_ablation(runner, quiet=quiet)
@@ -542,12 +463,13 @@ def import_gpt2(
         help="A local Hugging Face GPT-2 folder (config.json, weights, tokenizer files) or a hub "
              "id: gpt2, gpt2-medium, openai-community/gpt2, ...")],
     out: Annotated[Path, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory (then x/model.pt) to write.")],
+        "--out", help="Checkpoint file (x.pt) or run directory to write.")],
 ) -> None:
     """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
+    from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.hf import import_gpt2 as convert
 
-    path, imported = convert(src, out if out.suffix == ".pt" else out / "model.pt")
+    path, imported = convert(src, out if out.suffix == ".pt" else out / CHECKPOINT_NAME)
     cfg = imported.model.config
     print(f"imported {src}: {imported.model.num_params() / 1e6:.2f}M parameters ({cfg.n_layer} "
           f"layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}, vocabulary "
@@ -585,7 +507,7 @@ def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run direc
 def tui(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
-        "--preset", help="tiny, cpu, gpu or gpt2 for a new run (default: by device).")] = None,
+        "--preset", help=f"{PRESET_NAMES} for a new run (default: by device).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
     attach: Annotated[Path | None, typer.Option(
         "--attach", help="Follow this run directory (running or finished).")] = None,
@@ -596,7 +518,7 @@ def tui(
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
     from minigpt.config import TrainConfig, preset
-    from minigpt.events import summarize_run
+    from minigpt.runstate import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process

@@ -1,4 +1,5 @@
-"""Configuration: the model's shape and ablation switches, the training recipe, named presets.
+"""Configuration: the model's shape and ablation switches, the training recipe, named presets,
+and the sampling settings.
 
 Plain dataclasses, no torch import, so the command line can read them without paying for torch.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from minigpt.errors import ConfigError
+from minigpt.errors import ConfigError, SamplingError
 
 LAYER_NORM_PLACEMENTS = ("pre", "post", "none")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
@@ -287,3 +288,47 @@ def preset(name: str) -> TrainConfig:
 def default_preset_name(device_type: str) -> str:
     """The preset used when none is named: the GPU recipe on CUDA, the CPU one elsewhere."""
     return "gpu" if device_type == "cuda" else "cpu"
+
+
+# --- sampling ---------------------------------------------------------------------------------------
+# How minigpt.sampling turns the model's scores into tokens. The defaults here are the command
+# line's and the Chat pane's defaults.
+
+STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    strategy: str = "top-k"
+    temperature: float = 0.8  # all strategies but greedy divide the logits by it
+    top_k: int = 50  # top-k: keep the k most likely tokens
+    top_p: float = 0.9  # top-p: keep the fewest tokens whose probabilities add up to p
+    min_p: float = 0.05  # min-p: keep tokens at least min_p times as likely as the best one
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the context less likely
+    max_new_tokens: int = 200
+    stop: tuple[str, ...] = ()  # generation ends before the first of these strings
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SamplingError(
+                f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
+            )
+        # finite numbers and real ints, in range (config.py's rules); named as the options are
+        for name, value, rule in (
+            ("temperature", self.temperature, Real(0)),
+            ("top-k", self.top_k, Whole(1)),
+            ("top-p", self.top_p, Real(0, 1, low_open=True)),
+            ("min-p", self.min_p, Real(0, 1)),
+            ("repetition penalty", self.repetition_penalty, Real(0, low_open=True)),
+            ("max new tokens", self.max_new_tokens, Whole(0)),
+        ):
+            rule.check(name, value, SamplingError)
+        if self.seed is not None:
+            Whole(0).check("seed", self.seed, SamplingError)
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise SamplingError("stop strings must not be empty")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.strategy == "greedy" or self.temperature == 0

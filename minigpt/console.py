@@ -23,8 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from minigpt import control
 from minigpt.errors import TokenizerError
 from minigpt.events import PREPARE_STAGES
+from minigpt.runstate import RunState
 
 console = Console(highlight=False)
 
@@ -56,27 +58,29 @@ def signal_handlers(handlers: dict):
 
 
 class TrainerSignals:
-    """How other processes (and Ctrl-C) steer a run: the TUI sends these to its training child.
+    """How other processes (and Ctrl-C) steer a run (minigpt.control has the map; the TUI sends
+    these to its training child):
 
-    SIGINT (Ctrl-C), SIGTERM   stop after the current step and save; a second Ctrl-C interrupts
+    INTERRUPT (Ctrl-C), STOP   stop after the current step and save; a second Ctrl-C interrupts
                                the step (or evaluation) itself, and the trainer still saves before
                                it ends; a checkpoint being written is never interrupted
-    SIGUSR1                    save a checkpoint now
-    SIGUSR2                    pause, or resume a paused run
+    SAVE_NOW                   save a checkpoint now
+    TOGGLE_PAUSE               pause, or resume a paused run
     """
 
     def __init__(self, trainer):
         self.trainer = trainer
 
     def handlers(self) -> dict:
-        handlers = {signal.SIGINT: self._on_sigint, signal.SIGTERM: self._on_sigterm}
-        if hasattr(signal, "SIGUSR1"):  # POSIX only
-            handlers[signal.SIGUSR1] = self._on_sigusr1
-            handlers[signal.SIGUSR2] = self._on_sigusr2
+        handlers = {control.INTERRUPT: self._on_interrupt, control.STOP: self._on_stop}
+        if control.SAVE_NOW is not None:  # POSIX only
+            handlers[control.SAVE_NOW] = self._on_save_now
+        if control.TOGGLE_PAUSE is not None:
+            handlers[control.TOGGLE_PAUSE] = self._on_toggle_pause
         return handlers
 
-    def _on_sigint(self, signum, frame):
-        signal.signal(signal.SIGINT, self._on_second_sigint)
+    def _on_interrupt(self, signum, frame):
+        signal.signal(control.INTERRUPT, self._on_second_interrupt)
         self._stop("interrupted")
         console.print("[yellow]stopping: finishing this step and saving a checkpoint "
                       "(Ctrl-C again to interrupt the step)")
@@ -86,22 +90,20 @@ class TrainerSignals:
         if self.trainer.evaluating:  # an evaluation changes nothing: no need to wait for it
             raise KeyboardInterrupt
 
-    def _on_second_sigint(self, signum, frame):
+    def _on_second_interrupt(self, signum, frame):
         # only a step or an evaluation is cut short; elsewhere (saving, printing) the run is
         # already on its way out, and an exception there would lose the checkpoint
         if self.trainer.interruptible:
             raise KeyboardInterrupt
 
-    def _on_sigterm(self, signum, frame):
+    def _on_stop(self, signum, frame):
         self._stop("stopped")
 
-    def _on_sigusr1(self, signum, frame):
+    def _on_save_now(self, signum, frame):
         self.trainer.request_save()
 
-    def _on_sigusr2(self, signum, frame):
+    def _on_toggle_pause(self, signum, frame):
         self.trainer.request_pause(not self.trainer.paused)
-
-
 
 
 @contextmanager
@@ -144,13 +146,14 @@ def preparing(quiet: bool = False, also=None, announce: bool = True):
 
 def run_training(trainer, quiet: bool = False) -> str:
     """Consume the trainer's events, showing progress; the reason the run ended."""
-    reason = "finished"
+    state = RunState()  # what the events mean, as every other reader of them folds them
     progress = _progress()
     if quiet:
         progress.disable = True
     with signal_handlers(TrainerSignals(trainer).handlers()), progress:
         task = None
         for ev in trainer.run():
+            state.apply(ev)
             kind = ev["type"]
             if kind == "start":
                 cfg = ev["config"]["model"]
@@ -179,14 +182,13 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"[yellow]note:[/] {escape(ev['message'])}", markup=True,
                               highlight=False)
             elif kind == "done":
-                reason = ev["reason"]
                 where = ev["checkpoint"]
                 verb = {"finished": "done", "interrupted": "interrupted",
-                        "stopped": "stopped"}[reason]
+                        "stopped": "stopped"}[state.status]
                 val = f", val loss {ev['val_loss']:.4f}" if ev["val_loss"] is not None else ""
                 console.print(f"{verb} at step {ev['step']}{val}; "
                               f"{ev['tokens_per_s']:,.0f} tokens/s; checkpoint saved to {where}")
-    return reason
+    return state.status
 
 
 def _indent(text: str, width: int = 400) -> str:
@@ -200,8 +202,7 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
         progress.disable = True
     tasks = {}
     # Ctrl-C or SIGTERM cancels; the variants already finished are kept
-    cancel = {sig: lambda signum, frame: runner.request_stop()
-              for sig in (signal.SIGINT, signal.SIGTERM)}
+    cancel = {sig: lambda signum, frame: runner.request_stop() for sig in control.ENDING}
     with signal_handlers(cancel), progress:
         for ev in runner.run():
             kind = ev["type"]

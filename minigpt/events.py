@@ -2,27 +2,9 @@
 
 `minigpt train` writes `checkpoints/<run>/` with `model.pt` and `events.jsonl`: one JSON object a
 line, appended and flushed as training goes, so another process (the TUI, `--attach`, a test) can
-replay a run's history and follow it live. Every event has "type" and "time" (Unix seconds):
-
-    start       step, max_steps, config, device, precision ("bf16" or "fp32"), peak_flops (of all
-                processes' devices; null where unknown, as on CPUs), compiled (--compile), params,
-                data, data_key (the prepared data's cache key), train_tokens, val_tokens, run_dir
-    step        step, max_steps, loss, lr, grad_norm, tokens_per_s, flops_per_s (the model FLOPs
-                those tokens need: PaLM's count), mfu (flops_per_s / peak_flops, or null), elapsed
-    eval        step, train_loss, val_loss
-    sample      step, text
-    checkpoint  step, path
-    done        step, reason ("finished", "interrupted", "stopped"), train_loss, val_loss,
-                tokens_per_s, elapsed, checkpoint
-    paused      step                      (and "resumed", step)
-    error       message                   (the run's last event: one line, as the command prints it)
-    note        step, message             (something the user should know, e.g. compiling failed)
-    prepare     stage ("vocabulary", "sample" or "encode"), bytes_done, bytes_total (of this
-                stage's reading of the source), tokens (written so far), tokens_per_s, elapsed
-                (since preparation began), pid: the data's preparation, before "start", a few
-                times a second (see prepare.py); the run is "preparing" until its start
-    prepared    path, cached (found ready: nothing tokenized), tokens, dtype, tokenizer,
-                vocab_size, seconds, pid
+replay a run's history and follow it live. What each kind of event carries is written once, as
+code, in the schema below (SCHEMA); event() refuses a type or a field outside it, and
+runstate.py folds a stream of events into what a run is doing.
 
 A run directory has one writer: the process that writes it holds an exclusive lock on its
 `.lock` file (which names its pid) from start to end, and a second `minigpt train` or `ablate`
@@ -30,9 +12,7 @@ aimed at it is refused. The operating system drops the lock when its process end
 ends, so a killed run never blocks the next one.
 
 An ablation's directory holds the events of every variant, each tagged "variant", between
-"ablation_start" (variants, max_steps, pid) and "ablation_done" (reason), with a "result" event
-per finished variant. A variant whose training diverged gets a "note" saying so, and a result
-whose losses are null and whose "diverged" holds that message.
+"ablation_start" and "ablation_done", with a "result" event per finished variant.
 """
 
 from __future__ import annotations
@@ -43,9 +23,9 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 EVENTS_NAME = "events.jsonl"
 LOCK_NAME = ".lock"
@@ -54,7 +34,187 @@ PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BP
                   "encode": "tokenizing"}  # what each stage of a "prepare" event is doing
 
 
+# --- the schema: what each kind of event carries ------------------------------------------------
+#
+# Every event has "type" (the name in SCHEMA) and "time" (Unix seconds). A record's fields are
+# those its writer always writes; the tags (total=False) are added to some by whoever passes them
+# on. Readers never trust these types: a file is whatever is on the disk, so they read fields
+# with number(), whole(), text() and pid_of() below.
+
+
+class _Event(TypedDict):
+    type: str
+    time: float
+
+
+class _OfVariant(TypedDict, total=False):
+    variant: str  # the ablation variant whose training wrote it (AblationRunner tags each one)
+
+
+class _OfProcess(TypedDict, total=False):
+    pid: int  # the process preparing the data, so a follower can tell whether it lives
+    command: str  # "train" or "ablate": what the run is, known from its first event
+
+
+class Start(_Event, _OfVariant):
+    """Training begins (or resumes) at step."""
+    step: int
+    max_steps: int
+    config: dict  # TrainConfig.to_dict()
+    device: str
+    precision: str  # "bf16" or "fp32"
+    peak_flops: float | None  # of all processes' devices; None where unknown, as on CPUs
+    compiled: bool  # --compile
+    params: int
+    data: str  # the corpus, as the user would name it
+    data_source: str | None
+    data_key: str  # the prepared data's cache key
+    tokenizer: str
+    vocab_size: int
+    train_tokens: int
+    val_tokens: int
+    run_dir: str | None
+    pid: int
+    world_size: int
+
+
+class Step(_Event, _OfVariant):
+    """A logged step: the loss of the steps since the last one, and the pace."""
+    step: int
+    max_steps: int
+    loss: float  # NaN once a run diverges
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    flops_per_s: float  # the model FLOPs those tokens need (PaLM's count)
+    mfu: float | None  # flops_per_s / peak_flops, or None
+    elapsed: float
+
+
+class Eval(_Event, _OfVariant):
+    step: int
+    train_loss: float
+    val_loss: float
+
+
+class Sample(_Event, _OfVariant):
+    step: int
+    text: str
+
+
+class Checkpoint(_Event, _OfVariant):
+    step: int
+    path: str | None
+
+
+class Done(_Event, _OfVariant):
+    step: int
+    reason: str  # "finished", "interrupted" or "stopped"
+    train_loss: float | None
+    val_loss: float | None
+    tokens_per_s: float
+    elapsed: float
+    checkpoint: str | None
+
+
+class Paused(_Event, _OfVariant):
+    step: int
+
+
+class Resumed(_Event, _OfVariant):
+    step: int
+
+
+class Error(_Event):
+    """The run's last event: one line, as the command prints it."""
+    message: str
+
+
+class Note(_Event, _OfVariant):
+    """Something the user should know: compiling failed, a variant diverged."""
+    step: int
+    message: str
+
+
+class Prepare(_Event, _OfProcess):
+    """The data's preparation, before "start", a few times a second (see prepare.py): the run is
+    preparing until its start."""
+    stage: str  # a key of PREPARE_STAGES
+    bytes_done: int  # of this stage's reading of the source
+    bytes_total: int
+    tokens: int  # written so far
+    tokens_per_s: float
+    elapsed: float  # since preparation began
+
+
+class Prepared(_Event, _OfProcess):
+    path: str
+    cached: bool  # found ready: nothing tokenized
+    tokens: int
+    dtype: str
+    tokenizer: str
+    vocab_size: int
+    seconds: float
+
+
+class AblationStart(_Event):
+    variants: list[str]  # the baseline first
+    descriptions: dict[str, str]
+    max_steps: int
+    step: int
+    data: str
+    config: dict
+    pid: int
+
+
+class VariantStart(_Event):
+    """The next variant begins training: index of count."""
+    variant: str
+    description: str
+    index: int
+    count: int
+    max_steps: int
+
+
+class Result(_Event):
+    """A finished variant. One whose training diverged has null losses, and "diverged" says how."""
+    variant: str
+    description: str
+    train_loss: float | None
+    val_loss: float | None
+    val_loss_delta: float | None  # against the baseline's
+    tokens_per_s: float
+    seconds: float
+    params: int
+    steps: int
+    sample: str
+    diverged: str | None
+
+
+class AblationDone(_Event):
+    reason: str  # "finished" or "cancelled"
+    results: list[dict]  # the Result events' fields
+
+
+SCHEMA: dict[str, type] = {
+    "start": Start, "step": Step, "eval": Eval, "sample": Sample, "checkpoint": Checkpoint,
+    "done": Done, "paused": Paused, "resumed": Resumed, "error": Error, "note": Note,
+    "prepare": Prepare, "prepared": Prepared,
+    "ablation_start": AblationStart, "variant": VariantStart, "result": Result,
+    "ablation_done": AblationDone,
+}
+
+
 def event(type_: str, **fields) -> dict:
+    """A new event, stamped with the time. A type not in SCHEMA, or a field its record does not
+    name, is a writer's bug: ValueError. A field may be left out (readers take every field as
+    possibly missing, as in runs from older versions); tests check the writers write them all."""
+    record = SCHEMA.get(type_)
+    if record is None:
+        raise ValueError(f"no event type {type_!r} in the schema")
+    unknown = set(fields) - record.__required_keys__ - record.__optional_keys__
+    if unknown:
+        raise ValueError(f"the schema's {type_!r} events have no field {sorted(unknown)}")
     return {"type": type_, "time": time.time(), **fields}
 
 
@@ -267,77 +427,3 @@ def process_alive(pid: int | None) -> bool:
     except PermissionError:  # alive, but someone else's
         return True
     return True
-
-
-@dataclass
-class RunSummary:
-    """What a run picker shows about a run directory."""
-
-    path: Path
-    kind: str  # "train" or "ablate"
-    status: str  # "preparing", "running", "paused", "finished", "stopped", "interrupted",
-    #              "failed", "ended"
-    step: int
-    max_steps: int
-    val_loss: float | None
-    data: str
-    pid: int | None
-    modified: float
-
-
-def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
-    """What the run's events say about it, or None if they hold neither a start, nor a data
-    preparation, nor an error that ended the run before either. A run whose last start (if any)
-    came before its preparation's events is preparing its data (a new run, or one resumed in the
-    same folder): "preparing" while the process that wrote them lives. Never raises on what the file holds: a field of the wrong kind
-    counts as missing."""
-    run_dir = Path(run_dir)
-    events = read_events(run_dir)
-    start_at = max((i for i, e in enumerate(events) if e["type"] in ("start", "ablation_start")),
-                   default=None)
-    prepare_at = max((i for i, e in enumerate(events) if e["type"] in ("prepare", "prepared")),
-                     default=None)
-    failed_early = bool(events) and events[-1]["type"] == "error"
-    if start_at is None and prepare_at is None and not failed_early:
-        return None  # neither a run nor one that failed before its start (a corpus refused)
-    start = events[start_at] if start_at is not None else {}
-    preparing = prepare_at is not None and (start_at is None or prepare_at > start_at)
-    kind = "ablate" if start.get("type") == "ablation_start" else "train"
-    last = events[-1]
-    steps = [s for e in events if e["type"] == "step" and (s := whole(e, "step")) is not None]
-    val_losses = [v for e in events
-                  if e["type"] == "eval" and (v := number(e, "val_loss")) is not None]
-    pid = pid_of(events[prepare_at] if preparing else start)
-    if last["type"] == "error":
-        status = "failed"
-    elif preparing:
-        status = "preparing" if process_alive(pid) else "ended"
-    elif last["type"] == "done" and kind == "train":
-        status = text(last, "reason") or "finished"
-    elif last["type"] == "ablation_done":
-        status = text(last, "reason") or "finished"
-    elif process_alive(pid):
-        status = "paused" if last["type"] == "paused" else "running"
-    else:
-        status = "ended"  # the process is gone without saying goodbye (killed)
-    try:
-        modified = (run_dir / EVENTS_NAME).stat().st_mtime
-    except OSError:  # removed since we read it
-        modified = 0.0
-    return RunSummary(
-        path=run_dir, kind=kind, status=status,
-        step=steps[-1] if steps else whole(start, "step") or 0,
-        max_steps=whole(start, "max_steps") or 0,
-        val_loss=val_losses[-1] if val_losses else None,
-        data=text(start, "data") or "", pid=pid,
-        modified=modified,
-    )
-
-
-def list_runs(root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> list[RunSummary]:
-    """Every run directory under root, newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = [summarize_run(p) for p in root.iterdir() if (p / EVENTS_NAME).is_file()]
-    return sorted((r for r in runs if r), key=lambda r: r.modified, reverse=True)

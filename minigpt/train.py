@@ -28,61 +28,20 @@ from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from minigpt.events import event, logged
-from minigpt.hardware import has_native_bf16, measured_matmul_flops, peak_flops
+from minigpt.hardware import (
+    allow_tf32,
+    autocast_for,
+    describe_device,
+    measured_matmul_flops,
+    peak_flops,
+    pick_device,
+    resolve_precision,
+)
 from minigpt.model import GPT, check_fits_in_memory
 from minigpt.prepare import prepare
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.sources import Source
 from minigpt.tokenizer import Tokenizer, build_tokenizer
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """cuda > mps > cpu when not told; a named device that is not there is an error."""
-    if requested in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple's MPS backend is not available here")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    """'cpu (2 threads)', 'cuda: NVIDIA H100 80GB HBM3', 'mps'."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return device.type
-
-
-DTYPES = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(device: torch.device, dtype: str = "auto") -> str:
-    """"bf16" or "fp32": what --dtype asks for, "auto" being bf16 where the hardware has it."""
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
-    if dtype == "auto":
-        return "bf16" if has_native_bf16(device) else "fp32"
-    return dtype
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The precision of forward passes: bf16 autocast (matmuls in bf16, weights, gradients and
-    optimizer state in fp32) or plain fp32. On tinyshakespeare bf16 ends at the same validation
-    loss as fp32 (1.676 and 1.677 after the cpu preset's 2000 steps) in about 0.6x the time."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -137,19 +96,55 @@ def check_resume_data(checkpoint: Checkpoint, data: PreparedData) -> None:
                         "run with --init")
 
 
+class Throughput:
+    """The steps since the last logged one: their summed loss, how many there were, their tokens,
+    and when the window opened; a logged step reads it and opens the next window. The losses stay
+    on the device until then: reading a number off a GPU waits for it, and doing that every step
+    would stall the queue of kernels."""
+
+    def __init__(self) -> None:
+        self.restart(time.perf_counter())
+
+    def restart(self, now: float) -> None:
+        self.loss, self.steps, self.tokens, self.start = 0.0, 0, 0, now
+
+    def restart_clock(self) -> None:
+        """Count tokens/s from now (after an evaluation or a pause, which are not slowness); the
+        losses stay in the window."""
+        self.tokens, self.start = 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, tokens: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.tokens += tokens
+
+    def mean_loss(self) -> float:
+        return float(self.loss) / self.steps
+
+    def tokens_per_s(self, now: float) -> float:
+        return self.tokens / max(now - self.start, 1e-9)
+
+
 class Trainer:
+    """One training run. Trainer(cfg, data) trains a new model; Trainer.resume(checkpoint, data)
+    continues a saved run exactly where it stopped; Trainer.finetune(start, cfg, data) trains a
+    saved model further (cfg from finetune.py). run() is the loop, as a generator of events."""
+
     def __init__(self, cfg: TrainConfig, data: PreparedData, device: str | torch.device | None = None,
                  run_dir: str | os.PathLike | None = None,
                  checkpoint_path: str | os.PathLike | None = None,
-                 resume: Checkpoint | None = None, init: Checkpoint | None = None,
-                 dtype: str = "auto", compile: bool = False):
+                 dtype: str = "auto", compile: bool = False, *, weights: dict | None = None):
+        """weights: a saved model's state dict to start from (Trainer.resume and Trainer.finetune
+        pass it); without it the model starts from random weights."""
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.data = data
         # the model's vocabulary is the tokenizer's, whatever the preset said; a model that starts
         # from saved weights keeps its own (an imported GPT-2's may be padded past its tokenizer's)
-        if resume is None and init is None:
+        if weights is None:
             cfg = cfg.with_overrides(vocab_size=data.tokenizer.vocab_size)
         self.cfg = cfg
+
+        # where the run is written: events.jsonl in run_dir, the checkpoint at checkpoint_path
         self.run_dir = Path(run_dir) if run_dir else None
         if checkpoint_path is not None:
             self.checkpoint_path = Path(checkpoint_path)
@@ -157,6 +152,10 @@ class Trainer:
             self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
         if not distributed.is_main():  # under DDP only rank 0 writes events and checkpoints
             self.run_dir, self.checkpoint_path = None, None
+        # where the starting weights came from, kept in the run's checkpoints for `minigpt info`
+        self.origin: str | None = None
+
+        # control from outside (see request_stop and the others below)
         self._stop_reason: str | None = None
         self._save_requested = False
         self._paused = False
@@ -166,29 +165,25 @@ class Trainer:
         self.interruptible = False
         self.evaluating = False
 
+        # the model, and what the training step runs
         torch.manual_seed(self.cfg.seed)
         check_fits_in_memory(self.cfg.model, self.device)  # a huge --n-layer: refused up front
         self.model = GPT(self.cfg.model).to(self.device)
-        source = resume or init
-        if source is not None:
-            self.model.load_state_dict(source.state_dict)
-        # where the starting weights came from, kept in the run's checkpoints for `minigpt info`
-        self.origin = resume.meta.get("source") if resume is not None else None
-        if init is not None:
-            self.origin = "; ".join(filter(None, [f"fine-tuned from {init.path}",
-                                                  init.meta.get("source")]))
-        # What the training step runs: under DDP a wrapper that averages gradients over processes
-        # in backward; self.model stays the plain module (evaluation, sampling, checkpoints).
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        # under DDP a wrapper that averages gradients over processes in backward; self.model stays
+        # the plain module (evaluation, sampling, checkpoints: they keep GPT-2's names)
         self.train_model = distributed.wrap(self.model)
-        if compile:  # the plain module stays self.model: checkpoints keep GPT-2's names
+        if compile:
             self.train_model = CompiledOrEager(self.train_model)
         self.optimizer = self.model.configure_optimizer(
             self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
-        # Batches come from their own generator so that evaluation and sampling, which use
-        # others, never change which batches training sees. Under DDP each process draws its own.
+
+        # the batches and the counts. Batches come from their own generator so that evaluation
+        # and sampling, which use others, never change which batches training sees. Under DDP each
+        # process draws its own, and the global batch is every process's micro-batches together.
         self.world = distributed.world()
         self.batch_generator = torch.Generator().manual_seed(self.cfg.seed + self.world.rank)
-        # the global batch: every process's micro-batches together
         self.tokens_per_step = self.cfg.tokens_per_step * self.world.size
         self.step = 0
         self.tokens_seen = 0
@@ -197,18 +192,36 @@ class Trainer:
         # whether every loss and gradient norm so far was finite: a flag kept on the device and
         # read only when a step is logged or saved, so that checking costs no wait on a GPU
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
-        if resume is not None:
-            self._restore(resume.train_state or {}, resume.path)
+
+        # the precision, and the peak that MFU measures the steps' FLOP/s against
         self.precision = resolve_precision(self.device, dtype)
         self.autocast = autocast_for(self.device, self.precision)
-        if self.device.type == "cuda":  # fp32 matmuls on tensor cores (TF32): ~8x, and fine for
-            # training; process-wide, as nanoGPT does (--dtype fp32 on a GPU means TF32 matmuls)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        # MFU: the FLOP/s the steps need in theory against what every process's device peaks at
+        allow_tf32(self.device)
         self.flops_per_token = self.model.flops_per_token()
         peak = peak_flops(self.device, self.precision)
         self.peak_flops = peak * self.world.size if peak else None
+
+    @classmethod
+    def resume(cls, checkpoint: Checkpoint, data: PreparedData, cfg: TrainConfig | None = None,
+               **options) -> Trainer:
+        """Continue the run saved in `checkpoint` where it stopped: its weights, optimizer state,
+        step and random generators, so the losses are the uninterrupted run's. cfg: the run's own
+        settings (the checkpoint's, by default; with another max_steps or eval_interval)."""
+        check_resume_data(checkpoint, data)
+        trainer = cls(cfg or checkpoint.train_config, data, weights=checkpoint.state_dict, **options)
+        trainer.origin = checkpoint.meta.get("source")
+        trainer._restore(checkpoint.train_state or {}, checkpoint.path)
+        return trainer
+
+    @classmethod
+    def finetune(cls, start: Checkpoint, cfg: TrainConfig, data: PreparedData,
+                 **options) -> Trainer:
+        """A new run that trains the model saved in `start` further: cfg keeps its shape (see
+        finetune.finetune_config and fit_to_context), the optimizer and the step start afresh."""
+        trainer = cls(cfg, data, weights=start.state_dict, **options)
+        trainer.origin = "; ".join(filter(None, [f"fine-tuned from {start.path}",
+                                                 start.meta.get("source")]))
+        return trainer
 
     # --- control from outside (signal handlers, the TUI) -------------------------------------------
 
@@ -252,16 +265,13 @@ class Trainer:
             yield event("note", step=self.step, message=slow)
 
         train_seconds = 0.0
-        # the window's losses stay on the device until a step is logged: reading a number off a
-        # GPU waits for it, and doing that every step would stall the queue of kernels
-        window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+        window = Throughput()
         reason = "finished"
         compile_failure_noted = False
-        first_step = 1  # a new run logs it whatever log_interval says: a loss on screen at once
         try:
-            if self.step == 0:
+            if self.step == 0:  # a new run: the untrained model's losses first
                 yield from self._evaluate()
-                window_start = time.perf_counter()
+                window.restart_clock()  # the first window's tokens/s leaves the evaluation out
             while self.step < cfg.max_steps:
                 # every process stops at the same step, whichever one was asked to
                 if distributed.any_rank(self._stop_reason is not None):
@@ -278,25 +288,11 @@ class Trainer:
                     compile_failure_noted = True
                     yield event("note", step=self.step,
                                 message=f"torch.compile failed, training without it: {failure}")
-                window_loss += step_loss
-                window_steps += 1
-                window_tokens += self.tokens_per_step
+                window.add(step_loss, self.tokens_per_step)
 
-                if (self.step % cfg.log_interval == 0 or self.step in (first_step, cfg.max_steps)):
-                    self._check_finite()
-                    # the loss of the global batch: the mean over processes of each one's mean
-                    # (reading it waits for the device, so the clock is read after)
-                    loss = distributed.all_reduce_mean(float(window_loss) / window_steps)
-                    now = time.perf_counter()
-                    tokens_per_s = window_tokens / max(now - window_start, 1e-9)
-                    flops_per_s = tokens_per_s * self.flops_per_token
-                    yield event("step", step=self.step, max_steps=cfg.max_steps,
-                                loss=loss, lr=lr, grad_norm=float(grad_norm),
-                                tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
-                                mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
-                                elapsed=now - started)
-                    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
-
+                # step 1 too, whatever log_interval says: a new run has a loss on screen at once
+                if self.step % cfg.log_interval == 0 or self.step in (1, cfg.max_steps):
+                    yield self._step_event(window, lr, grad_norm, started)
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                     yield from self._evaluate()
                     yield self._save()
@@ -304,7 +300,7 @@ class Trainer:
                     yield self._save()
                 if self._paused and not self._stop_reason:
                     yield from self._wait_while_paused()
-                    window_tokens, window_start = 0, time.perf_counter()  # a pause is not slowness
+                    window.restart_clock()
         except KeyboardInterrupt:  # a second Ctrl-C, during a step or an evaluation
             reason = "interrupted"
         finally:
@@ -318,6 +314,24 @@ class Trainer:
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
                     elapsed=time.perf_counter() - started,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
+
+    def _step_event(self, window: Throughput, lr: float, grad_norm: torch.Tensor,
+                    started: float) -> dict:
+        """The logged step: the window's mean loss and speed; the next window opens."""
+        cfg = self.cfg
+        self._check_finite()
+        # the loss of the global batch: the mean over processes of each one's mean
+        # (reading it waits for the device, so the clock is read after)
+        loss = distributed.all_reduce_mean(window.mean_loss())
+        now = time.perf_counter()
+        tokens_per_s = window.tokens_per_s(now)
+        flops_per_s = tokens_per_s * self.flops_per_token
+        window.restart(now)
+        return event("step", step=self.step, max_steps=cfg.max_steps,
+                     loss=loss, lr=lr, grad_norm=float(grad_norm),
+                     tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
+                     mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
+                     elapsed=now - started)
 
     def _check_finite(self, what: str = "") -> None:
         """Stop the run, saving nothing, once a loss or a gradient norm was NaN or infinite."""

@@ -2,33 +2,40 @@
 
 The ablation is `minigpt ablate ... --out RUN_DIR` in a child process (its own session, like a
 training run), so its numbers are the ones the command prints headless for the same arguments;
-this pane follows RUN_DIR/events.jsonl. Cancelling stops the variant in training; the finished
-ones stay in the table.
+a RunFollower reads RUN_DIR/events.jsonl into the run's state, and this pane draws it. Cancelling
+stops the variant in training; the finished ones stay in the table.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from minigpt.ablation import VARIANTS
-from minigpt.events import EventTail, new_run_dir, number, pid_of, process_alive, text, whole
+from minigpt.ablation import VARIANTS, new_ablation_dir
+from minigpt.config import PRESETS
+from minigpt.events import PREPARE_STAGES
+from minigpt.runstate import LIVE, RunState, VariantResult
 from minigpt_tui import runs
+from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.loss_chart import LossChart
 
-PRESETS = [(p, p) for p in ("tiny", "cpu", "gpu", "gpt2")]
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
+
+
+def labelled(label: str, widget: Widget, tooltip: str | None = None) -> Horizontal:
+    """One line of the form: its name, then its input."""
+    widget.tooltip = plain(tooltip) if tooltip else None
+    return Horizontal(Label(label, classes="setting-label"), widget, classes="setting")
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -44,27 +51,28 @@ class AblatePane(Widget, can_focus=False):
     def __init__(self, runs_root: Path, **kwargs):
         super().__init__(**kwargs)
         self.runs_root = runs_root
-        self.run_dir: Path | None = None
-        self.tail: EventTail | None = None
-        self.process = None
-        self.pid: int | None = None
-        self.status = "idle"
-        self.curves: dict[str, tuple[list[float], list[float]]] = {}
-        self.samples: dict[str, str] = {}  # by variant, one per row of the table
-        self.current = ""  # the variant in training, as "name (i/n)"
-        self._dirty = False
+        self.follower: RunFollower | None = None
+        self._rows: dict[str, VariantResult] = {}  # the table's: variant -> result shown
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ablate-top"):
             with Vertical(id="ablate-form"):
                 yield CheckList(*[(name, name, name == "residual") for name in VARIANTS],
                                     id="ablate-variants")
-                yield Input(placeholder="data: builtin", id="ablate-data", compact=True)
-                with Horizontal(classes="setting"):
-                    yield Input("200", id="ablate-steps", validators=[Integer(minimum=1)],
-                                compact=True)
-                    yield Select(PRESETS, value="cpu", allow_blank=False, id="ablate-preset",
-                                 compact=True)
+                yield labelled("data", Input(placeholder="builtin", id="ablate-data",
+                                             compact=True),
+                               "a text, JSON Lines or Parquet file, a folder of them, a URL or "
+                               "hf:owner/dataset; empty: the built-in corpus")
+                yield labelled("field", Input(placeholder="text", id="ablate-text-field",
+                                              compact=True),
+                               "the field (JSON Lines) or column (Parquet) holding the text; "
+                               "empty: text")
+                yield labelled("steps", Input("200", id="ablate-steps",
+                                              validators=[Integer(minimum=1)], compact=True),
+                               "training steps for each model")
+                yield labelled("preset", Select([(p, p) for p in PRESETS], value="cpu",
+                                                allow_blank=False, id="ablate-preset",
+                                                compact=True), "the baseline's preset")
                 with Horizontal(classes="buttons"):
                     yield Button("Run", variant="primary", id="ablate-start", compact=True)
                     yield Button("Cancel", id="ablate-cancel", compact=True)
@@ -77,12 +85,15 @@ class AblatePane(Widget, can_focus=False):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
-        self.set_interval(0.25, self.poll)
-        self.set_interval(0.5, self.redraw)
+
+    @property
+    def state(self) -> RunState | None:
+        """The followed ablation's state (None before any)."""
+        return self.follower.state if self.follower else None
 
     @property
     def is_live(self) -> bool:
-        return self.status == "running"
+        return self.state is not None and self.state.status in LIVE
 
     # --- starting and following --------------------------------------------------------------------
 
@@ -103,116 +114,95 @@ class AblatePane(Widget, can_focus=False):
                         markup=False)
             return
         data = self.query_one("#ablate-data", Input).value.strip() or None
+        text_field = self.query_one("#ablate-text-field", Input).value.strip() or None
         preset = self.query_one("#ablate-preset", Select).value
         try:
-            run_dir = new_run_dir(self.runs_root, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
-            self.process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value),
-                                                preset)
+            run_dir = new_ablation_dir(self.runs_root)
+            process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value),
+                                           preset, text_field)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             self.notify(clean(f"cannot start the ablation: {e}"), severity="error", markup=False)
             return
-        self.attach(run_dir)
-        self.pid = self.process.pid
+        self.attach(run_dir, process)
 
-    def attach(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.tail = EventTail(self.run_dir)
-        self.status = "starting"
-        self.curves.clear()
-        self.samples.clear()
-        self.current = ""
+    def attach(self, run_dir: Path, process=None) -> None:
+        """Follow an ablation's run directory; process is its child when this pane started it."""
+        if self.follower is not None:
+            self.follower.stop()
+        self._rows.clear()
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
-        self.poll()
+        self.follower = RunFollower(self, Path(run_dir), process)
+        self.redraw()
 
-    def apply(self, ev: dict) -> None:
-        """Take in one event (a dict with a string "type", as EventTail yields them). A field of
-        the wrong kind counts as missing; an event without what it is for is skipped."""
-        kind = ev["type"]
-        status = self.query_one("#ablate-status", Static)
-        if kind == "ablation_start":
-            self.status, self.pid = "running", pid_of(ev)
-            variants = ev.get("variants")
-            for name in variants if isinstance(variants, list) else []:
-                if isinstance(name, str):
-                    self.curves.setdefault(name, ([], []))
-        elif kind == "variant" and text(ev, "variant") is not None:
-            index, count = whole(ev, "index"), whole(ev, "count")
-            self.current = ev["variant"] + (f" ({index + 1}/{count})"
-                                            if index is not None and count is not None else "")
-            status.update(plain(f"training {self.current}"))
-        elif kind == "step" and text(ev, "variant") is not None:
-            name, step, loss = ev["variant"], whole(ev, "step"), number(ev, "loss")
-            if step is None or loss is None:
-                return
-            if math.isfinite(loss):  # a diverged variant's NaN is said below, not drawn
-                steps, losses = self.curves.setdefault(name, ([], []))
-                steps.append(step)
-                losses.append(loss)
-            max_steps = whole(ev, "max_steps")
-            status.update(plain(
-                f"training {self.current or name}: step {step}/{_fmt(max_steps, 'd')}, "
-                f"loss {loss:.3f}, {_fmt(number(ev, 'tokens_per_s'), ',.0f')} tok/s"))
-        elif kind == "result" and text(ev, "variant") is not None:
-            name, table = ev["variant"], self.query_one(DataTable)
-            if name in self.samples:  # a variant's result again: the newer one stands
-                table.remove_row(name)
-            self.samples[name] = text(ev, "sample") or ""
-            delta = "" if name == "baseline" else _fmt(number(ev, "val_loss_delta"), "+.3f")
-            seconds = number(ev, "seconds")
-            cells = [name, _fmt(number(ev, "train_loss"), ".3f"),
-                     _fmt(number(ev, "val_loss"), ".3f"), delta,
-                     _fmt(number(ev, "tokens_per_s"), ",.0f"),
-                     "-" if seconds is None else f"{seconds:.0f}s"]
-            table.add_row(*map(plain, cells), key=name)
-        elif kind == "ablation_done":
-            self.status = text(ev, "reason") or "finished"
-            results = ev.get("results")
-            count = (len(results) if isinstance(results, list)
-                     else self.query_one(DataTable).row_count)
-            status.update(plain(f"{self.status}: {count} variant(s) in the table; {self.run_dir}"))
-        elif kind == "error":
-            self.status = "failed"
-            status.update(plain(f"failed: {text(ev, 'message') or ''}", "red"))
-
-    def poll(self) -> None:
-        if self.tail is None:
-            return
-        events = self.tail.read_new()
-        for ev in events:
-            self.apply(ev)
-        self._dirty |= bool(events)
-        if self.process is not None and self.process.poll() is not None:
-            self.process = None
-        if (self.status in ("starting", "running") and not events
-                and self.process is None and not process_alive(self.pid)):  # asked only then
-            self.status = "failed"
-            self.query_one("#ablate-status", Static).update(
-                plain(runs.last_output_line(self.run_dir) or "the ablation ended early", "red"))
+    @on(RunFollower.Changed)
+    @on(RunFollower.Ended)
+    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
+        if message.follower is self.follower:  # not one this pane has since let go
+            self.redraw()
 
     def redraw(self) -> None:
-        if not self._dirty:
+        s = self.state
+        if s is None:
             return
-        self._dirty = False
         chart = self.query_one(LossChart)
-        for name, (steps, losses) in self.curves.items():
+        for name, (steps, losses) in s.variant_curves.items():
             chart.set_series(name, steps, losses)
         chart.redraw()
+        table = self.query_one(DataTable)
+        for name, result in s.results.items():
+            if self._rows.get(name) is result:
+                continue
+            if name in self._rows:  # a variant's result again: the newer one stands
+                table.remove_row(name)
+                del self._rows[name]
+            delta = "" if name == "baseline" else _fmt(result.val_loss_delta, "+.3f")
+            cells = [name, _fmt(result.train_loss, ".3f"), _fmt(result.val_loss, ".3f"), delta,
+                     _fmt(result.tokens_per_s, ",.0f"),
+                     "-" if result.seconds is None else f"{result.seconds:.0f}s"]
+            table.add_row(*map(plain, cells), key=name)
+            self._rows[name] = result
+        self.query_one("#ablate-status", Static).update(self._status_line(s))
+
+    def _status_line(self, s: RunState) -> Text:
+        if s.status == "failed":
+            return plain(f"failed: {s.error}", "red")
+        if s.status == "ended":
+            return plain(s.error or "the ablation ended early", "red")
+        if s.status not in LIVE:  # finished or cancelled
+            return plain(f"{s.status}: {len(s.results)} variant(s) in the table; {s.run_dir}")
+        if s.status == "preparing":
+            what = ("data ready" if s.prep.ready
+                    else PREPARE_STAGES.get(s.prep.stage, s.prep.stage))
+            return plain(f"preparing data: {what}")
+        if not s.variant:
+            return plain(f"starting the ablation in {s.run_dir}")
+        current = s.variant + (f" ({s.variant_index + 1}/{s.variant_count})"
+                               if s.variant_index is not None and s.variant_count is not None
+                               else "")
+        if s.loss is None:
+            return plain(f"training {current}")
+        return plain(f"training {current}: step {s.step}/{s.max_steps}, loss {s.loss:.3f}, "
+                     f"{_fmt(s.tokens_per_s, ',.0f')} tok/s")
 
     @on(DataTable.RowHighlighted)
     def _show_sample(self, event: DataTable.RowHighlighted) -> None:
         name = event.row_key.value if event.row_key else None
         self.query_one("#ablate-sample", Static).update(
-            assemble((name, "bold"), "\n", self.samples.get(name, "")) if name else "")
+            assemble((name, "bold"), "\n", self._sample_of(name)) if name else "")
+
+    def _sample_of(self, name: str) -> str:
+        result = self.state.results.get(name) if self.state else None
+        return result.sample if result else ""
 
     @on(Button.Pressed, "#ablate-cancel")
     def action_cancel(self) -> None:
         if not self.is_live:
             self.notify("no ablation is running", severity="warning", markup=False)
             return
-        runs.stop(self.pid)
+        runs.stop(self.state.pid)
         self.notify("cancelling: finished variants stay in the table", markup=False)
 
     def stop_run(self) -> None:
         if self.is_live:
-            runs.stop(self.pid)
+            runs.stop(self.state.pid)

@@ -1,7 +1,8 @@
 """The minigpt TUI: Train, Chat and Ablate panes in tabs.
 
     minigpt tui [--data PATH [--text-field NAME]] [--preset NAME] [--steps N] [--attach RUN_DIR]
-    minigpt chat --ckpt model.pt        (opens straight into the Chat pane)
+    minigpt chat --ckpt CHECKPOINT [sampling options] [--device D] [--weights W]
+                                        (opens straight into the Chat pane, set up so)
 
 Training and ablations run as child processes in their own sessions, so quitting the TUI or
 losing the SSH connection leaves them running; attaching later replays their history.
@@ -18,7 +19,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
 
-from minigpt.events import DEFAULT_RUNS_ROOT, list_runs, summarize_run
+from minigpt.config import SamplingConfig
+from minigpt.events import DEFAULT_RUNS_ROOT
+from minigpt.runstate import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.train_pane import TrainPane
@@ -67,10 +70,12 @@ class MinigptApp(App):
     def __init__(self, data: str | None = None, preset: str | None = None,
                  steps: int | None = None, attach: Path | None = None, ckpt: Path | None = None,
                  runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
-                 weights: str = "fp32", text_field: str | None = None):
+                 weights: str = "fp32", text_field: str | None = None,
+                 sampling: SamplingConfig | None = None, device: str | None = None):
         super().__init__()
         self.text_field = text_field  # of JSON Lines / Parquet --data, for the run it starts
-        self.weights = weights  # for the chat model (minigpt chat --weights)
+        # for the chat model: minigpt chat's --weights, --device and sampling options
+        self.weights, self.device, self.sampling = weights, device, sampling
         self.data, self.preset, self.steps = data, preset, steps
         self.attach_dir, self.ckpt = attach, ckpt
         self.runs_root = Path(runs_root)
@@ -82,7 +87,7 @@ class MinigptApp(App):
             with TabPane("Train [1]", id="train"):
                 yield TrainPane(self.runs_root)
             with TabPane("Chat [2]", id="chat"):
-                yield ChatPane()
+                yield ChatPane(sampling=self.sampling, device=self.device)
             with TabPane("Ablate [3]", id="ablate"):
                 yield AblatePane(self.runs_root)
         yield Footer()
@@ -125,7 +130,9 @@ class MinigptApp(App):
         state = self.query_one(TrainPane).state
         if state is None:
             return None
-        path = Path(state.checkpoint) if state.checkpoint else state.run_dir / "model.pt"
+        from minigpt.checkpoint import CHECKPOINT_NAME
+
+        path = Path(state.checkpoint) if state.checkpoint else state.run_dir / CHECKPOINT_NAME
         try:
             return path if path.exists() else None
         except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it

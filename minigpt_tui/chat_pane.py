@@ -8,6 +8,7 @@ sent in batches of at most 50 ms so a fast model cannot flood the screen.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,10 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from minigpt.config import STRATEGIES, SamplingConfig
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
-STRATEGIES = [(s, s) for s in ("greedy", "temperature", "top-k", "top-p", "min-p")]
 N_CANDIDATES = 8
 
 
@@ -67,12 +68,38 @@ def is_probability(text: str) -> bool:
         return False
 
 
-def setting(label: str, input_id: str, value: str, validators, valid_empty=False) -> Horizontal:
-    return Horizontal(
-        Label(label, classes="setting-label"),
-        Input(value, id=input_id, validators=validators, valid_empty=valid_empty, compact=True),
-        classes="setting",
-    )
+def parse_stop(text: str) -> tuple[str, ...]:
+    """The stop strings as typed: none when empty, a JSON list of strings (for several, or for
+    one with a newline: ["\\n\\n"]), else the text itself as the one stop string."""
+    if not text.startswith("["):
+        return (text,) if text else ()
+    strings = json.loads(text)  # a ValueError when it is not JSON
+    if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
+        raise ValueError("not a list of strings")
+    return tuple(strings)
+
+
+def show_stop(stop: tuple[str, ...]) -> str:
+    """The stop strings as parse_stop reads them back."""
+    if len(stop) == 1 and stop[0].isprintable() and not stop[0].startswith("["):
+        return stop[0]
+    return json.dumps(list(stop), ensure_ascii=False) if stop else ""
+
+
+def is_stop_text(text: str) -> bool:
+    try:
+        parse_stop(text)
+        return True
+    except ValueError:
+        return False
+
+
+def setting(label: str, input_id: str, value, validators, valid_empty=False,
+            tooltip: str | None = None) -> Horizontal:
+    box = Input("" if value is None else str(value), id=input_id, validators=validators,
+                valid_empty=valid_empty, compact=True)
+    box.tooltip = plain(tooltip) if tooltip else None
+    return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
 
 
 class ChatPane(Widget, can_focus=False):
@@ -102,8 +129,11 @@ class ChatPane(Widget, can_focus=False):
     class Finished(Message):
         reason: str
 
-    def __init__(self, **kwargs):
+    def __init__(self, sampling: SamplingConfig | None = None, device: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.initial = sampling or SamplingConfig()  # the settings shown until the user edits them
+        self.device = device  # as pick_device takes it: None for the best available
         self.model = None
         self.tokenizer = None
         self.checkpoint_path: Path | None = None
@@ -121,15 +151,23 @@ class ChatPane(Widget, can_focus=False):
                                   id="chat-prompt")
                 yield Static("", id="chat-status")
             with Vertical(id="chat-side"):
-                yield Select(STRATEGIES, value="top-k", allow_blank=False, id="strategy",
-                             compact=True)
-                yield setting("temperature", "temperature", "0.8", [Number(minimum=0)])
-                yield setting("top-k", "top_k", "50", [Integer(minimum=1)])
-                yield setting("top-p", "top_p", "0.9",
+                cfg = self.initial
+                yield Select([(s, s) for s in STRATEGIES], value=cfg.strategy, allow_blank=False,
+                             id="strategy", compact=True)
+                yield setting("temperature", "temperature", cfg.temperature, [Number(minimum=0)])
+                yield setting("top-k", "top_k", cfg.top_k, [Integer(minimum=1)])
+                yield setting("top-p", "top_p", cfg.top_p,
                               [Function(is_probability, "top-p must be in (0, 1]")])
-                yield setting("min-p", "min_p", "0.05", [Number(minimum=0, maximum=1)])
-                yield setting("seed", "seed", "", [Integer()], valid_empty=True)
-                yield setting("max tokens", "max_new_tokens", "200",
+                yield setting("min-p", "min_p", cfg.min_p, [Number(minimum=0, maximum=1)])
+                yield setting("penalty", "repetition_penalty", cfg.repetition_penalty,
+                              [Number(minimum=0)], tooltip="repetition penalty: above 1 makes "
+                              "tokens already in the context less likely")
+                yield setting("stop", "stop", show_stop(cfg.stop),
+                              [Function(is_stop_text, "stop: a string, or a JSON list of them")],
+                              valid_empty=True, tooltip='stop before this string; several: '
+                              'a JSON list, ["\\n\\n", "END"]')
+                yield setting("seed", "seed", cfg.seed, [Integer()], valid_empty=True)
+                yield setting("max tokens", "max_new_tokens", cfg.max_new_tokens,
                               [Integer(minimum=1, maximum=100_000)])
                 yield TokenInspector(id="chat-inspector")
 
@@ -148,25 +186,14 @@ class ChatPane(Widget, can_focus=False):
 
         import torch
 
-        from minigpt.checkpoint import load_checkpoint
         from minigpt.errors import MinigptError
-        from minigpt.quantize import convert_weights
-        from minigpt.train import describe_device, pick_device
+        from minigpt.inference import load_for_inference
 
         # Training runs beside us in a child process that uses every core; two thread pools
         # spinning on the same cores slow both many times over, so chat takes half of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         try:
-            device = pick_device()
-            ckpt = load_checkpoint(path, map_location=device)
-            model = ckpt.build_model(device).eval()  # (load_checkpoint refuses NaN weights)
-            n_params = model.num_params()  # before int8 turns weights into buffers
-            model = convert_weights(model, weights)
-            cfg = ckpt.model_config
-            description = assemble(
-                (str(path), "bold"), f"  {n_params / 1e6:.2f}M params, {ckpt.tokenizer.kind} "
-                f"{ckpt.tokenizer.vocab_size} tokens, context {cfg.block_size}, step {ckpt.step}, "
-                f"{describe_device(device)}, {weights} weights")
+            loaded = load_for_inference(path, self.device, weights)
         except MinigptError as e:
             self.post_message(self.LoadFailed(str(e)))
             return
@@ -174,7 +201,8 @@ class ChatPane(Widget, can_focus=False):
             first = (str(e).strip().splitlines() or [""])[0]
             self.post_message(self.LoadFailed(f"cannot load {path}: {type(e).__name__}: {first}"))
             return
-        self.post_message(self.Loaded(model, ckpt.tokenizer, description))
+        description = assemble((str(path), "bold"), f"  {loaded.describe()}")
+        self.post_message(self.Loaded(loaded.model, loaded.tokenizer, description))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -192,9 +220,9 @@ class ChatPane(Widget, can_focus=False):
     def sampling_config(self):
         """The settings as typed, or None (with the problem shown) if one is invalid."""
         from minigpt.errors import SamplingError
-        from minigpt.sampling import SamplingConfig
 
-        for field in ("temperature", "top_k", "top_p", "min_p", "seed", "max_new_tokens"):
+        for field in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
+                      "seed", "max_new_tokens"):
             box = self.query_one(f"#{field}", Input)
             result = box.validate(box.value)
             if result is not None and not result.is_valid:
@@ -207,6 +235,8 @@ class ChatPane(Widget, can_focus=False):
                 strategy=self.query_one("#strategy", Select).value,
                 temperature=float(value("temperature")), top_k=int(value("top_k")),
                 top_p=float(value("top_p")), min_p=float(value("min_p")),
+                repetition_penalty=float(value("repetition_penalty")),
+                stop=parse_stop(value("stop")),
                 seed=int(value("seed")) if value("seed") else None,
                 max_new_tokens=int(value("max_new_tokens")),
             )

@@ -9,10 +9,11 @@ closed SSH connection (SIGHUP to the TUI's session) reaches it: the run goes on,
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from minigpt import control
 
 LOG_NAME = "output.log"
 
@@ -43,10 +44,12 @@ def launch_training(run_dir: Path, data: str | None, preset: str | None, steps: 
 
 
 def launch_ablation(run_dir: Path, variants: list[str], data: str | None, steps: int,
-                    preset: str | None = None) -> subprocess.Popen:
+                    preset: str | None = None, text_field: str | None = None) -> subprocess.Popen:
     args = ["ablate", *variants, "--out", str(run_dir), "--steps", str(steps), "--quiet"]
     if data:
         args += ["--data", data]
+    if text_field:
+        args += ["--text-field", text_field]
     if preset:
         args += ["--preset", preset]
     return _launch(args, run_dir)
@@ -61,8 +64,8 @@ def last_output_line(run_dir: Path) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
-def send(pid: int | None, sig: signal.Signals) -> bool:
-    """Signal a run's process; False if it is gone."""
+def send(pid: int | None, sig) -> bool:
+    """Signal a run's process (one of minigpt.control's); False if it is gone."""
     if not pid:
         return False
     try:
@@ -73,13 +76,13 @@ def send(pid: int | None, sig: signal.Signals) -> bool:
 
 
 def stop(pid: int | None) -> bool:
-    """Finish the current step, save, end (the trainer handles SIGTERM)."""
-    return send(pid, signal.SIGTERM)
+    """Finish the current step, save, end (an ablation: cancel)."""
+    return send(pid, control.STOP)
 
 
 def save_now(pid: int | None) -> bool:
-    return send(pid, signal.SIGUSR1)
+    return send(pid, control.SAVE_NOW)
 
 
 def toggle_pause(pid: int | None) -> bool:
-    return send(pid, signal.SIGUSR2)
+    return send(pid, control.TOGGLE_PAUSE)

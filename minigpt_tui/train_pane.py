@@ -1,185 +1,50 @@
 """The Train pane: start a run or attach to one, and watch it learn.
 
 Training never runs in this process: `minigpt train` runs as a child in its own session and
-appends to <run>/events.jsonl; this pane reads what is new four times a second (a non-blocking
-read of a small file) and redraws at most twice a second, so watching costs training almost
-nothing. Pause, save and stop are signals to the child.
+appends to <run>/events.jsonl; a RunFollower reads what is new twice a second (a non-blocking
+read of a small file) into the run's state, and the pane redraws when something came, so
+watching costs training almost nothing. Pause, save and stop are signals to the child.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from minigpt.events import (
-    PREPARE_STAGES,
-    EventTail,
-    new_run_dir,
-    number,
-    pid_of,
-    process_alive,
-    text,
-    whole,
-)
+from minigpt.events import PREPARE_STAGES, new_run_dir
+from minigpt.runstate import LIVE, RunState
 from minigpt_tui import runs
+from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.loss_chart import LossChart
 
-LIVE = ("starting", "preparing", "running", "paused")
 TRAINING = ("running", "paused")  # the child handles pause and save signals only once it trains
 
 
-@dataclass
-class RunState:
-    """Everything the pane shows, rebuilt from the run's events."""
+SEPARATOR = " · "  # between the fields of a line of numbers, so none run together
 
-    run_dir: Path
-    status: str = "starting"
-    pid: int | None = None
-    step: int = 0
-    max_steps: int = 0
-    device: str = ""
-    precision: str = ""
-    params: int = 0
-    data: str = ""
-    loss: float | None = None
-    val_loss: float | None = None
-    lr: float | None = None
-    grad_norm: float | None = None
-    tokens_per_s: float | None = None
-    flops_per_s: float | None = None
-    mfu: float | None = None  # of the device's peak; None where the peak is unknown (CPUs)
-    steps_per_s: float | None = None
-    sample: str = ""
-    checkpoint: str | None = None
-    error: str = ""
-    note: str = ""
-    # the data's preparation, before the start (the "prepare" and "prepared" events)
-    prep_stage: str = ""
-    prep_bytes_done: int = 0
-    prep_bytes_total: int = 0
-    prep_tokens: int | None = None
-    prep_tokens_per_s: float | None = None
-    prep_elapsed: float | None = None
-    prep_stage_began: float | None = None  # elapsed at this stage's first event: its ETA's base
-    prepared: str = ""  # "data ready: ..." once the data is there, until the start
-    step_xs: list[float] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)
-    eval_xs: list[float] = field(default_factory=list)
-    train_losses: list[float] = field(default_factory=list)
-    val_losses: list[float] = field(default_factory=list)
-    skipped: int = 0  # events that lacked what their type needs
-    _last_step_event: tuple[int, float] | None = None
 
-    def apply(self, ev: dict) -> None:
-        """Take in one event (as EventTail yields them: a dict with a string "type"). Its fields
-        are as its writer made them: one of the wrong kind counts as missing, and an event that
-        lacks what it is for (a step without a step and a loss) is skipped and counted. NaN
-        losses of a diverged run are shown as numbers but kept out of the curves."""
-        kind = ev["type"]
-        if kind == "prepare":
-            stage = text(ev, "stage")
-            if stage is None:
-                self.skipped += 1
-                return
-            self.status, self.pid, self.prepared = "preparing", pid_of(ev) or self.pid, ""
-            self.error = ""  # an earlier run's, in a folder resumed
-            elapsed = number(ev, "elapsed")
-            elapsed = elapsed if elapsed is not None and math.isfinite(elapsed) else None
-            if stage != self.prep_stage or self.prep_stage_began is None:
-                self.prep_stage, self.prep_stage_began = stage, elapsed
-            self.prep_elapsed = elapsed
-            self.prep_bytes_total = whole(ev, "bytes_total") or 0
-            self.prep_bytes_done = min(whole(ev, "bytes_done") or 0, self.prep_bytes_total)
-            self.prep_tokens = whole(ev, "tokens")
-            self.prep_tokens_per_s = number(ev, "tokens_per_s")
-        elif kind == "prepared":
-            self.status, self.pid = "preparing", pid_of(ev) or self.pid
-            tokens, seconds = whole(ev, "tokens"), number(ev, "seconds")
-            how = ("cached" if ev.get("cached") is True else
-                   f"prepared in {seconds:.1f} s" if seconds is not None else "prepared")
-            self.prepared = f"data ready: {_fmt(tokens, ',')} tokens, {how}"
-            self.prep_bytes_done = self.prep_bytes_total
-        elif kind == "start":
-            self.status, self.pid = "running", pid_of(ev)
-            self.prepared = ""
-            self.step, self.max_steps = whole(ev, "step") or 0, whole(ev, "max_steps") or 0
-            self.device, self.params = text(ev, "device") or "", whole(ev, "params") or 0
-            self.data = text(ev, "data") or ""
-            self.precision = text(ev, "precision") or ""  # absent in runs from older versions
-            self._last_step_event = None
-        elif kind == "step":
-            step, loss, time_ = whole(ev, "step"), number(ev, "loss"), number(ev, "time")
-            if step is None or loss is None:
-                self.skipped += 1
-                return
-            if time_ is not None and not math.isfinite(time_):
-                time_ = None
-            if self._last_step_event and time_ is not None:  # steps/s from consecutive steps
-                prev_step, prev_time = self._last_step_event
-                if time_ > prev_time:
-                    self.steps_per_s = (step - prev_step) / (time_ - prev_time)
-            self._last_step_event = None if time_ is None else (step, time_)
-            self.step, self.max_steps = step, whole(ev, "max_steps") or self.max_steps
-            self.loss, self.lr, self.grad_norm = loss, number(ev, "lr"), number(ev, "grad_norm")
-            self.tokens_per_s = number(ev, "tokens_per_s")
-            self.flops_per_s, self.mfu = number(ev, "flops_per_s"), number(ev, "mfu")
-            if math.isfinite(loss):
-                self.step_xs.append(step)
-                self.step_losses.append(loss)
-        elif kind == "eval":
-            step, train, val = whole(ev, "step"), number(ev, "train_loss"), number(ev, "val_loss")
-            if step is None or val is None:
-                self.skipped += 1
-                return
-            self.val_loss = val
-            if train is not None and math.isfinite(train) and math.isfinite(val):
-                self.eval_xs.append(step)
-                self.train_losses.append(train)
-                self.val_losses.append(val)
-        elif kind == "sample":
-            if text(ev, "text") is None:
-                self.skipped += 1
-                return
-            self.sample = ev["text"]
-        elif kind == "checkpoint":
-            self.checkpoint = text(ev, "path") or self.checkpoint
-        elif kind == "paused":
-            self.status = "paused"
-        elif kind == "resumed":
-            self.status = "running"
-            self._last_step_event = None
-        elif kind == "done":
-            self.status = text(ev, "reason") or "finished"
-            step = whole(ev, "step")
-            self.step = self.step if step is None else step
-            self.checkpoint = text(ev, "checkpoint") or self.checkpoint
-        elif kind == "error":
-            self.status, self.error = "failed", text(ev, "message") or ""
-        elif kind == "note":  # e.g. torch.compile failed and the run went on without it
-            self.note = text(ev, "message") or ""
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.status != "running" or not self.steps_per_s:
-            return None
-        return (self.max_steps - self.step) / self.steps_per_s
-
-    @property
-    def prep_eta_s(self) -> float | None:
-        """The stage's time to go, at the pace of its bytes so far."""
-        if (self.prep_elapsed is None or self.prep_stage_began is None or not self.prep_bytes_done
-                or self.prep_elapsed <= self.prep_stage_began):
-            return None
-        rate = self.prep_bytes_done / (self.prep_elapsed - self.prep_stage_began)
-        return (self.prep_bytes_total - self.prep_bytes_done) / rate
+def fields(*lines: list[tuple]) -> Text:
+    """Lines of fields, each field a tuple of assemble()'s parts ("loss ", ("2.377", "bold")),
+    with SEPARATOR between the fields of a line; an empty field is left out."""
+    out = Text()
+    for i, line in enumerate(lines):
+        if i:
+            out.append("\n")
+        shown = [f for f in line if any(p if isinstance(p, str) else p[0] for p in f)]
+        for j, field in enumerate(shown):
+            if j:
+                out.append(SEPARATOR, style="dim")
+            out.append_text(assemble(*field))
+    return out
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -225,10 +90,7 @@ class TrainPane(Widget, can_focus=True):
     def __init__(self, runs_root: Path, **kwargs):
         super().__init__(**kwargs)
         self.runs_root = runs_root
-        self.state: RunState | None = None
-        self.tail: EventTail | None = None
-        self.process = None  # the Popen of a run this pane started (None when attached)
-        self._dirty = False
+        self.follower: RunFollower | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -241,11 +103,12 @@ class TrainPane(Widget, can_focus=True):
                 with VerticalScroll(id="train-sample-box"):
                     yield Static("", id="train-sample")
 
-    def on_mount(self) -> None:
-        self.set_interval(0.25, self.poll)
-        self.set_interval(0.5, self.redraw)
-
     # --- following a run -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> RunState | None:
+        """The followed run's state (None before any run)."""
+        return self.follower.state if self.follower else None
 
     @property
     def is_live(self) -> bool:
@@ -255,61 +118,43 @@ class TrainPane(Widget, can_focus=True):
                   text_field: str | None = None) -> Path | None:
         try:
             run_dir = new_run_dir(self.runs_root)
-            self.process = runs.launch_training(run_dir, data, preset, steps,
-                                                text_field=text_field)
+            process = runs.launch_training(run_dir, data, preset, steps, text_field=text_field)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             message = clean(f"cannot start a run: {e}")
             self.notify(message, severity="error", markup=False)
             self.query_one("#train-title", Static).update(plain(message, "red"))  # stays in view
             return None
-        self._follow(run_dir)
-        self.state.pid = self.process.pid
+        self._follow(run_dir, process)
         return run_dir
 
     def attach(self, run_dir: Path) -> None:
-        self.process = None
         self._follow(Path(run_dir))
 
-    def _follow(self, run_dir: Path) -> None:
-        self.state = RunState(run_dir)
-        self.tail = EventTail(run_dir)
+    def _follow(self, run_dir: Path, process=None) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         self.query_one(LossChart).clear()
-        self.poll()
+        self.follower = RunFollower(self, run_dir, process)
+        self.redraw()  # its name at once; what it did as its events come
 
-    def poll(self) -> None:
-        """Read what the run wrote since the last call; notice if its process is gone."""
-        if self.tail is None:
-            return
-        events = self.tail.read_new()
-        for ev in events:
-            self.state.apply(ev)
-        self._dirty |= bool(events)
-        if self.process is not None and self.process.poll() is not None:
-            self.process = None  # reaped; what happened is in the events or its last words
-        if self.state.status in LIVE and not events and not self._run_process_alive():
-            self.state.status = "failed" if self.state.status == "starting" else "ended"
-            self.state.error = runs.last_output_line(self.state.run_dir)
-            self._dirty = True
+    @on(RunFollower.Changed)
+    @on(RunFollower.Ended)
+    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
+        if message.follower is self.follower:  # not one this pane has since let go
+            self.redraw()
 
-    def _run_process_alive(self) -> bool:
-        if self.process is not None:
-            return self.process.poll() is None
-        return process_alive(self.state.pid)
-
-    def redraw(self, force: bool = False) -> None:
-        if not (self._dirty or force) or self.state is None:
-            return
-        self._dirty = False
+    def redraw(self) -> None:
         s = self.state
+        if s is None:
+            return
         if s.status == "preparing":
             self._redraw_preparing(s)
             return
         title = assemble((s.run_dir.name, "bold"), f"  {s.status}")
         if s.status not in LIVE:
             title.append("  (read-only)")
-        skipped = s.skipped + self.tail.skipped
-        if skipped:
-            title.append(f"  {skipped} unreadable event(s) skipped", style="dim")
+        if self.follower.skipped:
+            title.append(f"  {self.follower.skipped} unreadable event(s) skipped", style="dim")
         if s.error:
             title.append_text(plain(f"  {s.error}", "red"))
         elif s.note:
@@ -317,13 +162,15 @@ class TrainPane(Widget, can_focus=True):
         self.query_one("#train-title", Static).update(title)
         self.query_one(ProgressBar).update(total=max(s.max_steps, 1), progress=s.step)
         params = f"{s.params / 1e6:.2f}M params" if s.params else ""
-        self.query_one("#train-stats", Static).update(assemble(
-            "step ", (str(s.step), "bold"), f"/{s.max_steps}  loss ", (_fmt(s.loss, ".3f"), "bold"),
-            "  val ", (_fmt(s.val_loss, ".3f"), "bold"), f"  eta {_duration(s.eta_s)}\n"
-            f"{_fmt(s.tokens_per_s, ',.0f')} tok/s  {_fmt(s.steps_per_s, '.1f')} steps/s  "
-            f"{_compute(s)}  lr {_fmt(s.lr, '.2e')}  grad {_fmt(s.grad_norm, '.2f')}\n"
-            f"{s.device} {s.precision}  {params}  {s.data}"))
-        self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState.apply
+        self.query_one("#train-stats", Static).update(fields(
+            [("step ", (str(s.step), "bold"), f"/{s.max_steps}"),
+             ("loss ", (_fmt(s.loss, ".3f"), "bold")),
+             ("val ", (_fmt(s.val_loss, ".3f"), "bold")),
+             (f"eta {_duration(s.eta_s)}",)],
+            [(f"{_fmt(s.tokens_per_s, ',.0f')} tok/s",), (f"{_fmt(s.steps_per_s, '.1f')} steps/s",),
+             (_compute(s),), (f"lr {_fmt(s.lr, '.2e')}",), (f"grad {_fmt(s.grad_norm, '.2f')}",)],
+            [(f"{s.device} {s.precision}".strip(),), (params,), (s.data,)]))
+        self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState
         chart = self.query_one(LossChart)
         chart.set_series("train", s.eval_xs, s.train_losses)
         chart.set_series("val", s.eval_xs, s.val_losses)
@@ -335,23 +182,27 @@ class TrainPane(Widget, can_focus=True):
     def _redraw_preparing(self, s: RunState) -> None:
         """Before the start: the data's preparation (bytes read, tokens, tokens/s, ETA), then
         that it is ready, until training's start takes over."""
-        if s.prepared:
-            title = assemble((s.run_dir.name, "bold"), "  ", (s.prepared, "green"))
+        p = s.prep
+        if p.ready:
+            how = ("cached" if p.cached else
+                   f"prepared in {p.seconds:.1f} s" if p.seconds is not None else "prepared")
+            title = assemble((s.run_dir.name, "bold"), "  ",
+                             (f"data ready: {_fmt(p.tokens, ',')} tokens, {how}", "green"))
         else:
             title = assemble((s.run_dir.name, "bold"), "  preparing data: ",
-                             PREPARE_STAGES.get(s.prep_stage, s.prep_stage))
-        skipped = s.skipped + self.tail.skipped
-        if skipped:
-            title.append(f"  {skipped} unreadable event(s) skipped", style="dim")
+                             PREPARE_STAGES.get(p.stage, p.stage))
+        if self.follower.skipped:
+            title.append(f"  {self.follower.skipped} unreadable event(s) skipped", style="dim")
         self.query_one("#train-title", Static).update(title)
-        self.query_one(ProgressBar).update(total=max(s.prep_bytes_total, 1),
-                                           progress=s.prep_bytes_done)
-        share = f" ({s.prep_bytes_done / s.prep_bytes_total:.0%})" if s.prep_bytes_total else ""
-        self.query_one("#train-stats", Static).update(assemble(
-            f"{_size(s.prep_bytes_done)} of {_size(s.prep_bytes_total)}{share}  tokens ",
-            (_fmt(s.prep_tokens, ","), "bold"), f"  {_fmt(s.prep_tokens_per_s, ',.0f')} tok/s  "
-            f"elapsed {_duration(s.prep_elapsed)}  eta {_duration(s.prep_eta_s)}\n"
-            "the data is tokenized once into the cache; training starts when it is ready"))
+        self.query_one(ProgressBar).update(total=max(p.bytes_total, 1), progress=p.bytes_done)
+        share = f" ({p.bytes_done / p.bytes_total:.0%})" if p.bytes_total else ""
+        stats = fields(
+            [(f"{_size(p.bytes_done)} of {_size(p.bytes_total)}{share}",),
+             ("tokens ", (_fmt(p.tokens, ","), "bold")),
+             (f"{_fmt(p.tokens_per_s, ',.0f')} tok/s",)],
+            [(f"elapsed {_duration(p.elapsed)}",), (f"eta {_duration(p.eta_s)}",)])
+        stats.append("\nthe data is tokenized once into the cache; training starts when ready")
+        self.query_one("#train-stats", Static).update(stats)
         self.query_one(Sparkline).data = []
         self.query_one("#train-sample", Static).update(plain("(a sample appears at each evaluation)"))
 

@@ -347,3 +347,23 @@ def test_ctrl_c_while_python_still_imports_is_one_line(tmp_path):
                             text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 130
     assert result.stderr.strip().splitlines() == ["minigpt: interrupted"]
+
+
+def test_help_lists_the_engines_choices_and_defaults():
+    """The presets, strategies and sampling defaults the help shows are the engine's own."""
+    from typer.testing import CliRunner
+
+    from minigpt.cli import app
+    from minigpt.config import PRESETS, STRATEGIES, SamplingConfig
+
+    def help_of(command: str) -> str:
+        return " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+
+    for command in ("train", "tui"):
+        assert all(name in help_of(command) for name in PRESETS)
+    for command in ("generate", "chat"):
+        shown = help_of(command)
+        assert all(name in shown for name in STRATEGIES)
+        defaults = SamplingConfig()
+        assert f"(>= 0). [default: {defaults.temperature}]" in shown  # --temperature
+        assert f"[default: {defaults.strategy}]" in shown

@@ -484,7 +484,7 @@ def test_fine_tuning_keeps_the_model_and_may_shorten_its_context(tmp_path, hf_fo
     with pytest.raises(ConfigError, match="--n-layer"):
         finetune_config(start, FINETUNE, {"n_layer": 1})
     data = prepare_data(corpus, cfg, tokenizer=start.tokenizer)
-    trainer = Trainer(cfg, data, device="cpu", init=fit_to_context(start, cfg.model))
+    trainer = Trainer.finetune(fit_to_context(start, cfg.model), cfg, data, device="cpu")
     wpe = trainer.model.transformer.wpe.weight
     assert torch.equal(wpe, start.state_dict["transformer.wpe.weight"][:12])
     evals = [ev for ev in trainer.run() if ev["type"] == "eval"]

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from minigpt import train
+from minigpt import hardware, train
 from minigpt.errors import ConfigError
-from minigpt.hardware import peak_flops
-from minigpt.train import Trainer, autocast_for, prepare_data, resolve_precision
+from minigpt.hardware import autocast_for, peak_flops, resolve_precision
+from minigpt.train import Trainer, prepare_data
 
 # bf16 keeps 8 bits of mantissa, so losses may drift apart by about 0.01 over a run; over these 30
 # steps of a tiny model we measured 1e-4 (the loss itself falls by more than 0.5)
@@ -41,7 +41,7 @@ def test_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, native):
 
 
 def test_the_trainer_reports_its_precision(tiny_train_config, corpus, monkeypatch):
-    monkeypatch.setattr(train, "has_native_bf16", lambda device: False)  # as imported there
+    monkeypatch.setattr(hardware, "has_native_bf16", lambda device: False)
     cfg = tiny_train_config.with_overrides(max_steps=1, sample_tokens=0)
     trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
     start = next(trainer.run())

@@ -13,8 +13,9 @@ from minigpt import prepare as prepare_module
 from minigpt import sources
 from minigpt.data import TokenData, get_batch
 from minigpt.errors import DataError
-from minigpt.events import read_events, summarize_run
+from minigpt.events import read_events
 from minigpt.prepare import TOKENS_NAME, prepare, separator
+from minigpt.runstate import summarize_run
 from minigpt.sources import open_source
 
 DOCS = ["The first document.\nIt has two lines.\n", "  Second: café, naïve — ✓\n\n",

@@ -9,7 +9,7 @@ import torch
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import TrainingDiverged
 from minigpt.events import read_events
-from minigpt.train import Trainer, lr_at, prepare_data
+from minigpt.train import Throughput, Trainer, lr_at, prepare_data
 
 
 def run(cfg, corpus, **kw):
@@ -79,8 +79,8 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_train_config, corpu
             interrupted.request_stop("interrupted")
     ckpt = load_checkpoint(tmp_path / "model.pt")
     assert ckpt.step == 20
-    resumed = Trainer(ckpt.train_config, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
-                      device="cpu", resume=ckpt)
+    resumed = Trainer.resume(ckpt, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                             device="cpu")
     later = list(resumed.run())
 
     whole_steps = {e["step"]: e["loss"] for e in of(whole, "step") if e["step"] > 20}
@@ -277,5 +277,17 @@ def test_a_training_state_that_does_not_fit_is_a_clear_error(tiny_train_config, 
     torch.save(payload, tmp_path / "edited.pt")
     ckpt = load_checkpoint(tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match=f"^{tmp_path / 'edited.pt'}: .*{fragment}"):
-        Trainer(ckpt.train_config, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
-                device="cpu", resume=ckpt)
+        Trainer.resume(ckpt, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                       device="cpu")
+
+
+def test_the_throughput_window_keeps_its_losses_over_a_pause():
+    """A pause restarts the tokens/s clock only: the next logged loss still averages every step
+    since the last one logged."""
+    window = Throughput()
+    window.add(torch.tensor(2.0), tokens=100)
+    window.restart_clock()
+    window.add(torch.tensor(4.0), tokens=100)
+    assert (window.mean_loss(), window.steps, window.tokens) == (3.0, 2, 100)
+    window.restart(window.start + 1.0)
+    assert (window.steps, window.tokens, window.tokens_per_s(window.start + 2.0)) == (0, 0, 0.0)

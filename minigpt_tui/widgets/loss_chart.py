@@ -3,12 +3,26 @@ legend (train and validation in the Train pane, one per variant in the Ablate pa
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from textual_plotext import PlotextPlot
 
 from minigpt_tui.text import clean
 
 # distinct in 256 colours and readable on dark and light themes
 COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]
+
+
+def whole_ticks(lo: float, hi: float, most: int) -> list[int]:
+    """At most `most` ticks (two or more) for a step axis from lo to hi: whole steps, 1, 2 or 5
+    times a power of ten apart. Plotext's own split the range evenly, into steps like 62.5."""
+    first, last = math.ceil(lo), math.floor(hi)
+    for power in itertools.count():
+        for multiple in (1, 2, 5):
+            spacing = multiple * 10**power
+            if (last - first) // spacing + 1 <= max(most, 2):
+                return list(range(math.ceil(first / spacing) * spacing, last + 1, spacing))
 
 
 class LossChart(PlotextPlot):
@@ -36,3 +50,11 @@ class LossChart(PlotextPlot):
                 plt.plot(steps, losses, label=clean(name), marker="braille",
                          color=COLORS[i % len(COLORS)])
         self.refresh()
+
+    def render(self):
+        """The plot at this size, its step axis marked at whole steps."""
+        xs = [x for steps, _ in self.series.values() for x in steps]
+        if xs:
+            label = len(str(int(max(xs))))  # a tick's label, and room around it
+            self.plt.xticks(whole_ticks(min(xs), max(xs), self.size.width // (label + 6)))
+        return super().render()

@@ -13,8 +13,7 @@ from textual.screen import ModalScreen
 from textual.validation import Integer
 from textual.widgets import Button, Input, Label, Select
 
-PRESETS = [("auto (by device)", ""), ("tiny", "tiny"), ("cpu", "cpu"), ("gpu", "gpu"),
-           ("gpt2", "gpt2")]
+from minigpt.config import PRESETS
 
 
 @dataclass
@@ -42,7 +41,8 @@ class NewRunForm(ModalScreen[NewRun | None]):
             yield Input(self.defaults.text_field or "", placeholder="text", id="text-field",
                         compact=True)
             yield Label("preset")
-            yield Select(PRESETS, value=self.defaults.preset or "", allow_blank=False, id="preset",
+            yield Select([("auto (by device)", ""), *((name, name) for name in PRESETS)],
+                         value=self.defaults.preset or "", allow_blank=False, id="preset",
                          compact=True)
             yield Label("steps (empty: the preset's)")
             yield Input(str(self.defaults.steps or ""), placeholder="preset default", id="steps",

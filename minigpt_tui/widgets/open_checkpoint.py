@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from minigpt.checkpoint import CHECKPOINT_NAME
+from minigpt.events import DEFAULT_RUNS_ROOT
 from minigpt_tui.text import clean
 
 
@@ -23,8 +25,10 @@ class OpenCheckpoint(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
-            yield Label("Open a checkpoint (model.pt or a run directory); Enter opens", classes="title")
-            yield Input(str(self.suggestion or ""), placeholder="checkpoints/<run>/model.pt")
+            yield Label(f"Open a checkpoint ({CHECKPOINT_NAME} or a run directory); Enter opens",
+                        classes="title")
+            yield Input(str(self.suggestion or ""),
+                        placeholder=f"{DEFAULT_RUNS_ROOT.as_posix()}/<run>/{CHECKPOINT_NAME}")
 
     @on(Input.Submitted)
     def opened(self, event: Input.Submitted) -> None:

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from minigpt.events import RunSummary
+from minigpt.runstate import RunSummary
 from minigpt_tui.text import plain
 
 NEW_RUN = "new"

@@ -16,6 +16,8 @@ SIZE = (80, 24)
 async def start_ablation(app, pilot, variants, corpus_file, steps: str) -> AblatePane:
     """Fill the Ablate pane's form as a user would and press ctrl+r."""
     await pilot.press("3")
+    await wait_for(pilot, lambda: app.focused is app.query_one("#ablate-variants"),
+                   what="the pane's focus")  # a key pressed before it lands goes nowhere
     checks = app.query_one(SelectionList)
     checks.deselect_all()
     for name in variants:
@@ -31,7 +33,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await start_ablation(app, pilot, ["attention", "tying"], corpus_file, "15")
-        await wait_for(pilot, lambda: pane.status == "finished", timeout=300,
+        await wait_for(pilot, lambda: pane.state.status == "finished", timeout=300,
                        what="the ablation to finish")
         await pilot.pause(0.6)
         table = app.query_one(DataTable)
@@ -43,7 +45,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         table.move_cursor(row=1)
         await pilot.pause()
         assert "attention" in str(app.query_one("#ablate-sample").render())
-        pane_results = [e for e in read_events(pane.run_dir) if e["type"] == "result"]
+        pane_results = [e for e in read_events(pane.state.run_dir) if e["type"] == "result"]
 
     out = tmp_path / "headless.json"
     subprocess.run([sys.executable, "-m", "minigpt", "ablate", "attention", "tying", "--data",
@@ -60,8 +62,29 @@ async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await start_ablation(app, pilot, ["attention"], corpus_file, "100000")
-        await wait_for(pilot, lambda: pane.status == "running" and "step" in str(
+        await wait_for(pilot, lambda: pane.state.status == "running" and "step" in str(
             app.query_one("#ablate-status").render()), what="training")
         await pilot.press("ctrl+k")
-        await wait_for(pilot, lambda: pane.status == "cancelled", what="the cancel")
+        await wait_for(pilot, lambda: pane.state.status == "cancelled", what="the cancel")
         assert app.query_one(DataTable).row_count == 0  # the interrupted baseline is not a result
+
+
+async def test_the_form_passes_the_text_field(tmp_path, english_text):
+    """Data x.jsonl and text field body in the form: the ablation reads the body field."""
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "body": english_text[i:i + 3000]}) + "\n"
+                            for i in range(0, 30_000, 3000)), encoding="utf-8")
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.focused is app.query_one("#ablate-variants"),
+                       what="the pane's focus")
+        app.query_one("#ablate-text-field").value = "body"
+        pane = await start_ablation(app, pilot, ["tying"], data, "3")
+        await wait_for(pilot, lambda: pane.state.status not in ("starting", "preparing",
+                                                                 "running"),
+                       timeout=300, what="the ablation to end")
+        assert pane.state.status == "finished", str(app.query_one("#ablate-status").render())
+        prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
+        assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
+        assert app.query_one(DataTable).row_count == 2

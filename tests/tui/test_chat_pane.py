@@ -154,3 +154,72 @@ async def test_chat_with_int8_weights(checkpoint):
         assert "int8 weights" in shown
         assert f"{GPT(pane.model.config).num_params() / 1e6:.2f}M params" in shown  # all counted
         assert await ask(pilot, pane, "the ")
+
+
+async def test_options_given_to_the_app_are_shown_and_used(checkpoint):
+    """`minigpt chat --strategy greedy --temperature 0.2 ...` (no --plain): the pane opens with
+    those settings in its inputs and decodes with them."""
+    from minigpt.sampling import SamplingConfig, stream_text
+
+    given = SamplingConfig(strategy="greedy", temperature=0.2, top_k=7, top_p=0.5, min_p=0.25,
+                           repetition_penalty=1.3, max_new_tokens=12, stop=("zz", "\n"), seed=3)
+    app = MinigptApp(ckpt=checkpoint, autostart=False, sampling=given, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        shown = {f: app.query_one(f"#{f}").value for f in (
+            "strategy", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
+            "seed", "max_new_tokens")}
+        assert shown == {"strategy": "greedy", "temperature": "0.2", "top_k": "7", "top_p": "0.5",
+                         "min_p": "0.25", "repetition_penalty": "1.3", "stop": '["zz", "\\n"]',
+                         "seed": "3", "max_new_tokens": "12"}
+        assert "cpu" in str(app.query_one("#chat-model").render())
+        replies = [await ask(pilot, pane, "the cat") for _ in range(2)]
+    expected = "the cat" + "".join(stream_text(pane.model, pane.tokenizer, "the cat", given))
+    assert replies == [expected, expected]  # greedy: the same reply each time, as generated
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without MPS")
+async def test_the_device_given_to_the_app_is_the_one_loaded_on(checkpoint):
+    app = MinigptApp(ckpt=checkpoint, autostart=False, device="mps")
+    async with app.run_test(size=SIZE) as pilot:
+        shown = lambda: str(app.query_one("#chat-model").render())  # noqa: E731
+        await wait_for(pilot, lambda: "mps" in shown().lower() and "loading" not in shown(),
+                       what="the load on the device asked for to fail")
+        assert app.query_one(ChatPane).model is None
+
+
+def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from minigpt.cli import app as cli
+    from minigpt.sampling import SamplingConfig
+
+    opened = []
+    monkeypatch.setattr(MinigptApp, "run", lambda self: opened.append(self))
+    result = CliRunner().invoke(cli, [
+        "chat", "--ckpt", str(checkpoint), "--strategy", "greedy", "--temperature", "0.2",
+        "--top-k", "7", "--top-p", "0.5", "--min-p", "0.25", "--repetition-penalty", "1.3",
+        "-n", "12", "--stop", "zz", "--stop", "yy", "--seed", "3", "--device", "cpu",
+        "--weights", "bf16"])
+    assert result.exit_code == 0, result.output
+    [tui] = opened
+    assert tui.sampling == SamplingConfig(
+        strategy="greedy", temperature=0.2, top_k=7, top_p=0.5, min_p=0.25,
+        repetition_penalty=1.3, max_new_tokens=12, stop=("zz", "yy"), seed=3)
+    assert (tui.device, tui.weights) == ("cpu", "bf16")
+
+    assert CliRunner().invoke(cli, ["chat", "--ckpt", str(checkpoint)]).exit_code == 0
+    assert opened[-1].sampling == SamplingConfig()  # no options: the engine's defaults
+
+
+@pytest.mark.parametrize("typed, stop", [("", ()), ("END", ("END",)), ("[x", None),
+                                         ('["\\n\\n", "[b]"]', ("\n\n", "[b]"))])
+def test_stop_strings_as_typed(typed, stop):
+    from minigpt_tui.chat_pane import parse_stop, show_stop
+
+    if stop is None:
+        with pytest.raises(ValueError):
+            parse_stop(typed)
+    else:
+        assert parse_stop(typed) == stop
+        assert parse_stop(show_stop(stop)) == stop

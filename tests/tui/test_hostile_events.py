@@ -11,8 +11,9 @@ from textual.widgets import DataTable, Sparkline
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.events import EVENTS_NAME, EventTail, list_runs, read_events, summarize_run
+from minigpt.events import EVENTS_NAME, EventTail, read_events
 from minigpt.model import GPT
+from minigpt.runstate import list_runs, summarize_run
 from minigpt.tokenizer import CharTokenizer
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
@@ -142,9 +143,9 @@ async def test_panes_survive_random_events(tmp_path, seed):
                 await pilot.press("down", "down")  # each highlighted row shows its sample
             await settle(pilot)
             assert app.is_running
-        train.redraw(force=True)
+        train.redraw()
         await settle(pilot)
-        assert train.state.run_dir == train_dir and ablate.run_dir == ablate_dir
+        assert train.state.run_dir == train_dir and ablate.state.run_dir == ablate_dir
         assert "train-run" in str(app.query_one("#train-title").render())
         assert all(math.isfinite(v) for v in app.query_one(Sparkline).data)
         for pane in (train, ablate):

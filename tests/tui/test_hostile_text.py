@@ -78,7 +78,7 @@ async def test_train_pane_shows_foreign_text_literally(tmp_path, ending):
         pane = app.query_one(TrainPane)
         await wait_for(pilot, lambda: pane.state.status not in ("starting", "running"),
                        what="the run's end")
-        pane.redraw(force=True)
+        pane.redraw()
         await settle(pilot)
         assert app.is_running
         title = str(app.query_one("#train-title").render())
@@ -112,7 +112,7 @@ async def test_ablate_pane_shows_foreign_text_literally(tmp_path, ending):
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert app.query_one(AblatePane).run_dir == run_dir
+        assert app.query_one(AblatePane).state.run_dir == run_dir
         status = str(app.query_one("#ablate-status").render())
         literal(status, "the status line")
         if ending["type"] == "ablation_done":

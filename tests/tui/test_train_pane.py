@@ -6,7 +6,8 @@ import sys
 
 from textual.widgets import ProgressBar
 
-from minigpt.events import EventLog, event, list_runs, process_alive, read_events, summarize_run
+from minigpt.events import EventLog, event, process_alive, read_events
+from minigpt.runstate import list_runs, summarize_run
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
@@ -269,3 +270,47 @@ async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
         assert pane.state.status == "finished", pane.state.error
         prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
+
+
+def shown_lines(widget) -> list[str]:
+    """The widget's lines as they are on the screen."""
+    return ["".join(segment.text for segment in widget.render_line(y)).rstrip()
+            for y in range(widget.size.height)]
+
+
+async def test_the_stats_line_separates_its_fields(tmp_path):
+    run_dir = tmp_path / "runs" / "seen"
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=100, device="cuda: NVIDIA H100 80GB HBM3",
+                    precision="bf16", peak_flops=989e12, params=124_000_000, data="owt"))
+    log.write(event("step", step=10, max_steps=100, loss=2.377, lr=6e-4, grad_norm=1.0,
+                    tokens_per_s=540_000.0, flops_per_s=4.6e14, mfu=0.4651, elapsed=9.0))
+    log.write(event("eval", step=10, train_loss=2.38, val_loss=2.385))
+    log.write(event("done", step=10, reason="stopped"))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert shown_lines(app.query_one("#train-stats")) == [
+            "step 10/100 · loss 2.377 · val 2.385 · eta -",
+            "540,000 tok/s · - steps/s · MFU 47% · lr 6.00e-04 · grad 1.00",
+            "cuda: NVIDIA H100 80GB HBM3 bf16 · 124.00M params · owt"]
+
+
+async def test_the_loss_chart_marks_whole_steps(tmp_path):
+    """125 steps: plotext's own ticks would split them evenly, at 31.2 and 62.5."""
+    run_dir = tmp_path / "runs" / "steps"
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=125, device="cpu", params=1000, data="x"))
+    for step in range(0, 126, 5):
+        log.write(event("step", step=step, max_steps=125, loss=5 - step / 50))
+    log.write(event("done", step=125, reason="finished"))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        lines = shown_lines(app.query_one("#train-chart", LossChart))
+        axis = next(i for i, line in enumerate(lines) if "└" in line)
+        ticks = lines[axis + 1].split()
+        assert len(ticks) >= 2 and all(tick.isdigit() for tick in ticks), ticks
+        assert lines[axis + 2].strip() == "step"

@@ -23,6 +23,6 @@ def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> No
 
 
 async def settle(pilot, seconds: float = 0.6) -> None:
-    """Let interval timers (the panes poll at 4 Hz and redraw at 2 Hz) run."""
+    """Let interval timers run (a pane's RunFollower reads and posts twice a second)."""
     await asyncio.sleep(seconds)
     await pilot.pause()

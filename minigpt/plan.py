@@ -1,0 +1,144 @@
+"""Planning a training run: what `minigpt train` does, decided before any time goes into the data.
+
+    plan_training(...)        a new run, --resume or --init: the settings, the data, where the run
+                              is written, the model it starts from; each refusal one MinigptError
+    with plan.claim():        the run directory's writer lock; a trained model is never overwritten
+    plan.trainer(data, ...)   the Trainer: new, resumed or fine-tuning
+
+The command line parses its options into plan_training's arguments, prepares the data the plan
+names (plan.data, with plan.tokenizer) and shows the run; the TUI's runs are `minigpt train`
+children, planned here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minigpt import distributed
+from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
+from minigpt.config import TrainConfig, default_preset_name, preset
+from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
+from minigpt.events import new_run_dir, run_lock
+from minigpt.tokenizer import Tokenizer
+from minigpt.train import PreparedData, Trainer
+
+# what --resume may change: how long the run goes on, and how often it is evaluated
+RESUME_MAY_CHANGE = ("max_steps", "eval_interval")
+
+
+@dataclass
+class TrainingPlan:
+    cfg: TrainConfig
+    data: str | None  # the data to train on, as --data names it (None: the built-in corpus)
+    run_dir: Path | None  # events.jsonl and the lock; None: this process writes nothing (DDP rank > 0)
+    checkpoint_path: Path | None
+    resume: Checkpoint | None = None  # the run that --resume continues
+    init: Checkpoint | None = None  # the model that --init fine-tunes, fit to cfg's context
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """What the data is prepared with: the saved model's own when there is one; None builds a
+        tokenizer from the data."""
+        given = self.resume or self.init
+        return given.tokenizer if given else None
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the run directory (one writer) for the block, before any time goes into the data:
+        refused while another run writes to it, and when a new run would overwrite a model."""
+        with run_lock(self.run_dir) if self.run_dir is not None else nullcontext():
+            path = self.checkpoint_path
+            if self.resume is None and path is not None and path.exists():
+                raise RunDirectoryError(f"{path} already exists: --resume {path} continues its "
+                                        "run; to start a new one, choose another --out")
+            yield
+
+    def trainer(self, data: PreparedData, device: torch.device, dtype: str = "auto",
+                compile: bool = False) -> Trainer:
+        options = dict(device=device, run_dir=self.run_dir, checkpoint_path=self.checkpoint_path,
+                       dtype=dtype, compile=compile)
+        if self.resume is not None:
+            return Trainer.resume(self.resume, data, self.cfg, **options)
+        if self.init is not None:
+            return Trainer.finetune(self.init, self.cfg, data, **options)
+        return Trainer(self.cfg, data, **options)
+
+
+def plan_training(device: torch.device, data: str | None = None, preset_name: str | None = None,
+                  overrides: dict | None = None, out: Path | None = None, name: str | None = None,
+                  resume: Path | None = None, init: Path | None = None) -> TrainingPlan:
+    """The plan for `minigpt train`'s options. overrides: settings by TrainConfig name (None for
+    one not given). out: a checkpoint file (x.pt) or a run directory; else the resumed run's own
+    file, else a new directory under checkpoints/ (named `name`, else by date and time)."""
+    overrides = overrides or {}
+    checkpoint = start = None
+    if resume is not None and init is not None:
+        raise ConfigError("--resume continues a run, --init starts a new one from a model: "
+                          "give one of them")
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        cfg, data = _resumed(checkpoint, resume, data, preset_name, overrides)
+    elif init is not None:
+        from minigpt.finetune import FINETUNE, finetune_config, fit_to_context
+
+        start = load_checkpoint(init)
+        cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
+        start = fit_to_context(start, cfg.model)
+    else:
+        cfg = preset(preset_name or default_preset_name(device.type)).with_overrides(**overrides)
+
+    if not distributed.is_main():  # under DDP the other processes write nothing
+        run_dir = checkpoint_path = None
+    elif out is not None:
+        checkpoint_path = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
+        run_dir = checkpoint_path.parent
+    elif checkpoint is not None:
+        checkpoint_path = checkpoint.path
+        run_dir = checkpoint_path.parent
+    else:
+        run_dir = new_run_dir(name=name)
+        checkpoint_path = run_dir / CHECKPOINT_NAME
+    return TrainingPlan(cfg, data, run_dir, checkpoint_path, resume=checkpoint, init=start)
+
+
+def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name: str | None,
+             overrides: dict) -> tuple[TrainConfig, str | None]:
+    """The settings and the data of a resumed run: its own, with only a longer run (--steps) or
+    another --eval-interval; refused when it has nothing to resume or is done."""
+    if checkpoint.train_config is None or checkpoint.train_state is None:
+        raise CheckpointError(f"{given} has no training state to resume from")
+    changed = sorted(k for k, v in overrides.items()
+                     if v is not None and k not in RESUME_MAY_CHANGE)
+    if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
+        changed.append("preset")
+    if changed:
+        raise ConfigError(f"--resume continues a run as it was; only --steps and "
+                          f"--eval-interval can change (got {', '.join(changed)})")
+    cfg = checkpoint.train_config.with_overrides(**overrides)
+    trained_on = checkpoint.meta.get("data_source")
+    if data is not None and not same_data_source(data, trained_on):
+        raise DataError(f"{given} was trained on {trained_on or 'builtin'}, not {data}; "
+                        "--resume continues a run on its own data (to train it on other "
+                        f"data, start a new run from it: --init {given})")
+    if checkpoint.step >= cfg.max_steps:
+        raise ConfigError(f"{given} is already at step {checkpoint.step} of {cfg.max_steps}; "
+                          "pass a larger --steps to train further")
+    return cfg, data or trained_on
+
+
+def same_data_source(given: str | None, recorded: str | None) -> bool:
+    """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
+    file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
+    from minigpt.data import BUILTIN
+
+    def normal(source: str | None) -> str:
+        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
+            return source or BUILTIN
+        return str(Path(source).expanduser().resolve())
+
+    return normal(given) == normal(recorded)

@@ -1,0 +1,128 @@
+"""Planning a run (minigpt/plan.py): the decisions `minigpt train` asks the engine for, without
+a subprocess; the same refusals, in the same words, as tests/test_cli.py sees them."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from minigpt import distributed
+from minigpt.checkpoint import load_checkpoint
+from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
+from minigpt.plan import plan_training, same_data_source
+from minigpt.train import Trainer, prepare_data
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def saved_run(tiny_train_config, corpus, tmp_path):
+    """A finished 2-step run saved in tmp_path/run, trained on data with a cache key."""
+    cfg = tiny_train_config.with_overrides(max_steps=2, eval_interval=2, sample_tokens=0)
+    data = replace(prepare_data(corpus, cfg), source=str(tmp_path / "corpus.txt"), key="key-1")
+    list(Trainer(cfg, data, device="cpu", run_dir=tmp_path / "run").run())
+    return tmp_path / "run" / "model.pt", data
+
+
+def test_a_new_run_is_written_where_out_says(tmp_path):
+    plan = plan_training(CPU, preset_name="tiny", overrides={"max_steps": 7, "lr": None},
+                         out=tmp_path / "run")
+    assert (plan.run_dir, plan.checkpoint_path) == (tmp_path / "run", tmp_path / "run" / "model.pt")
+    assert plan.cfg.max_steps == 7 and plan.resume is None and plan.init is None
+    assert plan.tokenizer is None  # built from the data
+    file_plan = plan_training(CPU, preset_name="tiny", out=tmp_path / "elsewhere" / "x.pt")
+    assert file_plan.run_dir == tmp_path / "elsewhere"
+
+
+def test_a_new_run_without_out_gets_a_fresh_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = plan_training(CPU, preset_name="tiny", name="my run")
+    second = plan_training(CPU, preset_name="tiny", name="my run")
+    assert first.run_dir.resolve() == tmp_path / "checkpoints" / "my-run"
+    assert second.run_dir.resolve() == tmp_path / "checkpoints" / "my-run-1"
+    assert first.checkpoint_path == first.run_dir / "model.pt"
+
+
+def test_resume_plans_the_runs_own_settings_data_and_file(saved_run):
+    ckpt, data = saved_run
+    plan = plan_training(CPU, overrides={"max_steps": 4, "eval_interval": 2, "lr": None},
+                         resume=ckpt)
+    assert plan.resume is not None and plan.checkpoint_path == ckpt and plan.run_dir == ckpt.parent
+    assert plan.data == data.source  # the run's own data when --data is not given
+    assert plan.cfg == load_checkpoint(ckpt).train_config.with_overrides(max_steps=4)
+    assert plan.tokenizer.to_dict() == data.tokenizer.to_dict()
+    trainer = plan.trainer(data, CPU)
+    assert trainer.step == 2 and trainer.cfg.max_steps == 4
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"preset_name": "tiny"}, ConfigError, "only --steps and --eval-interval can change (got preset)"),
+    ({"overrides": {"max_steps": 4, "n_layer": 3}}, ConfigError, "(got n_layer)"),
+    ({"data": "builtin"}, DataError, "was trained on"),
+    ({"overrides": {"max_steps": 2}}, ConfigError, "is already at step 2 of 2"),
+])
+def test_resume_refusals(saved_run, kwargs, error, message):
+    ckpt, _ = saved_run
+    with pytest.raises(error) as raised:
+        plan_training(CPU, resume=ckpt, **{"overrides": {"max_steps": 4}, **kwargs})
+    assert message in str(raised.value)
+
+
+def test_resume_needs_a_training_state(saved_run, tmp_path):
+    ckpt, _ = saved_run
+    payload = torch.load(ckpt, weights_only=True)
+    payload["train_state"] = None
+    torch.save(payload, tmp_path / "weights-only.pt")
+    with pytest.raises(CheckpointError, match="has no training state to resume from"):
+        plan_training(CPU, resume=tmp_path / "weights-only.pt")
+
+
+def test_resume_and_init_together_are_refused(saved_run):
+    ckpt, _ = saved_run
+    with pytest.raises(ConfigError, match="give one of them"):
+        plan_training(CPU, resume=ckpt, init=ckpt)
+
+
+def test_init_plans_a_fine_tune_of_the_model(saved_run, tmp_path):
+    ckpt, data = saved_run
+    plan = plan_training(CPU, overrides={"block_size": 16, "max_steps": 3}, out=tmp_path / "ft",
+                         init=ckpt)
+    assert plan.resume is None and plan.init.model_config.block_size == 16
+    assert plan.cfg.model == plan.init.model_config and plan.cfg.max_steps == 3
+    assert plan.tokenizer.to_dict() == data.tokenizer.to_dict()  # the model's own
+    trainer = plan.trainer(data, CPU)
+    assert trainer.step == 0 and trainer.origin == f"fine-tuned from {ckpt}"
+
+
+def test_a_new_run_never_claims_a_folder_holding_a_model(saved_run):
+    ckpt, _ = saved_run
+    plan = plan_training(CPU, preset_name="tiny", out=ckpt.parent)
+    with pytest.raises(RunDirectoryError, match=f"{ckpt} already exists: --resume {ckpt} continues"):
+        with plan.claim():
+            pass
+    with plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt).claim():  # its own file
+        pass
+
+
+def test_under_ddp_only_rank_0_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    for out in (None, tmp_path / "run"):
+        plan = plan_training(CPU, preset_name="tiny", out=out)
+        assert plan.run_dir is None and plan.checkpoint_path is None
+    assert list(tmp_path.iterdir()) == []  # no run folder made
+
+
+def test_resume_refuses_prepared_data_that_is_not_the_runs(saved_run):
+    """The data named as the run's (the same file) but prepared differently since: refused by
+    Trainer.resume itself, before any step."""
+    ckpt, data = saved_run
+    with pytest.raises(DataError, match="is not that data"):
+        Trainer.resume(load_checkpoint(ckpt), replace(data, key="key-2"), device="cpu")
+
+
+def test_same_data_source_however_spelled(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert same_data_source("corpus.txt", str(tmp_path / "corpus.txt"))
+    assert same_data_source(None, "builtin") and same_data_source("builtin", None)
+    assert not same_data_source("other.txt", str(tmp_path / "corpus.txt"))

@@ -1,0 +1,84 @@
+"""Events: one schema their writers keep to, and one fold that says what a stream of them means."""
+
+import json
+
+import pytest
+from conftest import minigpt
+
+from minigpt.events import EVENTS_NAME, SCHEMA, event, read_events
+from minigpt.runstate import HANDLERS, RunState, replay, summarize_run
+
+
+@pytest.fixture(scope="module")
+def ablation_events(tmp_path_factory) -> list[dict]:
+    """Every event of a real `minigpt ablate`: its data's preparation, its variants' training."""
+    from minigpt.data import builtin_text
+
+    root = tmp_path_factory.mktemp("ablation")
+    data = root / "corpus.txt"
+    data.write_text(builtin_text()[:20_000], encoding="utf-8")
+    result = minigpt("ablate", "attention", "--data", data, "--steps", 4, "--preset", "tiny",
+                     "--out", root / "run", "-q", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return read_events(root / "run")
+
+
+def test_the_writers_keep_to_the_schema(ablation_events):
+    """What a real run writes is what SCHEMA says: every field its record names, no other."""
+    seen = set()
+    for ev in ablation_events:
+        record = SCHEMA[ev["type"]]
+        assert record.__required_keys__ <= ev.keys(), ev["type"]
+        assert ev.keys() <= record.__required_keys__ | record.__optional_keys__, ev["type"]
+        seen.add(ev["type"])
+    assert {"prepared", "ablation_start", "variant", "start", "step", "eval", "sample", "done",
+            "result", "ablation_done"} <= seen
+
+
+def test_an_event_outside_the_schema_is_refused():
+    with pytest.raises(ValueError, match="no event type"):
+        event("stpe", step=1)
+    with pytest.raises(ValueError, match="no field"):
+        event("step", step=1, val_los=2.0)
+
+
+def test_the_fold_knows_every_type_of_event():
+    assert set(HANDLERS) == set(SCHEMA)
+
+
+def test_an_ablation_is_known_as_one_from_its_first_event(ablation_events, tmp_path):
+    """Its data's preparation comes before "ablation_start" and a variant's "start" after it:
+    neither makes the run picker list it as a training run."""
+    assert ablation_events[0]["type"] in ("prepare", "prepared")
+    for n in range(1, len(ablation_events) + 1):
+        assert replay(ablation_events[:n]).kind == "ablate", ablation_events[n - 1]["type"]
+    first_start = next(i for i, e in enumerate(ablation_events) if e["type"] == "ablation_start")
+    variant_start = next(i for i, e in enumerate(ablation_events) if e["type"] == "start")
+    for name, n in (("preparing", first_start), ("training", variant_start + 1)):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / EVENTS_NAME).write_text(
+            "".join(json.dumps(ev) + "\n" for ev in ablation_events[:n]), encoding="utf-8")
+        assert summarize_run(run_dir).kind == "ablate", name
+
+
+def test_a_finished_ablation_holds_its_variants_curves_and_results(ablation_events):
+    state = replay(ablation_events)
+    assert (state.kind, state.status) == ("ablate", "finished")
+    assert list(state.results) == state.variants == ["baseline", "attention"]
+    assert all(steps for steps, _ in state.variant_curves.values())
+    assert state.step_xs == [] and state.eval_xs == []  # a variant's curve is its own
+
+
+def test_whether_the_process_lives_is_said_by_the_caller():
+    running = replay([event("start", step=0, max_steps=10, pid=123)])
+    assert running.status == "running"  # the fold never looks at processes
+    running.process_ended("killed")
+    assert (running.status, running.error) == ("ended", "killed")
+    never_began = RunState()
+    never_began.process_ended("minigpt: error: no such file or folder: x")
+    assert never_began.status == "failed" and never_began.error.startswith("minigpt: error")
+    finished = replay([event("start", step=0, max_steps=10), event("done", step=10,
+                                                                  reason="finished")])
+    finished.process_ended()
+    assert finished.status == "finished"

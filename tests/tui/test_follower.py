@@ -1,0 +1,49 @@
+"""The one follower of a run directory, as both panes use it: new events, then the end."""
+
+import subprocess
+import sys
+
+from textual.app import App
+from textual.widget import Widget
+
+from minigpt_tui import runs
+from minigpt_tui.follower import RunFollower
+
+from .waiting import wait_for
+
+KILLED = """
+import sys
+from minigpt.events import EventLog, event
+EventLog(sys.argv[1]).write(event("start", step=0, max_steps=10))
+print("the last line it printed")
+"""  # a run that ends without its "done", as a killed one does
+
+
+class Owner(Widget):
+    def __init__(self):
+        super().__init__()
+        self.heard: list[tuple] = []
+
+    def on_run_follower_changed(self, message: RunFollower.Changed) -> None:
+        self.heard.append(("changed", [ev["type"] for ev in message.events],
+                           message.follower.state.status))
+
+    def on_run_follower_ended(self, message: RunFollower.Ended) -> None:
+        self.heard.append(("ended", message.follower.state.status, message.follower.state.error))
+
+
+async def test_a_follower_posts_the_new_events_then_the_end_of_its_process(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / runs.LOG_NAME, "w") as log:
+        process = subprocess.Popen([sys.executable, "-c", KILLED, str(run_dir)], stdout=log)
+    app = App()
+    async with app.run_test() as pilot:
+        owner = Owner()
+        await app.mount(owner)
+        follower = RunFollower(owner, run_dir, process)
+        await wait_for(pilot, lambda: any(h[0] == "ended" for h in owner.heard),
+                       what="the end of the run's process")
+        assert owner.heard == [("changed", ["start"], "running"),
+                               ("ended", "ended", "the last line it printed")]
+        follower.stop()
