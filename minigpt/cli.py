@@ -382,13 +382,14 @@ def inspect_command(
     device: DeviceOpt = None,
 ) -> None:
     """Look inside a model on a prompt: a head's attention, every head's type, the logit lens."""
+    from minigpt.inference import load_for_inference
     from minigpt.inspect import check_head, inspect_prompt
 
     if not prompt:
         raise MinigptError("the prompt is empty")
-    model, tok = load_for_inference(ckpt, device)
-    check_head(model.config, layer, head)
-    found = inspect_prompt(model, tok, prompt)
+    loaded = load_for_inference(ckpt, device)
+    check_head(loaded.model.config, layer, head)
+    found = inspect_prompt(loaded.model, loaded.tokenizer, prompt)
     if found.cut:
         print(f"note: the prompt is {len(found.ids) + found.cut} tokens, more than the context of "
               f"{len(found.ids)}: inspecting its last {len(found.ids)}", file=sys.stderr)
