@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,3 +153,16 @@ class AblationRunner:
             yield event("result", **result)
         yield event("ablation_done", reason="cancelled" if self._cancelled else "finished",
                     results=self.results)
+
+
+def distinct_ngrams(units: str | Sequence, n: int = 4) -> float:
+    """The share of a text's n-grams that are distinct: a measure of repetition in samples.
+
+    A string counts in characters ("たたたたたたたた", what a model without attention writes, holds
+    5 4-grams, all the same: 0.2), a sequence in its items (token ids, words). 1.0 where nothing
+    repeats, also for a text too short to hold an n-gram.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0

@@ -362,6 +362,45 @@ def chat(
         raise typer.Exit(tui_app.return_code)
 
 
+# --- inspect ---------------------------------------------------------------------------------------
+
+
+@app.command("inspect")
+def inspect_command(
+    ckpt: CkptOpt,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text to look at.")],
+    layer: Annotated[int | None, typer.Option(
+        "--layer", help="The layer of the head to draw (default: the head that stands out most).")] = None,
+    head: Annotated[int | None, typer.Option("--head", help="The head to draw, in --layer.")] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write every number (attention, head measures, logit lens) here.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Look inside a model on a prompt: a head's attention, every head's type, the logit lens."""
+    from minigpt.inference import load_for_inference
+    from minigpt.inspect import check_head, inspect_prompt
+
+    if not prompt:
+        raise MinigptError("the prompt is empty")
+    loaded = load_for_inference(ckpt, device)
+    check_head(loaded.model.config, layer, head)
+    found = inspect_prompt(loaded.model, loaded.tokenizer, prompt)
+    if found.cut:
+        print(f"note: the prompt is {len(found.ids) + found.cut} tokens, more than the context of "
+              f"{len(found.ids)}: inspecting its last {len(found.ids)}", file=sys.stderr)
+    from minigpt.console import console
+    from minigpt.inspect_view import print_inspection
+
+    print_inspection(found, console, layer, head)
+    sys.stdout.flush()  # before the line on stderr, so the two never interleave
+    if json_path is not None:
+        import json
+
+        json_path.write_text(json.dumps(found.to_dict(), ensure_ascii=False) + "\n",
+                             encoding="utf-8")
+        print(f"wrote {json_path}", file=sys.stderr)
+
+
 # --- ablate ----------------------------------------------------------------------------------------
 
 
