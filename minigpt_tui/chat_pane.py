@@ -240,28 +240,28 @@ class ChatPane(Widget, can_focus=False):
     # --- settings ----------------------------------------------------------------------------------
 
     def sampling_config(self):
-        """The settings as typed, or None (with the problem shown) if one is invalid."""
+        """The settings as typed, or None (with the problem shown) if one is not valid: each is
+        read as a number here and checked once, by SamplingConfig's own rules."""
         from minigpt.errors import SamplingError
 
-        for field in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
-                      "seed", "max_new_tokens"):
-            box = self.query_one(f"#{field}", Input)
-            result = box.validate(box.value)
-            if result is not None and not result.is_valid:
-                self.notify(f"{field.replace('_', ' ')}: {'; '.join(result.failure_descriptions)}",
-                            severity="error", markup=False)
-                return None
-        value = lambda f: self.query_one(f"#{f}", Input).value  # noqa: E731
+        def typed(field: str):
+            text = self.query_one(f"#{field}", Input).value
+            if field == "seed" and not text:
+                return None  # a fresh draw each time
+            name, rule = SAMPLING_RULES[field]
+            try:
+                return int(text) if isinstance(rule, Whole) else float(text)
+            except ValueError:
+                raise SamplingError(f"{name} must be a number, got {text!r}") from None
+
         try:
-            return SamplingConfig(
-                strategy=self.query_one("#strategy", Select).value,
-                temperature=float(value("temperature")), top_k=int(value("top_k")),
-                top_p=float(value("top_p")), min_p=float(value("min_p")),
-                repetition_penalty=float(value("repetition_penalty")),
-                stop=parse_stop(value("stop")),
-                seed=int(value("seed")) if value("seed") else None,
-                max_new_tokens=int(value("max_new_tokens")),
-            )
+            stop = parse_stop(self.query_one("#stop", Input).value)
+        except ValueError:
+            self.notify("stop: a string, or a JSON list of them", severity="error", markup=False)
+            return None
+        try:
+            return SamplingConfig(strategy=self.query_one("#strategy", Select).value, stop=stop,
+                                  **{field: typed(field) for field in SAMPLING_RULES})
         except SamplingError as e:
             self.notify(clean(str(e)), severity="error", markup=False)
             return None
