@@ -70,7 +70,7 @@ class MinigptApp(App):
     def __init__(self, data: str | None = None, preset: str | None = None,
                  steps: int | None = None, attach: Path | None = None, ckpt=None,
                  runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
-                 weights: str = "fp32", text_field: str | None = None,
+                 weights: str = "auto", text_field: str | None = None,
                  sampling: SamplingConfig | None = None, device: str | None = None):
         super().__init__()
         self.text_field = text_field  # of JSON Lines / Parquet --data, for the run it starts

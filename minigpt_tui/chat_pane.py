@@ -155,7 +155,7 @@ class ChatPane(Widget, can_focus=False):
         self.model = None
         self.tokenizer = None
         self.checkpoint_path: Path | None = None
-        self.weights = "fp32"  # how the model's weights are held for decoding: fp32, bf16, int8
+        self.weights = "auto"  # the weights asked for decoding: auto, fp32, bf16 or int8
         self.reply: Static | None = None
         self.reply_text = Text()
         self.generating = False
@@ -191,11 +191,12 @@ class ChatPane(Widget, can_focus=False):
     # --- model -------------------------------------------------------------------------------------
 
     def load(self, path, weights: str | None = None) -> None:
-        """Load a checkpoint; weights: fp32, bf16 or int8 (see minigpt.quantize), else as before.
+        """Load a checkpoint; weights: auto, fp32, bf16 or int8 (see minigpt.inference), else as
+        before.
         path may be a model loaded already (an InferenceModel: minigpt chat loads it before the
         screen opens, so a bad file is one line there), which is used as it is."""
         if not isinstance(path, str | Path):
-            self.checkpoint_path, self.weights = path.path, path.weights
+            self.checkpoint_path, self.weights = path.path, path.asked
             _share_cores()
             self.post_message(self._loaded_message(path))
             return

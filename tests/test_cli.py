@@ -71,6 +71,12 @@ def test_generate_prints_prompt_and_continuation(trained):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The ") and len(result.stdout) > len("The ") + 10
     assert "tokens/s" in result.stderr
+    import torch
+
+    from minigpt.hardware import has_native_bf16  # the default weights: as this CPU suits
+
+    held = "bf16" if has_native_bf16(torch.device("cpu")) else "fp32"
+    assert f"{held} weights (auto), cpu" in result.stderr
     again = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
                     "--strategy", "greedy")
     assert again.stdout == result.stdout

@@ -23,7 +23,7 @@ def run_dir(tmp_path):
 
 
 def test_a_run_directory_loads_ready_to_sample(run_dir):
-    loaded = load_for_inference(run_dir, "cpu")
+    loaded = load_for_inference(run_dir, "cpu", "fp32")
     assert loaded.path == run_dir / "model.pt" and loaded.step == 7
     assert not loaded.model.training and loaded.tokenizer.vocab_size == 12
     assert loaded.params == GPT(loaded.model.config).num_params()
@@ -38,7 +38,7 @@ def test_weights_are_held_as_asked(run_dir):
     assert isinstance(int8.model.lm_head, Int8Linear)
     assert int8.params == bf16.params  # counted before int8 turns weights into buffers
     assert int8.describe().endswith("int8 weights")
-    with pytest.raises(ConfigError, match="--weights must be one of fp32, bf16, int8, got 'fp8'"):
+    with pytest.raises(ConfigError, match="--weights must be one of auto, fp32, bf16, int8, got 'fp8'"):
         load_for_inference(run_dir, "cpu", "fp8")
 
 
@@ -49,3 +49,16 @@ def test_loading_to_sample_never_imports_the_training_module(run_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("native, held", [(True, "bf16"), (False, "fp32")])
+def test_auto_weights_follow_what_the_device_multiplies_natively(run_dir, monkeypatch, native,
+                                                                 held):
+    from minigpt import inference
+
+    monkeypatch.setattr(inference, "has_native_bf16", lambda device: native)
+    loaded = load_for_inference(run_dir, "cpu")  # auto is the default
+    assert loaded.weights == held and loaded.asked == "auto"
+    assert loaded.model.lm_head.weight.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[held]
+    assert loaded.describe().endswith(f"{held} weights (auto)")
+    assert load_for_inference(run_dir, "cpu", "fp32").describe().endswith("fp32 weights")
