@@ -235,10 +235,12 @@ class GPT(nn.Module):
         return 6 * n_weights + attention
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                input_pos: int | None = None):
+                input_pos: int | None = None, last_only: bool = False):
         """Logits for every position of idx [B, T]; the mean cross-entropy too if targets are given.
 
         input_pos: with a KV cache set up (setup_kv_cache), the position of idx's first token.
+        last_only: logits for the last position alone, all that sampling the next token needs (a
+        long prompt's other rows through the LM head would be most of its cost with 50k tokens).
         """
         B, T = idx.size()
         start = 0 if input_pos is None else input_pos
@@ -257,7 +259,7 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x, input_pos)
         x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)
+        logits = self.lm_head(x[:, -1:] if last_only else x)
 
         loss = None
         if targets is not None:

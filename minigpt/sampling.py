@@ -83,7 +83,7 @@ class NextToken:
 def prefill(model, ids: list[int], device) -> torch.Tensor:
     """Run the prompt through the model, filling the cache; the logits for the next token."""
     idx = torch.tensor([ids], dtype=torch.long, device=device)
-    logits, _ = model(idx, input_pos=0)
+    logits, _ = model(idx, input_pos=0, last_only=True)
     return logits[0, -1]
 
 

@@ -276,3 +276,20 @@ def test_a_reply_that_ends_halfway_through_a_character_still_shows_it(monkeypatc
     ids = tok.encode("猫")
     fake_generation(monkeypatch, ids[:-1])
     assert "".join(stream_text(None, tok, "a", SamplingConfig())) == tok.decode(ids[:-1])
+
+
+def test_prefill_sends_only_the_last_position_through_the_head(model):
+    from minigpt.sampling import prefill
+
+    ids = list(range(1, 11))
+    full, _ = model(torch.tensor([ids]))
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    model.setup_kv_cache(batch_size=1)
+    try:
+        last = prefill(model, ids, torch.device("cpu"))
+    finally:
+        hook.remove()
+        model.clear_kv_cache()
+    assert seen == [1]  # one row through the LM head, not 10
+    torch.testing.assert_close(last, full[0, -1])
