@@ -6,6 +6,7 @@ so the differences in loss come from the switch alone.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -118,10 +119,13 @@ class AblationRunner:
             started = time.perf_counter()
             trainer = self._trainer = Trainer(cfg, self.data, device=self.device)
             sample, done, diverged = "", {}, None
+            flow: dict[str, list[float]] = {}  # each layer's gradient norms over the logged steps
             try:
                 for ev in trainer.run():
                     if ev["type"] == "sample":
                         sample = ev["text"]
+                    for layer, norm in ev.get("grad_norms", {}).items():
+                        flow.setdefault(layer, []).append(norm)
                     if ev["type"] == "done":
                         done = ev
                     yield {**ev, "variant": variant.name}
@@ -148,7 +152,10 @@ class AblationRunner:
                 "steps": done["step"],
                 "sample": sample,
                 "diverged": diverged,  # None, or what happened: the loss became NaN at step N
+                "distinct_4grams": distinct_ngrams(sample, 4),
+                "grad_norms": {layer: sum(norms) / len(norms) for layer, norms in flow.items()},
             }
+            result["evidence"] = evidence(result, self.results[0] if self.results else None)
             self.results.append(result)
             yield event("result", **result)
         yield event("ablation_done", reason="cancelled" if self._cancelled else "finished",
@@ -166,3 +173,45 @@ def distinct_ngrams(units: str | Sequence, n: int = 4) -> float:
         raise ValueError(f"n must be at least 1, got {n}")
     grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def _against_baseline(ratio: float) -> str:
+    """A ratio to the baseline's measure, as people say it: "1/40 of the baseline's", "0.8x the
+    baseline's", "12x the baseline's"."""
+    if ratio <= 0:
+        return "none against the baseline's"
+    if ratio < 0.5:
+        return f"1/{1 / ratio:.0f} of the baseline's"
+    return f"{ratio:.1f}x the baseline's" if ratio < 10 else f"{ratio:.0f}x the baseline's"
+
+
+def _layer_name(layer: str) -> str:
+    return f"layer {layer}" if layer.isdigit() else layer
+
+
+def evidence(result: dict, baseline: dict | None) -> str:
+    """One line of what was measured for a variant, against the baseline (None: this is the
+    baseline), from the numbers alone: the layer whose gradient norm differs most from the
+    baseline's (by ratio), the samples' distinct 4-grams, and the validation loss."""
+    name = result.get("description") or result["variant"]
+    parts = []
+    if result.get("diverged"):
+        parts.append(f"diverged at step {result['steps']}")
+    if baseline is None or baseline is result:
+        if result.get("val_loss") is not None:
+            parts.append(f"val loss {result['val_loss']:.2f}")
+        if result.get("distinct_4grams") is not None:
+            parts.append(f"distinct 4-grams in samples {result['distinct_4grams']:.0%}")
+        return f"{name}: " + "; ".join(parts)
+    ours, theirs = result.get("grad_norms") or {}, baseline.get("grad_norms") or {}
+    ratios = {layer: ours[layer] / theirs[layer] for layer in ours
+              if layer in theirs and theirs[layer] > 0 and math.isfinite(ours[layer])}
+    if ratios:  # the layer furthest from the baseline's, either way
+        layer = max(ratios, key=lambda k: abs(math.log(ratios[k])) if ratios[k] > 0 else math.inf)
+        parts.append(f"{_layer_name(layer)} gradient norm {_against_baseline(ratios[layer])}")
+    ours_d, theirs_d = result.get("distinct_4grams"), baseline.get("distinct_4grams")
+    if ours_d is not None and theirs_d is not None:
+        parts.append(f"distinct 4-grams in samples {ours_d:.0%} against {theirs_d:.0%}")
+    if result.get("val_loss_delta") is not None:
+        parts.append(f"val loss {result['val_loss_delta']:+.2f}")
+    return f"{name}: " + ("; ".join(parts) or "nothing measured")

@@ -26,6 +26,7 @@ from rich.table import Table
 from minigpt import control
 from minigpt.errors import TokenizerError
 from minigpt.events import PREPARE_STAGES
+from minigpt.gradflow import layer_order
 from minigpt.runstate import RunState
 
 console = Console(highlight=False)
@@ -220,6 +221,12 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
     if not results:
         return results
     console.print(results_table(results))
+    gradients = gradient_table(results)
+    if gradients is not None:
+        console.print(gradients)
+    for r in results:  # what was measured, in words (ablation.evidence)
+        if r.get("evidence"):
+            console.print(escape(r["evidence"]))
     for r in results:
         console.print(f"[bold]{r['variant']}[/] [dim]({r['description']})[/]")
         console.print(f"[dim]{_indent(r['sample'], 240)}[/]")
@@ -228,7 +235,8 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
 
 def results_table(results: list[dict]) -> Table:
     table = Table(title="ablation: same data, seed and steps")
-    for column in ("variant", "params", "train loss", "val loss", "vs baseline", "tokens/s", "time"):
+    for column in ("variant", "params", "train loss", "val loss", "vs baseline", "4-grams",
+                   "tokens/s", "time"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in results:
         delta = "" if r["variant"] == "baseline" else _number(r["val_loss_delta"], "+.4f")
@@ -236,8 +244,33 @@ def results_table(results: list[dict]) -> Table:
             train_loss, val_loss = "diverged", f"at step {r['steps']}"
         else:
             train_loss, val_loss = _number(r["train_loss"], ".4f"), _number(r["val_loss"], ".4f")
+        distinct = r.get("distinct_4grams")  # the samples' distinct 4-grams: repetition
         table.add_row(r["variant"], f"{r['params'] / 1e6:.2f}M", train_loss, val_loss, delta,
-                      f"{r['tokens_per_s']:,.0f}", f"{r['seconds']:.1f} s")
+                      _number(distinct, ".0%"), f"{r['tokens_per_s']:,.0f}",
+                      f"{r['seconds']:.1f} s")
+    return table
+
+
+def gradient_table(results: list[dict]) -> Table | None:
+    """Each variant's mean gradient norm by layer (rows), against the baseline's where it has
+    that layer; None when no variant measured any."""
+    norms = {r["variant"]: r.get("grad_norms") or {} for r in results}
+    if not any(norms.values()):
+        return None
+    baseline = norms.get("baseline", {})
+    table = Table(title="gradient norm by layer (mean over the logged steps; x the baseline's)")
+    table.add_column("layer")
+    for name in norms:
+        table.add_column(name, justify="right")
+    for layer in layer_order(norms.values()):
+        cells = []
+        for name, by_layer in norms.items():
+            value = by_layer.get(layer)
+            cell = "-" if value is None else f"{value:.3g}"
+            if value is not None and name != "baseline" and baseline.get(layer):
+                cell += f" ({value / baseline[layer]:.2g}x)"
+            cells.append(cell)
+        table.add_row(layer, *cells)
     return table
 
 

@@ -89,6 +89,9 @@ class Step(_Event, _OfVariant):
     flops_per_s: float  # the model FLOPs those tokens need (PaLM's count)
     mfu: float | None  # flops_per_s / peak_flops, or None
     elapsed: float
+    # by layer, in the order the tokens flow ("embedding", "1".."n_layer", "head"; gradflow.py):
+    grad_norms: dict[str, float]  # the norm of each layer's gradients, before clipping
+    update_ratios: dict[str, float]  # how far this step moved each layer's weights: ||dw||/||w||
 
 
 class Eval(_Event, _OfVariant):
@@ -189,6 +192,9 @@ class Result(_Event):
     steps: int
     sample: str
     diverged: str | None
+    distinct_4grams: float  # the share of the sample's 4-grams (of characters) that are distinct
+    grad_norms: dict[str, float]  # each layer's gradient norm, the mean over the logged steps
+    evidence: str  # what was measured, in words (ablation.evidence)
 
 
 class AblationDone(_Event):

@@ -69,6 +69,19 @@ class VariantResult:
     seconds: float | None
     sample: str
     diverged: str | None
+    distinct_4grams: float | None = None
+    grad_norms: dict[str, float] = field(default_factory=dict)
+    evidence: str = ""
+
+
+def by_layer(ev: dict, key: str) -> dict[str, float]:
+    """ev[key] as {layer name: number} (a step's grad_norms, update_ratios); entries of another
+    kind are left out, and anything but an object is {}."""
+    value = ev.get(key)
+    if not isinstance(value, dict):
+        return {}
+    return {name: number(value, name) for name in value
+            if isinstance(name, str) and number(value, name) is not None}
 
 
 @dataclass
@@ -93,6 +106,8 @@ class RunState:
     tokens_per_s: float | None = None
     flops_per_s: float | None = None
     mfu: float | None = None  # of the device's peak; None where the peak is unknown (CPUs)
+    grad_norms: dict[str, float] = field(default_factory=dict)  # the latest, by layer
+    update_ratios: dict[str, float] = field(default_factory=dict)
     steps_per_s: float | None = None
     sample: str = ""
     checkpoint: str | None = None
@@ -112,6 +127,7 @@ class RunState:
     variant_count: int | None = None
     variant_curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
     results: dict[str, VariantResult] = field(default_factory=dict)  # in the order they came
+    variant_grad_norms: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest
     skipped: int = 0  # events that lacked what their type needs
     _last_step: tuple[int, float] | None = field(default=None, repr=False)  # for steps/s
 
@@ -197,9 +213,14 @@ class RunState:
         self.loss, self.lr, self.grad_norm = loss, number(ev, "lr"), number(ev, "grad_norm")
         self.tokens_per_s = number(ev, "tokens_per_s")
         self.flops_per_s, self.mfu = number(ev, "flops_per_s"), number(ev, "mfu")
+        variant = text(ev, "variant")
+        grad_norms = by_layer(ev, "grad_norms")
+        if grad_norms:  # steps of older runs have none: the last measured ones stay
+            self.grad_norms, self.update_ratios = grad_norms, by_layer(ev, "update_ratios")
+            if variant is not None:
+                self.variant_grad_norms[variant] = grad_norms
         if not math.isfinite(loss):  # a diverged run's NaN is said, not drawn
             return
-        variant = text(ev, "variant")
         steps, losses = ((self.step_xs, self.step_losses) if variant is None
                          else self.variant_curves.setdefault(variant, ([], [])))
         steps.append(step)
@@ -267,6 +288,7 @@ class RunState:
             name, whole(ev, "index"), whole(ev, "count"))
         self.step, self.max_steps = 0, whole(ev, "max_steps") or self.max_steps
         self.loss = self.tokens_per_s = None
+        self.grad_norms, self.update_ratios = {}, {}
         self._last_step = None
         self.variant_curves.setdefault(name, ([], []))
 
@@ -280,7 +302,9 @@ class RunState:
             train_loss=number(ev, "train_loss"), val_loss=number(ev, "val_loss"),
             val_loss_delta=number(ev, "val_loss_delta"),
             tokens_per_s=number(ev, "tokens_per_s"), seconds=number(ev, "seconds"),
-            sample=text(ev, "sample") or "", diverged=text(ev, "diverged"))
+            sample=text(ev, "sample") or "", diverged=text(ev, "diverged"),
+            distinct_4grams=number(ev, "distinct_4grams"), grad_norms=by_layer(ev, "grad_norms"),
+            evidence=text(ev, "evidence") or "")
 
     def _ablation_done(self, ev: dict) -> None:
         self.status = text(ev, "reason") or "finished"

@@ -28,6 +28,7 @@ from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from minigpt.events import event, logged
+from minigpt.gradflow import GradientFlow
 from minigpt.hardware import (
     allow_tf32,
     autocast_for,
@@ -178,6 +179,9 @@ class Trainer:
             self.train_model = CompiledOrEager(self.train_model)
         self.optimizer = self.model.configure_optimizer(
             self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
+        # each layer's gradient norm and update ratio, measured on the logged steps only
+        self.gradient_flow = GradientFlow(self.model)
+        self.measure_gradient_flow = True  # False: not measured (benchmarks/bench_gradflow.py)
 
         # the batches and the counts. Batches come from their own generator so that evaluation
         # and sampling, which use others, never change which batches training sees. Under DDP each
@@ -290,8 +294,7 @@ class Trainer:
                                 message=f"torch.compile failed, training without it: {failure}")
                 window.add(step_loss, self.tokens_per_step)
 
-                # step 1 too, whatever log_interval says: a new run has a loss on screen at once
-                if self.step % cfg.log_interval == 0 or self.step in (1, cfg.max_steps):
+                if self.logs(self.step):
                     yield self._step_event(window, lr, grad_norm, started)
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                     yield from self._evaluate()
@@ -315,6 +318,11 @@ class Trainer:
                     elapsed=time.perf_counter() - started,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
 
+    def logs(self, step: int) -> bool:
+        """Whether the step that ends at `step` is logged: every log_interval, and step 1 too,
+        whatever log_interval says (a new run has a loss on screen at once), and the last."""
+        return step % self.cfg.log_interval == 0 or step in (1, self.cfg.max_steps)
+
     def _step_event(self, window: Throughput, lr: float, grad_norm: torch.Tensor,
                     started: float) -> dict:
         """The logged step: the window's mean loss and speed; the next window opens."""
@@ -327,11 +335,13 @@ class Trainer:
         tokens_per_s = window.tokens_per_s(now)
         flops_per_s = tokens_per_s * self.flops_per_token
         window.restart(now)
+        flow = self.gradient_flow.read()  # measured in this step: one read off the device
+        by_layer = {"grad_norms": flow[0], "update_ratios": flow[1]} if flow else {}
         return event("step", step=self.step, max_steps=cfg.max_steps,
                      loss=loss, lr=lr, grad_norm=float(grad_norm),
                      tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
                      mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
-                     elapsed=now - started)
+                     elapsed=now - started, **by_layer)
 
     def _check_finite(self, what: str = "") -> None:
         """Stop the run, saving nothing, once a loss or a gradient norm was NaN or infinite."""
@@ -392,10 +402,16 @@ class Trainer:
                 # each micro-batch contributes its share of the mean over the whole step
                 (loss / cfg.grad_accum).backward()
             total += loss.detach()
+        measured = self.measure_gradient_flow and self.logs(self.step + 1)
+        if measured:  # before clipping, as grad_norm is
+            self.gradient_flow.grads()
+            self.gradient_flow.before()
         # clip_grad_norm_ returns the norm before clipping; an infinite bound only measures it
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
+        if measured:
+            self.gradient_flow.after()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += self.tokens_per_step

@@ -27,6 +27,7 @@ from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
+from minigpt_tui.widgets.grad_flow import variants_table
 from minigpt_tui.widgets.loss_chart import LossChart
 
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
@@ -53,6 +54,7 @@ class AblatePane(Widget, can_focus=False):
         self.runs_root = runs_root
         self.follower: RunFollower | None = None
         self._rows: dict[str, VariantResult] = {}  # the table's: variant -> result shown
+        self._highlighted: str | None = None  # the table's highlighted variant
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ablate-top"):
@@ -82,6 +84,7 @@ class AblatePane(Widget, can_focus=False):
             yield DataTable(id="ablate-table", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="ablate-sample-box"):
                 yield Static("", id="ablate-sample")
+                yield Static("", id="ablate-grad", classes="grad-flow")
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
@@ -130,6 +133,7 @@ class AblatePane(Widget, can_focus=False):
         if self.follower is not None:
             self.follower.stop()
         self._rows.clear()
+        self._highlighted = None
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
         self.follower = RunFollower(self, Path(run_dir), process)
@@ -163,6 +167,7 @@ class AblatePane(Widget, can_focus=False):
             table.add_row(*map(plain, cells), key=name)
             self._rows[name] = result
         self.query_one("#ablate-status", Static).update(self._status_line(s))
+        self._show_detail()
 
     def _status_line(self, s: RunState) -> Text:
         if s.status == "failed":
@@ -187,13 +192,31 @@ class AblatePane(Widget, can_focus=False):
 
     @on(DataTable.RowHighlighted)
     def _show_sample(self, event: DataTable.RowHighlighted) -> None:
-        name = event.row_key.value if event.row_key else None
-        self.query_one("#ablate-sample", Static).update(
-            assemble((name, "bold"), "\n", self._sample_of(name)) if name else "")
+        self._highlighted = event.row_key.value if event.row_key else None
+        self._show_detail()
 
-    def _sample_of(self, name: str) -> str:
-        result = self.state.results.get(name) if self.state else None
-        return result.sample if result else ""
+    def _show_detail(self) -> None:
+        """Beside the table: the highlighted variant's evidence in words, every variant's
+        gradient norm by layer against the baseline's, the highlighted variant's sample."""
+        s, name = self.state, self._highlighted
+        result = s.results.get(name) if s and name else None
+        detail = Text()
+        if name:
+            detail = assemble((name, "bold"), "\n")
+            if result and result.evidence:
+                detail.append_text(plain(result.evidence + "\n", "italic"))
+            detail.append_text(plain(result.sample if result else ""))
+        self.query_one("#ablate-sample", Static).update(detail)
+        table = None
+        if s is not None:
+            # a finished variant's mean over its logged steps; the one in training's latest
+            norms = {v: (s.results[v].grad_norms if v in s.results and s.results[v].grad_norms
+                         else s.variant_grad_norms.get(v, {}))
+                     for v in dict.fromkeys([*s.variants, *s.variant_grad_norms, *s.results])}
+            table = variants_table({v: n for v, n in norms.items() if n})
+        grad = self.query_one("#ablate-grad", Static)
+        grad.display = table is not None
+        grad.update(table or "")
 
     @on(Button.Pressed, "#ablate-cancel")
     def action_cancel(self) -> None:

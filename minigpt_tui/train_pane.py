@@ -24,6 +24,7 @@ from minigpt.runstate import LIVE, RunState
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
+from minigpt_tui.widgets.grad_flow import layer_bars
 from minigpt_tui.widgets.loss_chart import LossChart
 
 TRAINING = ("running", "paused")  # the child handles pause and save signals only once it trains
@@ -101,6 +102,7 @@ class TrainPane(Widget, can_focus=True):
             with Horizontal(id="train-body"):
                 yield LossChart(id="train-chart")
                 with VerticalScroll(id="train-sample-box"):
+                    yield Static("", id="train-grad", classes="grad-flow")  # once a step has them
                     yield Static("", id="train-sample")
 
     # --- following a run -----------------------------------------------------------------------
@@ -176,6 +178,9 @@ class TrainPane(Widget, can_focus=True):
         chart.set_series("val", s.eval_xs, s.val_losses)
         chart.set_series("step loss", s.step_xs, s.step_losses)
         chart.redraw()
+        grad = self.query_one("#train-grad", Static)
+        grad.display = bool(s.grad_norms)
+        grad.update(layer_bars(s.grad_norms, s.update_ratios))
         self.query_one("#train-sample", Static).update(
             plain(s.sample) if s.sample else plain("(a sample appears at each evaluation)"))
 

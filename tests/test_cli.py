@@ -125,6 +125,11 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     assert [r["variant"] for r in rows] == ["baseline", "attention"]
     for r in rows:
         assert {"variant", "train_loss", "val_loss", "tokens_per_s", "seconds"} <= r.keys()
+        assert 0 < r["distinct_4grams"] <= 1 and r["evidence"].startswith(r["description"])
+        assert list(r["grad_norms"]) == ["embedding", "1", "2", "head"]
+    # the per-layer summary and the evidence lines, as printed
+    assert "gradient norm by layer" in result.stdout
+    assert "distinct 4-grams in samples" in result.stdout
 
 
 @pytest.mark.parametrize("args, fragments", [
