@@ -156,12 +156,12 @@ class InspectPane(Widget, can_focus=False):
         width = view.scrollable_content_region.width or self.size.width or 80
         T = len(found.ids)
         layer, head = self.selected
-        status = assemble(f"{T} tokens", f" (the last of {T + found.cut})" if found.cut else "",
-                          f", {found.n_layer} layers x {found.n_head} heads")
-        if found.n_head:
-            status.append_text(assemble(
-                "  ", (f"layer {layer} head {head}", "bold"), "  ←→ head, ↑↓ layer"))
-        self.say(status)
+        tokens = f"{T} tokens" + (f" (the last of {T + found.cut})" if found.cut else "")
+        if found.n_head:  # first, so that a narrow pane never cuts it
+            self.say(assemble((f"layer {layer} of {found.n_layer}, head {head} of "
+                               f"{found.n_head}", "bold"), f" · {tokens} · ←→ head ↑↓ layer"))
+        else:
+            self.say(assemble(f"{tokens}, {found.n_layer} layers, no attention"))
         if found.n_head:
             m = found.head_measures(layer, head)
             about = assemble(

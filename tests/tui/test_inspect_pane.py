@@ -95,7 +95,7 @@ async def test_enter_shows_the_heatmap_and_keys_move_through_layers_and_heads(ch
             await pilot.pause()
             now = pane.selected
             assert now == ((before[0] + moved[0]) % 2, (before[1] + moved[1]) % 2), key
-            assert f"layer {now[0]} head {now[1]}" in status(app)
+            assert status(app).startswith(f"layer {now[0]} of 2, head {now[1]} of 2")
             assert drawn(heatmap) != seen[before], f"{key}: the heatmap did not change"
             seen[now] = drawn(heatmap)
         assert len(seen) == 3 and len(set(seen.values())) == 3  # each head its own pattern
@@ -110,6 +110,8 @@ async def test_fits_80x24_with_a_long_prompt(checkpoint):
         assert any("Inspect [4]" in line for line in lines)
         shown = "\n".join(lines)
         assert "layer" in shown and "head" in shown
+        assert any(re.match(r"layer \d of 2, head \d of 2 .*↑↓ layer\s*$", line)
+                   for line in lines), "the status line is cut"
         view = pane.query_one("#inspect-view")
         assert view.max_scroll_y > 0  # the rest is a scroll away
         # every heatmap row is drawn whole: its last column is on the screen
