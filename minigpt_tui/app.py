@@ -1,4 +1,4 @@
-"""The minigpt TUI: Train, Chat and Ablate panes in tabs.
+"""The minigpt TUI: Train, Chat, Ablate and Inspect panes in tabs.
 
     minigpt tui [--data PATH [--text-field NAME]] [--preset NAME] [--steps N] [--attach RUN_DIR]
     minigpt chat --ckpt CHECKPOINT [sampling options] [--device D] [--weights W]
@@ -24,6 +24,7 @@ from minigpt.events import DEFAULT_RUNS_ROOT
 from minigpt.runstate import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.inspect_pane import InspectPane
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.run_picker import NEW_RUN, RunPicker
 
@@ -64,6 +65,7 @@ class MinigptApp(App):
         Binding("1", "show_tab('train')", "Train", show=False),
         Binding("2", "show_tab('chat')", "Chat", show=False),
         Binding("3", "show_tab('ablate')", "Ablate", show=False),
+        Binding("4", "show_tab('inspect')", "Inspect", show=False),
         Binding("f1,question_mark", "toggle_help", "Keys"),
     ]
 
@@ -91,6 +93,8 @@ class MinigptApp(App):
                 yield ChatPane(sampling=self.sampling, device=self.device)
             with TabPane("Ablate [3]", id="ablate"):
                 yield AblatePane(self.runs_root)
+            with TabPane("Inspect [4]", id="inspect"):
+                yield InspectPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -153,7 +157,16 @@ class MinigptApp(App):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "inspect":
+            self.query_one(InspectPane).suggest(self.query_one(ChatPane).last_exchange)
         self._focus_tab(event.pane.id)
+
+    @on(ChatPane.Loaded)
+    def _chat_model_loaded(self, message: ChatPane.Loaded) -> None:
+        """The Inspect pane looks inside the Chat pane's model."""
+        lock = self.query_one(ChatPane).model_lock
+        self.query_one(InspectPane).use_model(message.model, message.tokenizer,
+                                              message.description, lock)
 
     def _focus_tab(self, tab: str) -> None:
         """Focus the pane's main widget once the tab is shown (a hidden widget takes no focus),
@@ -161,8 +174,9 @@ class MinigptApp(App):
 
         Only if the tab is still the active one by then: focusing a widget in a hidden pane
         makes TabbedContent show that pane again, whose TabActivated asked for another focus
-        there, so keys 1 2 3 faster than a refresh left each tab re-activating itself forever."""
-        target = {"train": "TrainPane", "chat": "#chat-prompt", "ablate": "#ablate-variants"}[tab]
+        there, so keys 1 2 3 4 faster than a refresh left each tab re-activating itself forever."""
+        target = {"train": "TrainPane", "chat": "#chat-prompt", "ablate": "#ablate-variants",
+                  "inspect": "#inspect-prompt"}[tab]
 
         def focus() -> None:
             if self.query_one(TabbedContent).active == tab:

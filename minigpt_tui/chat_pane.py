@@ -9,6 +9,7 @@ sent in batches of at most 50 ms so a fast model cannot flood the screen.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,8 @@ class ChatPane(Widget, can_focus=False):
         self.reply: Static | None = None
         self.reply_text = Text()
         self.generating = False
+        self.last_exchange = ""  # the last prompt and its reply (the Inspect pane's default)
+        self.model_lock = threading.Lock()  # one user of the model at a time: chat or inspect
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -302,6 +305,7 @@ class ChatPane(Widget, can_focus=False):
         prompt_box = self.query_one(PromptInput)
         prompt_box.remember(prompt)
         prompt_box.value = ""
+        self.last_exchange = prompt
         self.reply_text = plain(prompt, "bold")
         self.reply = Static(self.reply_text, classes="reply")
         self.query_one("#chat-transcript").mount(self.reply)
@@ -319,6 +323,7 @@ class ChatPane(Widget, can_focus=False):
         stats = GenerationStats()
         text, candidates, last_post = "", [], time.monotonic()
         reason = "done"
+        self.model_lock.acquire()  # inspect hooks the model's modules: not while it runs
         try:
             for piece, step in stream_pieces(self.model, self.tokenizer, prompt_ids, cfg, stats):
                 if worker.is_cancelled:
@@ -338,6 +343,8 @@ class ChatPane(Widget, can_focus=False):
         except Exception as e:  # e.g. a model whose logits overflow to NaN: said, not a crash
             first = (str(e).strip().splitlines() or [""])[0]
             reason = f"failed: {type(e).__name__}: {first}"
+        finally:
+            self.model_lock.release()
         self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
         self.post_message(self.Finished(reason))
 
@@ -345,6 +352,7 @@ class ChatPane(Widget, can_focus=False):
     def _append(self, message: Generated) -> None:
         if self.reply is None:
             return
+        self.last_exchange += message.text
         self.reply_text.append(clean(message.text))
         self.reply.update(self.reply_text)
         self.query_one(TokenInspector).extend(message.candidates)

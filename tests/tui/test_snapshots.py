@@ -51,3 +51,7 @@ def test_new_run_form(app, snap_compare):
 
 def test_ablate_pane_before_a_run(app, snap_compare):
     assert snap_compare(app, run_before=keys_then_steady("3"), terminal_size=SIZE)
+
+
+def test_inspect_pane_without_a_model(app, snap_compare):
+    assert snap_compare(app, run_before=keys_then_steady("4"), terminal_size=SIZE)

@@ -48,8 +48,15 @@ async def test_each_tab_key_shows_its_tab_from_any_other(finished_run):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         tabs = app.query_one(TabbedContent)
-        focus = {"train": "TrainPane", "ablate": "#ablate-variants", "chat": "#chat-prompt"}
-        for key, tab in [("3", "ablate"), ("1", "train"), ("3", "ablate"), ("2", "chat")]:
+        focus = {"train": "TrainPane", "ablate": "#ablate-variants", "chat": "#chat-prompt",
+                 "inspect": "#inspect-prompt"}
+        for key, tab in [("3", "ablate"), ("4", "inspect"), ("tab", "inspect"), ("1", "train"),
+                         ("4", "inspect"), ("tab", "inspect"), ("3", "ablate"), ("2", "chat")]:
+            if key == "tab":  # from the prompt (where a digit is text) to the view, as a user does
+                await pilot.press("tab")
+                await settle(pilot)
+                assert app.focused is app.query_one("#inspect-view")
+                continue
             await pilot.press(key)
             await settle(pilot)
             assert tabs.active == tab, f"after {key}"
