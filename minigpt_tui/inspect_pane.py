@@ -24,7 +24,7 @@ from textual.worker import get_current_worker
 
 from minigpt.inspect import Inspection
 from minigpt.inspect_view import RAMP, chosen_head, head_overview, heatmap, lens_table
-from minigpt_tui.text import assemble, plain
+from minigpt_tui.text import assemble, clean, plain
 
 NO_MODEL = ("No model: open a checkpoint in the Chat pane (2, then ctrl+o), or start with "
             "minigpt chat --ckpt FILE.")
@@ -61,7 +61,8 @@ class InspectPane(Widget, can_focus=False):
         self.model = None
         self.tokenizer = None
         self.model_lock = None  # held while the model runs: the Chat pane's, shared with it
-        self.suggested = ""  # the prompt last put in the box for the user
+        self.suggested = ""  # the prompt last put in the box for the user, as the box shows it
+        self.suggested_prompt = ""  # and as it is
         self.inspection: Inspection | None = None
         self.selected = (0, 0)  # the (layer, head) the heatmap shows
 
@@ -83,11 +84,14 @@ class InspectPane(Widget, can_focus=False):
         self.query_one("#inspect-model", Static).update(description)
 
     def suggest(self, prompt: str) -> None:
-        """Put a prompt (the last chat exchange) in the box, unless the user typed there."""
+        """Put a prompt (the last chat exchange) in the box, unless the user typed there. The box
+        is one line: it shows newlines and tabs as symbols (and control characters, as
+        everywhere), and Enter on it inspects the exchange as it was."""
         box = self.query_one("#inspect-prompt", Input)
         if prompt and box.value in ("", self.suggested):
-            box.value = self.suggested = prompt
-            box.cursor_position = len(prompt)
+            self.suggested_prompt = prompt
+            box.value = self.suggested = clean(prompt).replace("\n", "↵").replace("\t", "⇥")
+            box.cursor_position = len(box.value)
 
     # --- inspecting --------------------------------------------------------------------------------
 
@@ -100,7 +104,8 @@ class InspectPane(Widget, can_focus=False):
             self.say(plain("the prompt is empty", "yellow"))
             return
         self.say(plain("inspecting ..."))
-        self._inspect(event.value)
+        suggested = event.value == self.suggested
+        self._inspect(self.suggested_prompt if suggested else event.value)
 
     @work(thread=True, exclusive=True, group="inspect")
     def _inspect(self, prompt: str) -> None:

@@ -189,3 +189,25 @@ async def test_the_prompt_defaults_to_the_last_chat_exchange(checkpoint):
         app.action_show_tab("inspect")
         await settle(pilot)
         assert box.value == "my own"
+
+
+async def test_an_exchange_with_newlines_is_shown_on_one_line_and_inspected_as_it_was(checkpoint):
+    """A raw newline or ESC in the one-line box would move the terminal's cursor and leave the
+    reply's text over the rest of the screen."""
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = app.query_one(ChatPane)
+        await wait_for(pilot, lambda: chat.model is not None, what="the model to load")
+        app.query_one(InspectPane).suggest("a\x1b[2J\tb")
+        box = app.query_one("#inspect-prompt")
+        assert box.value == "a␛[2J⇥b"
+        box.value = ""
+        app.query_one(InspectPane).suggest("the\ncat")
+        app.action_show_tab("inspect")
+        await settle(pilot)
+        assert box.value == "the↵cat"
+        box.focus()
+        await pilot.press("enter")
+        pane = app.query_one(InspectPane)
+        await wait_for(pilot, lambda: pane.inspection is not None, what="the inspection")
+        assert pane.inspection.ids == chat.tokenizer.encode("the\ncat")
