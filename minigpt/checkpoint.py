@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from minigpt import control
-from minigpt.config import GPTConfig, TrainConfig, Whole
+from minigpt.config import GPTConfig, Real, TrainConfig, Whole
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -291,6 +291,9 @@ def check_train_state(state) -> dict | None:
     for key in ("step", "tokens_seen"):
         if key in state:
             Whole(0).check(f"training state {key}", state[key], CheckpointError)
+    for key in ("time_spent", "eval_seconds"):
+        if key in state:
+            Real(0).check(f"training state {key}", state[key], CheckpointError)
     optimizer = state.get("optimizer")
     if optimizer is not None and not (isinstance(optimizer, dict)
                                       and isinstance(optimizer.get("state"), dict)

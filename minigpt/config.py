@@ -7,6 +7,7 @@ Plain dataclasses, no torch import, so the command line can read them without pa
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from minigpt.errors import ConfigError, SamplingError
@@ -65,6 +66,17 @@ class Real:
         if self.low is not None:
             return f"{'>' if self.low_open else '>='} {self.low}"
         return f"{'<' if self.high_open else '<='} {self.high}"
+
+
+@dataclass(frozen=True)
+class Maybe:
+    """None, or what the rule allows."""
+
+    rule: Whole | Real
+
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if value is not None:
+            self.rule.check(name, value, error)
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,9 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 2000
+    # seconds of wall clock for the whole run (evaluations in, pauses out): the run ends when they
+    # are spent, and its schedule follows the clock instead of max_steps (train.py); None: steps
+    time_budget: float | None = None
     lr: float = 1e-3
     min_lr: float = 1e-4  # the floor of the cosine decay
     warmup_steps: int = 100
@@ -227,12 +242,14 @@ class TrainConfig:
 
 
 # settings whose command-line option has another name: errors name both
-LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size (--vocab-size)"}
+LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size (--vocab-size)",
+          "time_budget": "time_budget (--time)"}
 
 TRAIN_RULES = {
     "tokenizer": OneOf(("char", "bpe")),
     "bpe_vocab_size": Whole(260),  # GPT-2's 256 bytes, <|endoftext|>, and a few merges
     "batch_size": Whole(1), "grad_accum": Whole(1), "max_steps": Whole(1),
+    "time_budget": Maybe(Real(0, low_open=True)),
     # AdamW moves every weight by about lr each step: above 1 nothing can be learned
     "lr": Real(0, 1, low_open=True), "min_lr": Real(0, 1),
     "warmup_steps": Whole(0),
@@ -244,6 +261,48 @@ TRAIN_RULES = {
     "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
     "seed": Whole(0),
 }
+
+
+# --- a run's length: steps, or a time -----------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?)h)?(?:(?P<m>\d+(?:\.\d*)?)m)?"
+                       r"(?:(?P<s>\d+(?:\.\d*)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds, from '110s', '5m', '1h', '1h30m', '2.5m' or a bare number of seconds ('90'):
+    what --time and the TUI's time field take. Anything else, or no time at all, is a
+    ConfigError."""
+    shown = text.strip() if len(text.strip()) <= 20 else text.strip()[:20] + "..."
+    spelled = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d*)?", spelled):
+        seconds = float(spelled)
+    else:
+        match = _DURATION.fullmatch(spelled)
+        if not spelled or match is None:
+            raise ConfigError(f"{shown!r} is not a time: write it as 110s, 5m, 1h or 1h30m "
+                              "(a bare number is seconds)")
+        seconds = sum(float(match[unit] or 0) * factor
+                      for unit, factor in (("h", 3600), ("m", 60), ("s", 1)))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"a time must be more than 0 seconds (and finite), got {shown!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """'1h30m', '1m50s', '45s', '2.5s': a time as parse_duration reads it."""
+    if seconds < 10:
+        return f"{seconds:.2g}s"
+    minutes, s = divmod(round(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
+
+
+def check_run_length(max_steps: int | None, time_budget: float | None) -> None:
+    """A run is as long as its steps or its time, not both."""
+    if max_steps is not None and time_budget is not None:
+        raise ConfigError("give a number of steps (--steps) or a time (--time), not both: a "
+                          "timed run ends when its time is spent")
 
 
 # vocab_size in presets is a placeholder: the tokenizer built from the data sets the real one.

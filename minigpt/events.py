@@ -59,7 +59,9 @@ class _OfProcess(TypedDict, total=False):
 class Start(_Event, _OfVariant):
     """Training begins (or resumes) at step."""
     step: int
-    max_steps: int
+    max_steps: int  # the run's length; a timed run's schedule only (it ends by its time)
+    time_budget: float | None  # a timed run's seconds in all (--time); None: it ends at max_steps
+    time_spent: float  # the seconds it trained before this start (resumed: the earlier runs')
     config: dict  # TrainConfig.to_dict()
     device: str
     precision: str  # "bf16" or "fp32"
@@ -88,7 +90,8 @@ class Step(_Event, _OfVariant):
     tokens_per_s: float
     flops_per_s: float  # the model FLOPs those tokens need (PaLM's count)
     mfu: float | None  # flops_per_s / peak_flops, or None
-    elapsed: float
+    elapsed: float  # since this start
+    time_spent: float  # since the run's first start: evaluations in, pauses out (Trainer.time_spent)
     # by layer, in the order the tokens flow ("embedding", "1".."n_layer", "head"; gradflow.py):
     grad_norms: dict[str, float]  # the norm of each layer's gradients, before clipping
     update_ratios: dict[str, float]  # how far this step moved each layer's weights: ||dw||/||w||
@@ -117,6 +120,9 @@ class Done(_Event, _OfVariant):
     val_loss: float | None
     tokens_per_s: float
     elapsed: float
+    time_spent: float  # as a step's: a timed run's is about its time_budget
+    final_eval_seconds: float | None  # of the final evaluation and save (in time_spent); None
+    #                                   when the run was stopped before its end
     checkpoint: str | None
 
 

@@ -21,14 +21,20 @@ import torch
 
 from minigpt import distributed
 from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
-from minigpt.config import TrainConfig, default_preset_name, preset
+from minigpt.config import (
+    TrainConfig,
+    check_run_length,
+    default_preset_name,
+    format_duration,
+    preset,
+)
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
 from minigpt.events import new_run_dir, run_lock
 from minigpt.tokenizer import Tokenizer
 from minigpt.train import PreparedData, Trainer
 
 # what --resume may change: how long the run goes on, and how often it is evaluated
-RESUME_MAY_CHANGE = ("max_steps", "eval_interval")
+RESUME_MAY_CHANGE = ("max_steps", "time_budget", "eval_interval")
 
 
 @dataclass
@@ -73,9 +79,11 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
                   overrides: dict | None = None, out: Path | None = None, name: str | None = None,
                   resume: Path | None = None, init: Path | None = None) -> TrainingPlan:
     """The plan for `minigpt train`'s options. overrides: settings by TrainConfig name (None for
-    one not given). out: a checkpoint file (x.pt) or a run directory; else the resumed run's own
-    file, else a new directory under checkpoints/ (named `name`, else by date and time)."""
+    one not given); a run is as long as max_steps or time_budget (seconds), not both. out: a
+    checkpoint file (x.pt) or a run directory; else the resumed run's own file, else a new
+    directory under checkpoints/ (named `name`, else by date and time)."""
     overrides = overrides or {}
+    check_run_length(overrides.get("max_steps"), overrides.get("time_budget"))
     checkpoint = start = None
     if resume is not None and init is not None:
         raise ConfigError("--resume continues a run, --init starts a new one from a model: "
@@ -108,7 +116,8 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
 
 def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name: str | None,
              overrides: dict) -> tuple[TrainConfig, str | None]:
-    """The settings and the data of a resumed run: its own, with only a longer run (--steps) or
+    """The settings and the data of a resumed run: its own, with only a longer run (--steps, or
+    --time for a timed run: either counts the whole run, the part already done included) or
     another --eval-interval; refused when it has nothing to resume or is done."""
     if checkpoint.train_config is None or checkpoint.train_state is None:
         raise CheckpointError(f"{given} has no training state to resume from")
@@ -117,15 +126,25 @@ def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name:
     if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it
         changed.append("preset")
     if changed:
-        raise ConfigError(f"--resume continues a run as it was; only --steps and "
-                          f"--eval-interval can change (got {', '.join(changed)})")
+        raise ConfigError("--resume continues a run as it was; only its length (--steps or "
+                          f"--time) and --eval-interval can change (got {', '.join(changed)})")
+    timed = checkpoint.train_config.time_budget is not None
+    if overrides.get("time_budget" if not timed else "max_steps") is not None:
+        raise ConfigError(f"{given} trains {'for a time' if timed else 'for a number of steps'}: "
+                          f"--resume lengthens it with {'--time' if timed else '--steps'}")
     cfg = checkpoint.train_config.with_overrides(**overrides)
     trained_on = checkpoint.meta.get("data_source")
     if data is not None and not same_data_source(data, trained_on):
         raise DataError(f"{given} was trained on {trained_on or 'builtin'}, not {data}; "
                         "--resume continues a run on its own data (to train it on other "
                         f"data, start a new run from it: --init {given})")
-    if checkpoint.step >= cfg.max_steps:
+    if timed:
+        spent = float(checkpoint.train_state.get("time_spent", 0.0))
+        if spent >= cfg.time_budget:
+            raise ConfigError(f"{given} has already trained for {format_duration(spent)} of its "
+                              f"{format_duration(cfg.time_budget)}; pass a longer --time to "
+                              "train further")
+    elif checkpoint.step >= cfg.max_steps:
         raise ConfigError(f"{given} is already at step {checkpoint.step} of {cfg.max_steps}; "
                           "pass a larger --steps to train further")
     return cfg, data or trained_on

@@ -74,6 +74,12 @@ class VariantResult:
     evidence: str = ""
 
 
+def _seconds(ev: dict, key: str) -> float | None:
+    """ev[key] if it is a finite number of seconds, more than 0; else None."""
+    value = number(ev, key)
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
 def by_layer(ev: dict, key: str) -> dict[str, float]:
     """ev[key] as {layer name: number} (a step's grad_norms, update_ratios); entries of another
     kind are left out, and anything but an object is {}."""
@@ -95,6 +101,8 @@ class RunState:
     pid: int | None = None
     step: int = 0
     max_steps: int = 0
+    time_budget: float | None = None  # a timed run's seconds in all; None: it ends at max_steps
+    time_spent: float = 0.0  # the seconds it has trained (evaluations in, pauses out)
     device: str = ""
     precision: str = ""
     params: int = 0
@@ -148,8 +156,22 @@ class RunState:
             self.error = last_words
 
     @property
+    def length(self) -> float:
+        """How long the run is: a timed run's seconds, else its steps."""
+        return self.max_steps if self.time_budget is None else self.time_budget
+
+    @property
+    def progress(self) -> float:
+        """How far it is, in length's units."""
+        return self.step if self.time_budget is None else min(self.time_spent, self.time_budget)
+
+    @property
     def eta_s(self) -> float | None:
-        if self.status != "running" or not self.steps_per_s:
+        if self.status != "running":
+            return None
+        if self.time_budget is not None:  # as of its latest step
+            return self.time_budget - self.progress
+        if not self.steps_per_s:
             return None
         return (self.max_steps - self.step) / self.steps_per_s
 
@@ -191,6 +213,8 @@ class RunState:
         self.step, self.max_steps = whole(ev, "step") or 0, whole(ev, "max_steps") or 0
         self.device, self.params = text(ev, "device") or "", whole(ev, "params") or 0
         self.precision = text(ev, "precision") or ""  # absent in runs from older versions
+        self.time_budget = _seconds(ev, "time_budget")  # absent: a run by steps, or an older one
+        self.time_spent = _seconds(ev, "time_spent") or 0.0
         self._last_step = None
         if text(ev, "variant") is not None:  # a variant's training: the ablation goes on
             return
@@ -210,6 +234,7 @@ class RunState:
                 self.steps_per_s = (step - prev_step) / (time_ - prev_time)
         self._last_step = None if time_ is None else (step, time_)
         self.step, self.max_steps = step, whole(ev, "max_steps") or self.max_steps
+        self.time_spent = _seconds(ev, "time_spent") or self.time_spent
         self.loss, self.lr, self.grad_norm = loss, number(ev, "lr"), number(ev, "grad_norm")
         self.tokens_per_s = number(ev, "tokens_per_s")
         self.flops_per_s, self.mfu = number(ev, "flops_per_s"), number(ev, "mfu")
@@ -258,6 +283,7 @@ class RunState:
     def _done(self, ev: dict) -> None:
         step = whole(ev, "step")
         self.step = self.step if step is None else step
+        self.time_spent = _seconds(ev, "time_spent") or self.time_spent
         if text(ev, "variant") is not None:  # a variant finished: its result follows
             return
         self.status = text(ev, "reason") or "finished"
@@ -345,6 +371,7 @@ class RunSummary:
     data: str
     pid: int | None
     modified: float
+    time_budget: float | None = None  # a timed run's seconds in all
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
@@ -364,7 +391,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
         modified = 0.0
     return RunSummary(path=run_dir, kind=state.kind, status=state.status, step=state.step,
                       max_steps=state.max_steps, val_loss=state.val_loss, data=state.data,
-                      pid=state.pid, modified=modified)
+                      pid=state.pid, modified=modified, time_budget=state.time_budget)
 
 
 def list_runs(root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> list[RunSummary]:

@@ -1,5 +1,11 @@
 """Training: AdamW, warmup then cosine decay, gradient clipping and accumulation, evaluation.
 
+A run is as long as its steps (cfg.max_steps) or its time (cfg.time_budget, `--time 5m`). A timed
+run's learning-rate schedule follows the wall clock: it warms up over the same share of its time
+as warmup_steps is of max_steps, and decays to min_lr as the time runs out; max_steps then only
+maps the clock onto the schedule, and is no limit. Its time counts the evaluations and the final
+one (it keeps as long as the last evaluation took for it), not pauses, and adds up over resumes.
+
 `Trainer.run()` is a generator of events (see events.py for their fields). The command line,
 the TUI and the tests all consume it; with a run directory it also appends every event to
 events.jsonl and keeps model.pt there, saved atomically at each evaluation and at the end.
@@ -45,12 +51,14 @@ from minigpt.sources import Source
 from minigpt.tokenizer import Tokenizer, build_tokenizer
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: float, cfg: TrainConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps. A floor above the
-    peak (--lr below a preset's min_lr) is the peak: the rate never rises after warmup."""
+    peak (--lr below a preset's min_lr) is the peak: the rate never rises after warmup.
+    A timed run is at a fractional step: max_steps times the share of its time spent
+    (Trainer.schedule_step)."""
     min_lr = min(cfg.min_lr, cfg.lr)
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return cfg.lr * min(step + 1, cfg.warmup_steps) / cfg.warmup_steps
     if step >= cfg.max_steps:
         return min_lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
@@ -156,6 +164,16 @@ class Trainer:
         # where the starting weights came from, kept in the run's checkpoints for `minigpt info`
         self.origin: str | None = None
 
+        # the run's clock (a fake one in tests): the time a timed run has spent, and the events'
+        # elapsed seconds; see time_spent below
+        self.clock = time.perf_counter
+        self.time_spent_before = 0.0  # in the runs this one resumes
+        self._clock_started: float | None = None
+        self._paused_seconds = 0.0
+        self.schedule_time = 0.0  # the time_spent that a timed run's schedule is at (_read_clock)
+        self.eval_seconds = 0.0  # the last evaluation's (and its save's): a timed run keeps as much
+        self.finished = False  # the run reached its end (not stopped): a timed one spent its time
+
         # control from outside (see request_stop and the others below)
         self._stop_reason: str | None = None
         self._save_requested = False
@@ -245,6 +263,44 @@ class Trainer:
         """Hold (or release) the run after the current step; a stop request still ends it."""
         self._paused = paused
 
+    # --- the run's length: steps, or a time --------------------------------------------------------
+
+    @property
+    def timed(self) -> bool:
+        return self.cfg.time_budget is not None
+
+    def time_spent(self) -> float:
+        """Seconds the run has trained since its first start (each resume adds its own):
+        evaluations and saving count, pauses do not."""
+        if self._clock_started is None:
+            return self.time_spent_before
+        return (self.time_spent_before + self.clock() - self._clock_started
+                - self._paused_seconds)
+
+    def time_for_steps(self) -> float:
+        """A timed run's time for training steps: its budget less the final evaluation's time
+        (as long as the last evaluation took, at most half the budget)."""
+        budget = self.cfg.time_budget
+        return budget - min(self.eval_seconds, budget / 2)
+
+    def _read_clock(self) -> None:
+        """Once a step, the time a timed run's schedule and end go by: the processes' mean
+        time_spent, so that all set the same learning rate and stop at the same step."""
+        if self.timed:
+            self.schedule_time = distributed.all_reduce_mean(self.time_spent())
+
+    def schedule_step(self) -> float:
+        """Where the run is in its learning-rate schedule, in steps (lr_at): the step, or for a
+        timed run max_steps times the share of its steps' time spent."""
+        if not self.timed:
+            return self.step
+        return self.cfg.max_steps * min(self.schedule_time / self.time_for_steps(), 1.0)
+
+    def reached_end(self) -> bool:
+        if self.timed:
+            return self.schedule_time >= self.time_for_steps()
+        return self.step >= self.cfg.max_steps
+
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> Iterator[dict]:
@@ -253,8 +309,11 @@ class Trainer:
 
     def _loop(self) -> Iterator[dict]:
         cfg = self.cfg
-        started = time.perf_counter()
-        yield event("start", step=self.step, max_steps=cfg.max_steps, config=cfg.to_dict(),
+        started = self._clock_started = self.clock()
+        self._paused_seconds = 0.0
+        yield event("start", step=self.step, max_steps=cfg.max_steps,
+                    time_budget=cfg.time_budget, time_spent=self.time_spent_before,
+                    config=cfg.to_dict(),
                     device=describe_device(self.device), precision=self.precision,
                     peak_flops=self.peak_flops, params=self.model.num_params(),
                     data=self.data.description, data_source=self.data.source,
@@ -271,12 +330,17 @@ class Trainer:
         train_seconds = 0.0
         window = Throughput()
         reason = "finished"
+        final_eval_seconds = None
         compile_failure_noted = False
         try:
             if self.step == 0:  # a new run: the untrained model's losses first
+                began = self.clock()
                 yield from self._evaluate()
+                self.eval_seconds = distributed.all_reduce_mean(self.clock() - began)
                 window.restart_clock()  # the first window's tokens/s leaves the evaluation out
-            while self.step < cfg.max_steps:
+            self._read_clock()
+            last = self.step > 0 and self.reached_end()  # every run trains at least one step
+            while not last:
                 # every process stops at the same step, whichever one was asked to
                 if distributed.any_rank(self._stop_reason is not None):
                     reason = self._stop_reason or "stopped"
@@ -293,12 +357,18 @@ class Trainer:
                     yield event("note", step=self.step,
                                 message=f"torch.compile failed, training without it: {failure}")
                 window.add(step_loss, self.tokens_per_step)
+                self._read_clock()
+                last = self.finished = self.reached_end()
 
-                if self.logs(self.step):
+                if self.logs(self.step) or last:
                     yield self._step_event(window, lr, grad_norm, started)
-                if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                if self.step % cfg.eval_interval == 0 or last:
+                    began = self.clock()
                     yield from self._evaluate()
                     yield self._save()
+                    self.eval_seconds = distributed.all_reduce_mean(self.clock() - began)
+                    if last:
+                        final_eval_seconds = self.eval_seconds
                 elif self._save_requested:
                     yield self._save()
                 if self._paused and not self._stop_reason:
@@ -315,7 +385,8 @@ class Trainer:
                     train_loss=self.last_eval.get("train_loss"),
                     val_loss=self.last_eval.get("val_loss"),
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
-                    elapsed=time.perf_counter() - started,
+                    elapsed=self.clock() - started, time_spent=self.time_spent(),
+                    final_eval_seconds=final_eval_seconds,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)
 
     def logs(self, step: int) -> bool:
@@ -332,6 +403,7 @@ class Trainer:
         # (reading it waits for the device, so the clock is read after)
         loss = distributed.all_reduce_mean(window.mean_loss())
         now = time.perf_counter()
+        elapsed = self.clock() - started
         tokens_per_s = window.tokens_per_s(now)
         flops_per_s = tokens_per_s * self.flops_per_token
         window.restart(now)
@@ -341,7 +413,7 @@ class Trainer:
                      loss=loss, lr=lr, grad_norm=float(grad_norm),
                      tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
                      mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
-                     elapsed=now - started, **by_layer)
+                     elapsed=elapsed, time_spent=self.time_spent(), **by_layer)
 
     def _check_finite(self, what: str = "") -> None:
         """Stop the run, saving nothing, once a loss or a gradient norm was NaN or infinite."""
@@ -355,7 +427,7 @@ class Trainer:
             kept = "nothing was saved"
         raise TrainingDiverged(
             f"training diverged by step {self.step}: {what or 'the loss or the gradients'} became "
-            f"NaN or infinite (learning rate {lr_at(self.step - 1, self.cfg):.3g}); {kept}. "
+            f"NaN or infinite (learning rate {self.optimizer.param_groups[0]['lr']:.3g}); {kept}. "
             "A lower --lr usually helps")
 
     def slow_step_warning(self, limit_s: float = 60.0) -> str | None:
@@ -375,18 +447,20 @@ class Trainer:
                 "(a smaller --block-size or --batch-size is faster)")
 
     def _wait_while_paused(self) -> Iterator[dict]:
+        began = self.clock()
         yield event("paused", step=self.step)
         while self._paused and not self._stop_reason:
             if self._save_requested:
                 yield self._save()
             time.sleep(0.1)
+        self._paused_seconds += self.clock() - began  # a pause spends none of a timed run's time
         yield event("resumed", step=self.step)
 
     def _train_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One optimizer step: this process's mean loss and the gradient norm (both tensors, left
         on the device), and the learning rate."""
         cfg = self.cfg
-        lr = lr_at(self.step, cfg)
+        lr = lr_at(self.schedule_step(), cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -472,9 +546,14 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------------
 
     def train_state(self) -> dict:
+        spent = self.time_spent()
+        if self.timed and self.finished:  # at its end a timed run has spent all its time
+            spent = max(spent, self.cfg.time_budget)
         state = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
+            "time_spent": spent,
+            "eval_seconds": self.eval_seconds,
             "optimizer": self.optimizer.state_dict(),
             "batch_rng": self.batch_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -488,6 +567,8 @@ class Trainer:
         does not fit this model is a CheckpointError naming the file, before any step."""
         self.step = int(state.get("step", 0))
         self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.time_spent_before = float(state.get("time_spent", 0.0))
+        self.eval_seconds = float(state.get("eval_seconds", 0.0))
         if "optimizer" in state:
             try:
                 self.optimizer.load_state_dict(state["optimizer"])

@@ -2,7 +2,14 @@
 
 import pytest
 
-from minigpt.config import GPTConfig, TrainConfig, preset
+from minigpt.config import (
+    GPTConfig,
+    TrainConfig,
+    check_run_length,
+    format_duration,
+    parse_duration,
+    preset,
+)
 from minigpt.errors import ConfigError
 
 NAN, INF = float("nan"), float("inf")
@@ -20,6 +27,7 @@ HUGE = 2**63  # one past what torch's int64 holds
     ("batch_size", [0, -5, 8.0, "8", HUGE]),
     ("grad_accum", [0, -1, 1.5]),
     ("max_steps", [0, -5, 10.0, HUGE]),
+    ("time_budget", [0, 0.0, -5.0, NAN, INF, "5m", True]),
     ("eval_interval", [0, -5]),
     ("eval_iters", [0, 2.0]),
     ("log_interval", [0]),
@@ -52,6 +60,7 @@ def test_bad_values_are_refused_naming_the_setting(setting, values):
     ("lr", 1.0), ("lr", 1), ("min_lr", 0.0), ("warmup_steps", 0), ("weight_decay", 0.0),
     ("beta1", 0.0), ("grad_clip", 0.0), ("sample_tokens", 0), ("seed", 0),
     ("seed", 2**63 - 1), ("max_steps", 10**12), ("dropout", 0.0), ("dropout", 0.99),
+    ("time_budget", 0.5), ("time_budget", 3600),
 ])
 def test_values_at_the_edges_of_their_range_are_accepted(setting, value):
     cfg = preset("tiny").with_overrides(**{setting: value})
@@ -110,3 +119,36 @@ def test_every_setting_has_a_rule():
 
     assert {f.name for f in fields(GPTConfig)} == set(GPT_RULES)
     assert {f.name for f in fields(TrainConfig)} - {"model"} == set(TRAIN_RULES)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("110s", 110), ("5m", 300), ("1h", 3600), ("90", 90), ("1h30m", 5400), ("2.5m", 150),
+    ("1h0m5s", 3605), (" 1h 30m ", 5400), ("0.5", 0.5), ("5M", 300),
+])
+def test_a_time_is_read_in_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("0", "more than 0"), ("0s", "more than 0"), ("0h0m", "more than 0"),
+    ("9" * 400 + "h", "finite"),
+    ("-5m", "not a time"), ("inf", "not a time"), ("nan", "not a time"), ("", "not a time"),
+    ("1h30", "not a time"), ("30m1h", "not a time"), ("5 minutes", "not a time"),
+    ("1e3", "not a time"), ("m", "not a time"),
+])
+def test_a_bad_time_is_one_clear_error(text, fragment):
+    with pytest.raises(ConfigError, match=fragment) as raised:
+        parse_duration(text)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 120
+
+
+@pytest.mark.parametrize("seconds", [0.5, 45, 110, 300, 5400, 3605])
+def test_a_time_written_out_reads_back(seconds):
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_a_run_is_as_long_as_its_steps_or_its_time_not_both():
+    check_run_length(100, None)
+    check_run_length(None, 60.0)
+    with pytest.raises(ConfigError, match="not both"):
+        check_run_length(100, 60.0)

@@ -56,7 +56,7 @@ def test_resume_plans_the_runs_own_settings_data_and_file(saved_run):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"preset_name": "tiny"}, ConfigError, "only --steps and --eval-interval can change (got preset)"),
+    ({"preset_name": "tiny"}, ConfigError, "--eval-interval can change (got preset)"),
     ({"overrides": {"max_steps": 4, "n_layer": 3}}, ConfigError, "(got n_layer)"),
     ({"data": "builtin"}, DataError, "was trained on"),
     ({"overrides": {"max_steps": 2}}, ConfigError, "is already at step 2 of 2"),
@@ -126,3 +126,41 @@ def test_same_data_source_however_spelled(tmp_path, monkeypatch):
     assert same_data_source("corpus.txt", str(tmp_path / "corpus.txt"))
     assert same_data_source(None, "builtin") and same_data_source("builtin", None)
     assert not same_data_source("other.txt", str(tmp_path / "corpus.txt"))
+
+
+def test_a_run_goes_by_steps_or_by_time_not_both(tmp_path):
+    plan = plan_training(CPU, preset_name="tiny", overrides={"time_budget": 60.0},
+                         out=tmp_path / "run")
+    assert plan.cfg.time_budget == 60.0 and plan.cfg.max_steps == 300  # the preset's schedule
+    with pytest.raises(ConfigError, match="not both"):
+        plan_training(CPU, preset_name="tiny", overrides={"max_steps": 5, "time_budget": 60.0},
+                      out=tmp_path / "run")
+
+
+@pytest.fixture
+def timed_run(tiny_train_config, corpus, tmp_path):
+    """An hour-long timed run stopped after its first step, saved in tmp_path/timed."""
+    cfg = tiny_train_config.with_overrides(time_budget=3600.0, sample_tokens=0)
+    data = replace(prepare_data(corpus, cfg), source=str(tmp_path / "corpus.txt"), key="key-1")
+    trainer = Trainer(cfg, data, device="cpu", run_dir=tmp_path / "timed")
+    for ev in trainer.run():
+        if ev["type"] == "step":
+            trainer.request_stop()
+    return tmp_path / "timed" / "model.pt"
+
+
+def test_resume_of_a_timed_run_goes_on_by_its_time(timed_run, saved_run):
+    """It trains for what is left of its time, or of a longer --time; --steps would change what
+    its length is, as --time would a run by steps: refused."""
+    spent = load_checkpoint(timed_run).train_state["time_spent"]
+    assert 0 < spent < 3600
+    assert plan_training(CPU, resume=timed_run).cfg.time_budget == 3600.0
+    assert plan_training(CPU, resume=timed_run,
+                         overrides={"time_budget": 7200.0}).cfg.time_budget == 7200.0
+    with pytest.raises(ConfigError, match="trains for a time: --resume lengthens it with --time"):
+        plan_training(CPU, resume=timed_run, overrides={"max_steps": 4})
+    with pytest.raises(ConfigError, match="already trained for .* pass a longer --time"):
+        plan_training(CPU, resume=timed_run, overrides={"time_budget": spent / 2})
+    step_run, _ = saved_run
+    with pytest.raises(ConfigError, match="number of steps: --resume lengthens it with --steps"):
+        plan_training(CPU, resume=step_run, overrides={"time_budget": 60.0})

@@ -82,3 +82,17 @@ def test_whether_the_process_lives_is_said_by_the_caller():
                                                                   reason="finished")])
     finished.process_ended()
     assert finished.status == "finished"
+
+
+def test_a_timed_runs_length_and_eta_are_its_clock():
+    """--time: its progress is the time spent of its budget, its ETA what is left of it (as of
+    its latest step), whatever max_steps says; a run by steps goes by its steps."""
+    timed = replay([event("start", step=0, max_steps=2000, time_budget=110.0, time_spent=0.0),
+                    event("step", step=300, max_steps=2000, loss=2.5, time_spent=40.0)])
+    assert (timed.length, timed.progress, timed.eta_s) == (110.0, 40.0, 70.0)
+    resumed = replay([event("start", step=300, max_steps=2000, time_budget=110.0,
+                            time_spent=40.0)])
+    assert resumed.progress == 40.0  # the earlier runs' time, before its first step
+    by_steps = replay([event("start", step=0, max_steps=2000, time_budget=None, time_spent=0.0),
+                       event("step", step=300, max_steps=2000, loss=2.5, time_spent=40.0)])
+    assert (by_steps.length, by_steps.progress) == (2000, 300)

@@ -291,3 +291,113 @@ def test_the_throughput_window_keeps_its_losses_over_a_pause():
     assert (window.mean_loss(), window.steps, window.tokens) == (3.0, 2, 100)
     window.restart(window.start + 1.0)
     assert (window.steps, window.tokens, window.tokens_per_s(window.start + 2.0)) == (0, 0, 0.0)
+
+
+# --- a timed run (--time): the schedule and the end follow the clock ---------------------------
+
+
+class FakeClock:
+    """The trainer's clock, moved by the test: no sleeping, no timing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_run(cfg, corpus, clock, step_s=1.0, eval_s=0.0, on_event=None, trainer=None, **kw):
+    """Run with each step taking step_s of the fake clock and each evaluation eval_s."""
+    trainer = trainer or Trainer(cfg, prepare_data(corpus, cfg), device="cpu", **kw)
+    trainer.clock = clock
+    real_step = trainer._train_step
+
+    def step():
+        result = real_step()
+        clock.now += step_s
+        return result
+
+    trainer._train_step = step
+    events = []
+    for ev in trainer.run():
+        events.append(ev)
+        if ev["type"] == "eval":  # inside the evaluation: its event comes before its end
+            clock.now += eval_s
+        if on_event:
+            on_event(trainer, ev)
+    return trainer, events
+
+
+@pytest.fixture
+def timed_config(tiny_train_config):
+    """100 s of a 1000-step schedule whose warmup is 100 steps: the first 10 s warm up."""
+    return tiny_train_config.with_overrides(
+        lr=1.0, min_lr=0.1, warmup_steps=100, max_steps=1000, time_budget=100.0, log_interval=1,
+        eval_interval=10_000, sample_tokens=0)
+
+
+def test_a_timed_runs_learning_rate_follows_the_clock(timed_config, corpus):
+    """Each step takes a second: step k starts at k-1 s of 100, where the 1000-step schedule is
+    at step 10(k-1). The run ends when the time is spent, not at max_steps, at min_lr."""
+    trainer, events = timed_run(timed_config, corpus, FakeClock())
+    lr = {e["step"]: e["lr"] for e in of(events, "step")}
+    assert lr[1] == pytest.approx(1.0 / 100)  # at 0 % of the time: the first warmup step
+    assert lr[6] == pytest.approx(51 / 100)  # at 5 %: half way through the warmup
+    assert lr[11] == pytest.approx(1.0)  # at 10 %: the peak
+    assert lr[56] == pytest.approx(0.55)  # at 55 %: half way down the cosine
+    assert all(lr[k] >= lr[k + 1] for k in range(11, 100))
+    assert trainer.step == 100 and lr_at(trainer.schedule_step(), timed_config) == 0.1
+    done = events[-1]
+    assert done["type"] == "done" and done["reason"] == "finished" and done["step"] == 100
+
+
+def test_a_timed_run_counts_evaluations_keeps_time_for_the_last_and_not_pauses(
+        timed_config, corpus, tmp_path):
+    """Evaluations take 10 s: the first is in the budget, the final one is kept 10 s for, so the
+    steps end at 90 s and the run at 100 s; a 1000 s pause spends none of it."""
+    def pause_once(trainer, ev):
+        if ev["type"] == "step" and ev["step"] == 20:
+            trainer.request_pause(True)
+        elif ev["type"] == "paused":
+            clock.now += 1000.0
+            trainer.request_pause(False)
+
+    clock = FakeClock()
+    trainer, events = timed_run(timed_config, corpus, clock, eval_s=10.0, on_event=pause_once,
+                                run_dir=tmp_path)
+    assert trainer.step == 80  # 10 s of the first evaluation, then 80 steps of a second
+    assert [e["step"] for e in of(events, "eval")] == [0, 80]  # the final evaluation
+    done = events[-1]
+    assert done["type"] == "done" and done["reason"] == "finished"
+    assert done["time_spent"] == pytest.approx(100.0) and done["final_eval_seconds"] == 10.0
+    assert done["elapsed"] == pytest.approx(1100.0)  # the pause is in the wall clock only
+    assert of(events, "checkpoint")[-1]["step"] == 80
+    saved = load_checkpoint(tmp_path)
+    assert saved.step == 80 and saved.train_state["time_spent"] == pytest.approx(100.0)
+    assert saved.meta["val_loss"] == done["val_loss"]
+
+
+def test_a_resumed_timed_run_goes_on_with_its_remaining_time(timed_config, corpus, tmp_path):
+    """Stopped at step 30, 32 s into 60, a resumed run trains the other 28 s on the same
+    schedule: the same learning rates and losses as the run that was never stopped."""
+    cfg = timed_config.with_overrides(time_budget=60.0, dropout=0.1)
+    _, whole = timed_run(cfg, corpus, FakeClock(), eval_s=2.0)
+
+    def stop_at_30(trainer, ev):
+        if ev["type"] == "step" and ev["step"] == 30:
+            trainer.request_stop("interrupted")
+
+    timed_run(cfg, corpus, FakeClock(), eval_s=2.0, on_event=stop_at_30, run_dir=tmp_path)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 30 and ckpt.train_state["time_spent"] == pytest.approx(32.0)
+    resumed = Trainer.resume(ckpt, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                             device="cpu")
+    _, later = timed_run(None, corpus, FakeClock(), eval_s=2.0, trainer=resumed)
+    assert later[0]["time_budget"] == 60.0 and later[0]["time_spent"] == pytest.approx(32.0)
+    whole_steps = {e["step"]: (e["lr"], e["loss"]) for e in of(whole, "step") if e["step"] > 30}
+    later_steps = {e["step"]: (e["lr"], e["loss"]) for e in of(later, "step")}
+    assert later_steps.keys() == whole_steps.keys() and max(later_steps) == 56  # 2 + 56 + 2 s
+    for step, (lr, loss) in whole_steps.items():
+        assert later_steps[step][0] == pytest.approx(lr)
+        assert later_steps[step][1] == pytest.approx(loss, abs=1e-6)
+    assert later[-1]["time_spent"] == pytest.approx(60.0)
