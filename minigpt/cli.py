@@ -114,6 +114,10 @@ def train(
         "--preset", help=f"{PRESET_NAMES} (default: {default_preset_name('cuda')} on CUDA, "
                          f"{default_preset_name('cpu')} elsewhere).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps in all.")] = None,
+    time_budget: Annotated[str | None, typer.Option(
+        "--time", help="Train for this long instead of a number of steps: 110s, 5m, 1h30m (a "
+                       "bare number is seconds). The learning rate warms up and decays on the "
+                       "clock, and the final evaluation is inside the time.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Checkpoint file (x.pt) or run directory (default: a new run directory "
                       "under checkpoints/).")] = None,
@@ -156,11 +160,13 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt import distributed
+    from minigpt.config import parse_duration
     from minigpt.hardware import pick_device
     from minigpt.plan import plan_training
 
     overrides = dict(
-        max_steps=steps, seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
+        max_steps=steps, time_budget=None if time_budget is None else parse_duration(time_budget),
+        seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         eval_interval=eval_interval,

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from minigpt import control
+from minigpt.config import format_duration
 from minigpt.errors import TokenizerError
 from minigpt.events import PREPARE_STAGES
 from minigpt.gradflow import layer_order
@@ -32,11 +33,12 @@ from minigpt.runstate import RunState
 console = Console(highlight=False)
 
 
-def _progress() -> Progress:
+def _progress(timed: bool = False) -> Progress:
+    """Steps done of the run's; a timed run's bar is its seconds, with the step beside it."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[step]}") if timed else MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[speed]}"),
         TimeElapsedColumn(),
@@ -148,11 +150,13 @@ def preparing(quiet: bool = False, also=None, announce: bool = True):
 def run_training(trainer, quiet: bool = False) -> str:
     """Consume the trainer's events, showing progress; the reason the run ended."""
     state = RunState()  # what the events mean, as every other reader of them folds them
-    progress = _progress()
+    progress = _progress(timed=trainer.timed)
     if quiet:
         progress.disable = True
     with signal_handlers(TrainerSignals(trainer).handlers()), progress:
         task = None
+        length = (f"for {format_duration(trainer.cfg.time_budget)}" if trainer.timed
+                  else f"for {trainer.cfg.max_steps:,} steps")
         for ev in trainer.run():
             state.apply(ev)
             kind = ev["type"]
@@ -166,12 +170,13 @@ def run_training(trainer, quiet: bool = False) -> str:
                     f"  data    {ev['data']}: {ev['train_tokens']:,} train / "
                     f"{ev['val_tokens']:,} val tokens\n"
                     f"  device  {ev['device']}, {ev.get('precision', 'fp32')}\n"
-                    f"  run     {ev['run_dir']}")
-                task = progress.add_task("train", total=ev["max_steps"], completed=ev["step"],
-                                         loss="-", speed="")
+                    f"  run     {ev['run_dir']}, {length}")
+                task = progress.add_task("train", total=state.length, completed=state.progress,
+                                         loss="-", speed="", step=f"step {state.step}")
             elif kind == "step":
-                progress.update(task, completed=ev["step"], loss=f"{ev['loss']:.3f}",
-                                speed=f"{ev['tokens_per_s']:,.0f} tok/s")
+                progress.update(task, completed=state.progress, loss=f"{ev['loss']:.3f}",
+                                speed=f"{ev['tokens_per_s']:,.0f} tok/s",
+                                step=f"step {state.step}")
             elif kind == "eval":
                 console.print(f"step {ev['step']:>6}: train loss {ev['train_loss']:.4f}, "
                               f"val loss {ev['val_loss']:.4f}")
@@ -183,10 +188,17 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"[yellow]note:[/] {escape(ev['message'])}", markup=True,
                               highlight=False)
             elif kind == "done":
+                progress.update(task, completed=state.progress)  # a timed run's final evaluation
                 where = ev["checkpoint"]
                 verb = {"finished": "done", "interrupted": "interrupted",
                         "stopped": "stopped"}[state.status]
                 val = f", val loss {ev['val_loss']:.4f}" if ev["val_loss"] is not None else ""
+                if trainer.timed:  # the time it took, and the final evaluation's share
+                    final = ev["final_eval_seconds"]
+                    val = (f" after {format_duration(ev['time_spent'])} of "
+                           f"{format_duration(trainer.cfg.time_budget)}"
+                           + (f" ({final:.1f} s of it the final evaluation)" if final else "")
+                           + val)
                 console.print(f"{verb} at step {ev['step']}{val}; "
                               f"{ev['tokens_per_s']:,.0f} tokens/s; checkpoint saved to {where}")
     return state.status
@@ -304,7 +316,11 @@ def print_info(ckpt) -> None:
     table.add_row("tokenizer", f"{ckpt.tokenizer.kind}, {ckpt.tokenizer.vocab_size} tokens")
     meta = ckpt.meta
     steps = f"{ckpt.step}"
-    if ckpt.train_config:
+    if ckpt.train_config and ckpt.train_config.time_budget is not None:
+        spent = (ckpt.train_state or {}).get("time_spent", 0.0)
+        steps += (f" after {format_duration(spent)} of its "
+                  f"{format_duration(ckpt.train_config.time_budget)}")
+    elif ckpt.train_config:
         steps += f" of {ckpt.train_config.max_steps}"
     table.add_row("step", steps)
     if "tokens_seen" in meta:

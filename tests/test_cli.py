@@ -61,7 +61,7 @@ def test_resume_continues_to_more_steps(trained, tmp_path):
     again = minigpt("train", "--resume", copy, "--steps", 50, "-q")
     assert_one_line_error(again, "already at step 50")
     changed = minigpt("train", "--resume", copy, "--steps", 60, "--n-layer", 3)
-    assert_one_line_error(changed, "only --steps and --eval-interval")
+    assert_one_line_error(changed, "only its length (--steps or --time) and --eval-interval")
 
 
 def test_generate_prints_prompt_and_continuation(trained):
@@ -138,6 +138,10 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     (["train", "--data", "missing.txt"], ["no such file or folder"]),
     (["train", "--preset", "huge"], ["unknown preset"]),
     (["train", "--steps", "many"], ["--steps"]),
+    (["train", "--time", "0"], ["a time must be more than 0"]),
+    (["train", "--time", "-5m"], ["'-5m' is not a time", "110s, 5m"]),
+    (["train", "--time", "nan", "--data", "missing.txt"], ["'nan' is not a time"]),
+    (["train", "--steps", "5", "--time", "5m"], ["--steps", "--time", "not both"]),
     (["train", "--bogus"], ["No such option"]),
     (["ablate", "residuals", "--steps", "5"], ["unknown variant"]),
     (["frobnicate"], ["No such command"]),
@@ -257,7 +261,7 @@ def test_resume_refuses_another_preset_or_other_data(trained, tmp_path):
     assert same.returncode == 0, same.stderr
     assert load_checkpoint(ckpt).step == 12
     assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--preset", "tiny"),
-                          "only --steps and --eval-interval can change", "preset")
+                          "only its length (--steps or --time) and --eval-interval", "preset")
     other = tmp_path / "other.txt"
     other.write_text(data.read_text(encoding="utf-8")[::-1], encoding="utf-8")  # same characters
     assert_one_line_error(minigpt("train", "--resume", ckpt, "--steps", 20, "--data", other),
