@@ -29,8 +29,9 @@ def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
 
 
 def launch_training(run_dir: Path, data: str | None, preset: str | None, steps: int | None,
-                    extra: list[str] | None = None,
-                    text_field: str | None = None) -> subprocess.Popen:
+                    extra: list[str] | None = None, text_field: str | None = None,
+                    time: str | None = None) -> subprocess.Popen:
+    """time: a timed run's length as --time takes it (110s, 5m), instead of steps."""
     args = ["train", "--out", str(run_dir), "--quiet"]
     if data:
         args += ["--data", data]
@@ -40,6 +41,8 @@ def launch_training(run_dir: Path, data: str | None, preset: str | None, steps: 
         args += ["--preset", preset]
     if steps:
         args += ["--steps", str(steps)]
+    if time:
+        args += ["--time", time]
     return _launch(args + list(extra or []), run_dir)
 
 

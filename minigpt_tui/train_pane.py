@@ -117,10 +117,12 @@ class TrainPane(Widget, can_focus=True):
         return self.state is not None and self.state.status in LIVE
 
     def start_run(self, data: str | None, preset: str | None, steps: int | None,
-                  text_field: str | None = None) -> Path | None:
+                  text_field: str | None = None, time: str | None = None) -> Path | None:
+        """time: how long to train, as typed (110s, 5m): a timed run, instead of steps."""
         try:
             run_dir = new_run_dir(self.runs_root)
-            process = runs.launch_training(run_dir, data, preset, steps, text_field=text_field)
+            process = runs.launch_training(run_dir, data, preset, steps, text_field=text_field,
+                                           time=time)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             message = clean(f"cannot start a run: {e}")
             self.notify(message, severity="error", markup=False)
@@ -162,10 +164,15 @@ class TrainPane(Widget, can_focus=True):
         elif s.note:
             title.append_text(plain(f"  {s.note}", "yellow"))
         self.query_one("#train-title", Static).update(title)
-        self.query_one(ProgressBar).update(total=max(s.max_steps, 1), progress=s.step)
+        self.query_one(ProgressBar).update(total=max(s.length, 1), progress=s.progress)
         params = f"{s.params / 1e6:.2f}M params" if s.params else ""
+        if s.time_budget is None:
+            length = [("step ", (str(s.step), "bold"), f"/{s.max_steps}")]
+        else:  # a timed run: the clock is its length
+            length = [("step ", (str(s.step), "bold")),
+                      ("time ", (_duration(s.progress), "bold"), f"/{_duration(s.time_budget)}")]
         self.query_one("#train-stats", Static).update(fields(
-            [("step ", (str(s.step), "bold"), f"/{s.max_steps}"),
+            [*length,
              ("loss ", (_fmt(s.loss, ".3f"), "bold")),
              ("val ", (_fmt(s.val_loss, ".3f"), "bold")),
              (f"eta {_duration(s.eta_s)}",)],
@@ -223,7 +230,8 @@ class TrainPane(Widget, can_focus=True):
 
         def started(choice) -> None:
             if choice is not None:
-                self.start_run(choice.data, choice.preset, choice.steps, choice.text_field)
+                self.start_run(choice.data, choice.preset, choice.steps, choice.text_field,
+                               choice.time)
 
         self.app.push_screen(NewRunForm(), started)
 

@@ -1,5 +1,5 @@
-"""A modal form to start a training run: data (and its text field), preset, steps. Compact
-widgets: it fits 80x24."""
+"""A modal form to start a training run: data (and its text field), preset, and its length in
+steps or in time. Compact widgets: it fits 80x24."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.validation import Integer
+from textual.validation import Integer, ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select
 
-from minigpt.config import PRESETS
+from minigpt.config import PRESETS, check_run_length, parse_duration
+from minigpt.errors import ConfigError
 
 
 @dataclass
@@ -22,15 +23,28 @@ class NewRun:
     preset: str | None
     steps: int | None
     text_field: str | None = None
+    time: str | None = None  # a timed run's length as typed (110s, 5m), checked by parse_duration
+
+
+class Duration(Validator):
+    """A time as `minigpt train --time` reads it (minigpt.config.parse_duration)."""
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parse_duration(value)
+        except ConfigError as e:
+            return self.failure(str(e))
+        return self.success()
 
 
 class NewRunForm(ModalScreen[NewRun | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, data: str | None = None, preset: str | None = None,
-                 steps: int | None = None, text_field: str | None = None):
+                 steps: int | None = None, text_field: str | None = None,
+                 time: str | None = None):
         super().__init__()
-        self.defaults = NewRun(data, preset, steps, text_field)
+        self.defaults = NewRun(data, preset, steps, text_field, time)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
@@ -44,9 +58,16 @@ class NewRunForm(ModalScreen[NewRun | None]):
             yield Select([("auto (by device)", ""), *((name, name) for name in PRESETS)],
                          value=self.defaults.preset or "", allow_blank=False, id="preset",
                          compact=True)
-            yield Label("steps (empty: the preset's)")
-            yield Input(str(self.defaults.steps or ""), placeholder="preset default", id="steps",
-                        validators=[Integer(minimum=1)], valid_empty=True, compact=True)
+            with Horizontal(classes="length"):  # one or the other
+                with Vertical():
+                    yield Label("steps (empty: the preset's)")
+                    yield Input(str(self.defaults.steps or ""), placeholder="preset default",
+                                id="steps", validators=[Integer(minimum=1)], valid_empty=True,
+                                compact=True)
+                with Vertical():
+                    yield Label("or time: 110s, 5m, 1h30m")
+                    yield Input(self.defaults.time or "", placeholder="by steps", id="time",
+                                validators=[Duration()], valid_empty=True, compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Start", variant="primary", id="start", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -54,16 +75,23 @@ class NewRunForm(ModalScreen[NewRun | None]):
     @on(Button.Pressed, "#start")
     @on(Input.Submitted)
     def start(self) -> None:
-        steps = self.query_one("#steps", Input)
+        steps, time = self.query_one("#steps", Input), self.query_one("#time", Input)
         if not steps.is_valid:
             self.notify("steps must be a whole number of at least 1", severity="error",
                         markup=False)
+            return
+        try:
+            seconds = parse_duration(time.value) if time.value.strip() else None
+            check_run_length(int(steps.value) if steps.value else None, seconds)
+        except ConfigError as e:
+            self.notify(str(e), severity="error", markup=False)
             return
         self.dismiss(NewRun(
             data=self.query_one("#data", Input).value.strip() or None,
             preset=self.query_one("#preset", Select).value or None,
             steps=int(steps.value) if steps.value else None,
             text_field=self.query_one("#text-field", Input).value.strip() or None,
+            time=time.value.strip() or None,
         ))
 
     @on(Button.Pressed, "#cancel")

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from minigpt.config import format_duration
 from minigpt.runstate import RunSummary
 from minigpt_tui.text import plain
 
@@ -21,8 +22,9 @@ NEW_RUN = "new"
 def describe(run: RunSummary) -> Text:
     """One row: the run's name and status come from its folder and events, shown as they are."""
     val = f"val {run.val_loss:.3f}" if run.val_loss is not None else "no eval yet"
+    length = run.max_steps if run.time_budget is None else format_duration(run.time_budget)
     return plain(f"{run.path.name:<26} {run.kind:<6} {run.status:<11} "
-                 f"{run.step:>6}/{run.max_steps:<6} {val}")
+                 f"{run.step:>6}/{length:<6} {val}")
 
 
 class RunPicker(ModalScreen[Path | str | None]):

@@ -272,6 +272,55 @@ async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
 
 
+async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
+    """n, then a time of 2s in the form: the run's plan has that time budget, and it ends by it
+    with its final evaluation; the pane shows its clock."""
+    from textual.widgets import Input, Select
+
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the pane's focus")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen.query("#time")) == 1, what="the form")
+        app.screen.query_one("#data", Input).value = str(corpus_file)
+        app.screen.query_one("#preset", Select).value = "tiny"
+        app.screen.query_one("#time", Input).value = "2s"
+        await pilot.click("#start")
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None and pane.state.status not in (
+            "starting", "preparing", "running"), what="the run to end")
+        assert pane.state.status == "finished", pane.state.error
+        events = read_events(pane.state.run_dir)
+        start = next(e for e in events if e["type"] == "start")
+        assert start["time_budget"] == 2.0 and start["config"]["time_budget"] == 2.0
+        done = events[-1]
+        assert done["type"] == "done" and done["final_eval_seconds"] is not None
+        assert [e for e in events if e["type"] == "eval"][-1]["step"] == done["step"]
+        await settle(pilot)
+        assert "time " in str(app.query_one("#train-stats").render())
+
+
+async def test_the_new_run_form_refuses_a_bad_time_or_steps_and_a_time(tmp_path):
+    """What `minigpt train` would refuse stays in the form, with the engine's words."""
+    from textual.widgets import Input
+
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the pane's focus")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen.query("#time")) == 1, what="the form")
+        form = app.screen
+        for steps, time, said in (("", "soon", "is not a time"), ("", "0", "more than 0"),
+                                  ("5", "1m", "not both")):
+            form.query_one("#steps", Input).value = steps
+            form.query_one("#time", Input).value = time
+            form.query_one("#time", Input).focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is form and app.query_one(TrainPane).state is None
+            assert said in str(list(app._notifications)[-1].message)
+
+
 def shown_lines(widget) -> list[str]:
     """The widget's lines as they are on the screen."""
     return ["".join(segment.text for segment in widget.render_line(y)).rstrip()
