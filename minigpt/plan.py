@@ -129,9 +129,12 @@ def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name:
         raise ConfigError("--resume continues a run as it was; only its length (--steps or "
                           f"--time) and --eval-interval can change (got {', '.join(changed)})")
     timed = checkpoint.train_config.time_budget is not None
-    if overrides.get("time_budget" if not timed else "max_steps") is not None:
-        raise ConfigError(f"{given} trains {'for a time' if timed else 'for a number of steps'}: "
-                          f"--resume lengthens it with {'--time' if timed else '--steps'}")
+    if timed and overrides.get("max_steps") is not None:
+        raise ConfigError(f"{given} trains for a time: --resume lengthens it with --time, "
+                          "not --steps")
+    if not timed and overrides.get("time_budget") is not None:
+        raise ConfigError(f"{given} trains for a number of steps: --resume lengthens it with "
+                          "--steps, not --time")
     cfg = checkpoint.train_config.with_overrides(**overrides)
     trained_on = checkpoint.meta.get("data_source")
     if data is not None and not same_data_source(data, trained_on):
