@@ -4,11 +4,16 @@
     python benchmarks/bench_decode.py --rounds 5 --new-tokens 64
     python benchmarks/bench_decode.py --minigpt int8+compile   # only that one against the peer
 
-minigpt runs in each of the `--minigpt` settings: a weight format (fp32, bf16 or int8, as
-`minigpt generate --weights` offers them; see minigpt/quantize.py), "+compile" for a compiled
-decode step (`generate --compile`; compiling happens in the warm-up, before the rounds). The
-default times fp32, bf16, int8 and int8+compile. transformers runs in fp32, as it comes. The
-quality each weight format costs is measured by bench_weights.py, not here.
+minigpt runs in each of the `--minigpt` settings: a weight format (auto, fp32, bf16 or int8, as
+`minigpt generate --weights` offers them, auto being its default: bf16 where the CPU multiplies
+bf16 natively; see minigpt/quantize.py), "+compile" for a compiled decode step (`generate
+--compile`; compiling happens in the warm-up, before the rounds). transformers runs in fp32, as it
+comes. The quality each weight format costs is measured by bench_weights.py, not here.
+
+The limit: one token at batch 1 reads every weight once (and the KV cache so far), so memory
+bandwidth bounds it at bandwidth / bytes read per token. The benchmark measures this machine's
+read bandwidth (minigpt.hardware.measured_read_bandwidth: the sum of a 512 MB buffer) before and
+after the rounds, and prints each setting's tokens/s as a percent of its limit.
 
 Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
 weights: speed does not depend on what the weights say. Each gets the same 16-token prompt and
@@ -33,8 +38,10 @@ import time
 import torch
 
 from minigpt.config import GPTConfig
+from minigpt.hardware import cpu_name, measured_read_bandwidth
+from minigpt.inference import AUTO, WEIGHT_CHOICES, weights_for
 from minigpt.model import GPT
-from minigpt.quantize import WEIGHT_FORMATS, convert_weights
+from minigpt.quantize import convert_weights
 from minigpt.sampling import SamplingConfig, generate
 
 SEED = 1337
@@ -60,6 +67,22 @@ def minigpt_timer(compile: bool):
 
 
 @torch.no_grad()
+def bytes_per_token(model, n_prompt: int, n_new: int) -> float:
+    """The bytes one decode step reads, on average over the generation: every weight in its
+    format (the embeddings aside: one row of each is read) and the keys and values so far (fp32
+    on a CPU: see GPT.setup_kv_cache)."""
+    tensors = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        own = (*module.parameters(recurse=False), *module.buffers(recurse=False),
+               getattr(module, "weight", None))  # a packed weight is neither (quantize.py)
+        tensors.update({id(t): t for t in own if isinstance(t, torch.Tensor)})
+    weights = sum(t.numel() * t.element_size() for t in tensors.values())
+    c = model.config
+    return weights + 2 * c.n_layer * c.n_embd * (n_prompt + n_new / 2) * 4
+
+
 def time_transformers(model, prompt: list[int], n_new: int) -> tuple[float, list[int]]:
     idx = torch.tensor([prompt])
     t0 = time.perf_counter()
@@ -75,13 +98,13 @@ def main(argv=None) -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
-    p.add_argument("--minigpt", default="fp32,bf16,int8,int8+compile",
+    p.add_argument("--minigpt", default="auto,fp32,bf16,int8,int8+compile",
                    help="minigpt's settings to time, comma-separated: a weight format "
-                        f"({', '.join(WEIGHT_FORMATS)}), optionally +compile")
+                        f"({', '.join(WEIGHT_CHOICES)}), optionally +compile")
     args = p.parse_args(argv)
     settings = args.minigpt.split(",")
-    if any(s.removesuffix("+compile") not in WEIGHT_FORMATS for s in settings):
-        p.error(f"--minigpt: a comma-separated list of {', '.join(WEIGHT_FORMATS)}, "
+    if any(s.removesuffix("+compile") not in WEIGHT_CHOICES for s in settings):
+        p.error(f"--minigpt: a comma-separated list of {', '.join(WEIGHT_CHOICES)}, "
                 "each optionally with +compile")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,8 +113,16 @@ def main(argv=None) -> None:
 
     torch.manual_seed(SEED)
     fp32_model = GPT(GPTConfig()).eval()
+    cpu = torch.device("cpu")
+
+    def held(setting: str) -> str:  # "auto" -> "auto (bf16)": what the device chose
+        weights = setting.removesuffix("+compile")
+        chosen = weights_for(weights, cpu)
+        return setting.replace(AUTO, f"{AUTO} ({chosen})") if weights == AUTO else setting
+
     # every format is converted from the same fp32 weights
-    ours = {f"minigpt {s}": convert_weights(copy.deepcopy(fp32_model), s.removesuffix("+compile"))
+    ours = {f"minigpt {held(s)}": convert_weights(copy.deepcopy(fp32_model),
+                                                  weights_for(s.removesuffix("+compile"), cpu))
             for s in settings}
     peer = build_transformers()
     prompt = torch.randint(50257, (args.prompt_tokens,),
@@ -100,11 +131,14 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"python {platform.python_version()}, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}, "
-          f"os cpus {os.cpu_count()}")
+          f"os cpus {os.cpu_count()}; {cpu_name()}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"GPT-2 124M shape, random weights, batch 1, greedy, {args.prompt_tokens}-token "
           f"prompt, {args.new_tokens} new tokens; minigpt {', '.join(settings)}, "
           f"transformers fp32; {args.rounds} rounds, alternating")
 
+    bandwidth = [measured_read_bandwidth(cpu)]
+    print(f"read bandwidth (sum of a 512 MB buffer): {bandwidth[0] / 1e9:.1f} GB/s")
     runs = {name: (minigpt_timer(name.endswith("+compile")), model) for name, model in ours.items()}
     runs["transformers"] = (time_transformers, peer)
     for name, (fn, model) in runs.items():  # warm-up: allocate, pick kernels, compile
@@ -127,6 +161,10 @@ def main(argv=None) -> None:
         # cpu: CPU time over wall time, about the thread count when the cores were ours
         flag = "  <- cores shared with another process" if starved else ""
         print(f"  round {r + 1}: " + " | ".join(parts) + flag)
+    bandwidth.append(measured_read_bandwidth(cpu))
+    gbs = statistics.mean(bandwidth)
+    print(f"read bandwidth after the rounds: {bandwidth[1] / 1e9:.1f} GB/s; the limits below use "
+          f"the mean, {gbs / 1e9:.1f} GB/s")
     med = {name: statistics.median(v) for name, v in rates.items()}
     print("result (median over rounds):")
     for name, v in rates.items():
@@ -135,6 +173,12 @@ def main(argv=None) -> None:
     for name in ours:
         print(f"  ratio {name}/transformers: {med[name] / med['transformers']:.2f} "
               "(above 1: minigpt is faster)")
+    print("against the bandwidth limit (bandwidth / bytes read per token):")
+    for name, (_, model) in runs.items():
+        read = bytes_per_token(model, args.prompt_tokens, args.new_tokens)
+        limit = gbs / read
+        print(f"  {name:<20} {read / 1e6:6.1f} MB a token, limit {limit:6.1f} tokens/s, "
+              f"reached {med[name] / limit:4.0%}")
 
 
 if __name__ == "__main__":

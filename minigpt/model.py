@@ -81,13 +81,14 @@ class CausalSelfAttention(nn.Module):
 
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
+            q = q.to(k.dtype)  # attend in the cache's precision (fp32 on a CPU: setup_kv_cache)
 
         if self.attn_impl == "explicit" or self.record_attention:
             y = self.explicit_attention(q, k, v)
         else:
             y = self.fused_attention(q, k, v)
 
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        y = y.transpose(1, 2).contiguous().view(B, T, C).to(x.dtype)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
     def explicit_attention(self, q, k, v):
@@ -106,8 +107,7 @@ class CausalSelfAttention(nn.Module):
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
             # Fast path: PyTorch's CPU flash kernel runs slower in bf16 than in fp32 (forward and
             # backward together about 1.6x slower with AVX-512 and AMX), so under bf16 autocast
-            # attend in fp32. (Decoding with bf16 weights comes here too: at one query the upcast
-            # costs little either way.)
+            # attend in fp32.
             with torch.autocast("cpu", enabled=False):
                 return self.fused_attention(q.float(), k.float(), v.float()).to(q.dtype)
         n_queries, n_keys = q.size(2), k.size(2)
@@ -284,9 +284,12 @@ class GPT(nn.Module):
         max_len = min(max_len or self.config.block_size, self.config.block_size)
         head_dim = self.config.n_embd // self.config.n_head
         weight = self.transformer.wte.weight
+        # on a CPU attention runs in fp32 (see fused_attention), so the cache holds fp32: cast
+        # once when stored instead of the whole cache upcast for every new token
+        dtype = torch.float32 if weight.device.type == "cpu" else weight.dtype
         for attn in self.attention_layers():
             attn.kv_cache = KVCache(batch_size, self.config.n_head, max_len, head_dim,
-                                    weight.dtype, weight.device)
+                                    dtype, weight.device)
 
     def clear_kv_cache(self) -> None:
         for attn in self.attention_layers():

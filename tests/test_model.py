@@ -112,6 +112,22 @@ def test_kv_cache_decoding_matches_full_recompute(tiny_model_config, attn_impl):
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
+def test_bf16_weights_decode_from_an_fp32_cache_on_cpu(tiny_model_config, attn_impl):
+    """Attention on a CPU runs in fp32, so the cache holds fp32: nothing to upcast per token."""
+    model = make(tiny_model_config, attn_impl=attn_impl).to(torch.bfloat16)
+    idx = tokens(tiny_model_config)[:1]
+    full, _ = model(idx)
+    model.setup_kv_cache(batch_size=1)
+    assert model.attention_layers()[0].kv_cache.k.dtype == torch.float32
+    pieces = [model(idx[:, :5], input_pos=0)[0]]
+    pieces += [model(idx[:, pos:pos + 1], input_pos=pos)[0] for pos in range(5, idx.size(1))]
+    model.clear_kv_cache()
+    decoded = torch.cat(pieces, dim=1)
+    assert decoded.dtype == torch.bfloat16
+    torch.testing.assert_close(decoded.float(), full.float(), atol=0.1, rtol=0.05)
+
+
 def test_sequence_longer_than_context_is_refused(tiny_model_config):
     model = make(tiny_model_config)
     with pytest.raises(ValueError, match="exceeds the context"):

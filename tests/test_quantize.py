@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
-from minigpt.quantize import Int8Linear, convert_weights
+from minigpt.quantize import Int8Linear, PackedLinear, convert_weights
 from minigpt.sampling import SamplingConfig, generate
 
 
@@ -75,3 +75,39 @@ def test_fp32_is_the_model_unchanged_and_unknown_formats_are_errors(tiny_model_c
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(ConfigError, match="unknown weight format 'fp8'"):
         convert_weights(model, "fp8")
+
+
+needs_onednn = pytest.mark.skipif(
+    not (torch.backends.mkldnn.is_available()
+         and torch.backends.cpu.get_cpu_capability().startswith("AVX")),
+    reason="weights are packed for oneDNN on x86 CPUs only; this is not one")
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_computes_what_linear_computes(dtype, bias):
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48, bias=bias).to(dtype)
+    packed = PackedLinear(linear)
+    for x in (torch.randn(1, 1, 64), torch.randn(2, 7, 64), torch.randn(7, 2, 64).transpose(0, 1)):
+        x = x.to(dtype)  # the last one is not contiguous, as a slice of the residual stream may be
+        with torch.no_grad():
+            # bf16: the same products, the bias added before or after rounding to bf16
+            tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(packed(x), linear(x), atol=tolerance, rtol=tolerance)
+
+
+@needs_onednn
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_fp32_and_bf16_weights_are_packed_for_the_cpu(tiny_model_config, weights):
+    torch.manual_seed(0)
+    model = GPT(tiny_model_config).eval()
+    converted = convert_weights(copy.deepcopy(model), weights)
+    assert not [m for m in converted.modules() if isinstance(m, nn.Linear)]
+    assert isinstance(converted.lm_head, PackedLinear)
+    x = torch.randint(tiny_model_config.vocab_size, (1, tiny_model_config.block_size))
+    unpacked = copy.deepcopy(model).to(torch.bfloat16 if weights == "bf16" else torch.float32)
+    with torch.no_grad():
+        tolerance = 1e-4 if weights == "fp32" else 5e-2
+        torch.testing.assert_close(converted(x)[0], unpacked(x)[0], atol=tolerance, rtol=tolerance)
