@@ -59,17 +59,6 @@ def size_name(n: int) -> str:
     return f"{n / 1e9:g} GB" if n >= 1e9 else f"{n / 1e6:g} MB"
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 # --- the corpus ------------------------------------------------------------------------------------
 
 
@@ -258,9 +247,11 @@ def main(argv=None) -> None:
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     import tiktoken
 
+    from minigpt.hardware import cpu_name
+
     peer_version = f"tiktoken {tiktoken.__version__}"
     print(f"== preparing corpora: minigpt prepare against tiktoken into memmap ==\n"
-          f"  CPU: {cpu_model()}, {os.cpu_count()} cores; load average "
+          f"  CPU: {cpu_name()}, {os.cpu_count()} cores; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {peer_version}; Python "
           f"{platform.python_version()}")
     parent = Path(args.workdir) if args.workdir else None

@@ -16,7 +16,6 @@ It prints figures and asserts nothing about time: machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -24,18 +23,8 @@ import torch
 
 from minigpt.config import preset
 from minigpt.data import Corpus, builtin_text
+from minigpt.hardware import cpu_name
 from minigpt.train import Trainer, prepare_data
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed_steps(trainer: Trainer, steps: int) -> float:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,25 +26,6 @@ NANOGPT_CPU_110S = 1.886  # ../shared/GUIDE.md section 4
 TARGET = 1.70
 CORPUS = Path(os.environ.get("MINIGPT_SHARED_CORPORA",
                              Path(__file__).resolve().parents[2] / "shared" / "corpora"))
-
-
-def cpu_model() -> str:
-    """The CPU's model name, as lscpu (or /proc/cpuinfo) says it."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        names = [line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name:")]
-        if names:
-            return names[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:
@@ -71,6 +50,7 @@ def main(argv=None) -> int:
 
     from minigpt.config import preset
     from minigpt.data import load_corpus
+    from minigpt.hardware import cpu_name
     from minigpt.train import Trainer, prepare_data
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0, time_budget=args.budget)
@@ -78,7 +58,7 @@ def main(argv=None) -> int:
                       dtype=args.dtype)
     m = cfg.model
     print("== time to quality: validation loss within a wall-clock budget (train --time) ==")
-    print(f"cpu {cpu_model()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    print(f"cpu {cpu_name()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"os cpus {os.cpu_count()}; {load()} before")
     print(f"preset {args.preset}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} dims, "
           f"context {m.block_size}, batch {cfg.batch_size}, lr {cfg.lr} (schedule of "
