@@ -168,13 +168,20 @@ def head_overview(insp: Inspection, width: int = 80) -> tuple[Group, Group]:
 # --- the logit lens ------------------------------------------------------------------------------
 
 
+LENS_CELL = 7  # the width of a position's column
+
+
+def lens_fits(width: int) -> int:
+    """How many positions the logit-lens table shows at this width (the last ones)."""
+    return max(1, (width - 4) // (LENS_CELL + 1))
+
+
 def lens_table(insp: Inspection, width: int = 80) -> tuple[Table, str | None]:
     """Layers down, positions across (the last that fit): the top token after each layer, and the
     probability that layer gives the token that really came next (✓ where it is the top one)."""
     T = len(insp.ids)
-    cell = 7
-    fits = max(1, (width - 4) // (cell + 1))
-    cols = list(range(max(0, T - fits), T))
+    cell = LENS_CELL
+    cols = list(range(max(insp.lens_from, T - lens_fits(width)), T))
     note = None
     if len(cols) < T:
         note = (f"positions {cols[0]}-{T - 1} of {T} (a wider terminal shows more; --json has "
