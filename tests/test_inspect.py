@@ -17,7 +17,9 @@ from minigpt.config import GPTConfig
 from minigpt.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
 from minigpt.inspect_view import (
     RAMP,
+    SELECTED_MARK,
     chosen_head,
+    head_overview,
     heatmap,
     lens_fits,
     print_inspection,
@@ -318,6 +320,39 @@ def test_cli_with_a_bpe_model_and_no_color(checkpoints):
     assert "·the" in result.stdout  # a BPE token with its space, visible
     assert "@@" in result.stdout  # position 0 attends to itself: full intensity, as characters
     assert "L1" in result.stdout and "H3" in result.stdout
+
+
+def marked_heads(grid: str) -> list[tuple[int, int]]:
+    """(layer, head) of every '◂' in the overview grid's text: the mark ends its head's cell."""
+    lines = grid.splitlines()
+    cell = lines[0].index("H1") - lines[0].index("H0")
+    return [(int(line.split()[0][1:]), (column - 4) // cell)
+            for line in lines[1:] for column, c in enumerate(line) if c == SELECTED_MARK]
+
+
+@pytest.mark.parametrize("width", [80, 20])  # the entropy beside the letter, and letters alone
+def test_the_overview_marks_the_head_the_heatmap_draws(width):
+    model, tok = char_model(n_layer=3, n_head=4)
+    found = inspect_prompt(model, tok, "the cat sat on the mat")
+    for selected in [(0, 0), (2, 3), (1, 2)]:
+        grid, legend = head_overview(found, width, selected=selected)
+        out = io.StringIO()
+        Console(file=out, width=width, no_color=True).print(grid, no_wrap=True, crop=True)
+        assert marked_heads(out.getvalue()) == [selected]
+    grid, _ = head_overview(found, width)
+    out = io.StringIO()
+    Console(file=out, width=width).print(grid)
+    assert SELECTED_MARK not in out.getvalue()
+
+
+def test_cli_marks_the_head_drawn_in_the_overview_without_colour(checkpoints):
+    env = {**__import__("os").environ, "NO_COLOR": "1", "COLUMNS": "80"}
+    result = minigpt("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
+                     "The old man said to the people", "--layer", "1", "--head", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    grid = result.stdout.split("every head\n")[1].split("\nP F C")[0]
+    assert marked_heads(grid) == [(1, 2)]
+    assert "◂: the head drawn (layer 1 head 2)" in " ".join(result.stdout.split())
 
 
 def test_cli_says_what_it_cut_from_a_long_prompt(checkpoints):
