@@ -391,14 +391,18 @@ def inspect_command(
 
     if not prompt:
         raise MinigptError("the prompt is empty")
-    loaded = load_for_inference(ckpt, device)
+    # fp32 weights whatever the device: the probabilities shown are the model's own, not rounded
+    loaded = load_for_inference(ckpt, device, weights="fp32")
     check_head(loaded.model.config, layer, head)
-    found = inspect_prompt(loaded.model, loaded.tokenizer, prompt)
+    from minigpt.console import console
+    from minigpt.inspect_view import lens_fits, print_inspection
+
+    # the logit lens where the table shows it, unless --json asks for every position
+    found = inspect_prompt(loaded.model, loaded.tokenizer, prompt,
+                           lens_last=None if json_path else lens_fits(console.width))
     if found.cut:
         print(f"note: the prompt is {len(found.ids) + found.cut} tokens, more than the context of "
               f"{len(found.ids)}: inspecting its last {len(found.ids)}", file=sys.stderr)
-    from minigpt.console import console
-    from minigpt.inspect_view import print_inspection
 
     print_inspection(found, console, layer, head)
     sys.stdout.flush()  # before the line on stderr, so the two never interleave

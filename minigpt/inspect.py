@@ -19,6 +19,8 @@ The measures average over query positions 1..T-1: position 0 can only attend to 
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +67,7 @@ class Inspection:
     lens_top_prob: torch.Tensor  # [n_layer, T]: its probability
     lens_next_prob: torch.Tensor  # [n_layer, T - 1]: the probability of the token that came next
     lens_top_text: list[list[str]]  # [n_layer][T]: the text of lens_top
+    lens_from: int = 0  # the lens covers positions lens_from.. (before: -1, NaN and "")
 
     @property
     def n_layer(self) -> int:
@@ -79,7 +82,8 @@ class Inspection:
 
     def to_dict(self) -> dict:
         """The numbers as plain lists, for JSON. Attention rows are cut at the diagonal: row i holds
-        token i's weights on tokens 0..i (all the others are zero)."""
+        token i's weights on tokens 0..i (all the others are zero). The lens lists start at
+        position lens_from (0 unless inspect_prompt was asked for the last positions only)."""
         def rows(pattern: torch.Tensor) -> list[list[float]]:
             return [row[:i + 1] for i, row in enumerate(pattern.round(decimals=5).tolist())]
 
@@ -90,12 +94,14 @@ class Inspection:
             "n_head": self.n_head,
             "attention": [[rows(h) for h in layer] for layer in self.attention],
             "heads": [{**vars(m), "kind": m.kind} for m in self.heads],
+            "lens_from": self.lens_from,
             "logit_lens": [
                 {"layer": layer,
                  "top": [{"id": i, "text": t, "prob": round(p, 5)} for i, t, p in zip(
                      self.lens_top[layer].tolist(), self.lens_top_text[layer],
-                     self.lens_top_prob[layer].tolist(), strict=True)],
-                 "next_prob": [round(p, 5) for p in self.lens_next_prob[layer].tolist()]}
+                     self.lens_top_prob[layer].tolist(), strict=True)][self.lens_from:],
+                 "next_prob": [round(p, 5) for p in
+                               self.lens_next_prob[layer].tolist()][self.lens_from:]}
                 for layer in range(self.n_layer)
             ],
         }
@@ -150,11 +156,15 @@ def check_head(config, layer: int | None, head: int | None) -> None:
 
 
 @torch.no_grad()
-def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True) -> Inspection:
+def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True,
+                   lens_last: int | None = None) -> Inspection:
     """Attention, head measures and the logit lens of `model` on `prompt`.
 
     A prompt longer than the context keeps its last block_size tokens (as generation does);
-    `cut` says how many went.
+    `cut` says how many went. lens_last: the logit lens at the last this many positions only
+    (None: at every one). It is the costliest part, a row of vocab_size logits per layer and
+    position (12 x 64 rows of 50257 for 64 tokens on GPT-2 small, 3x the forward pass), and a
+    terminal shows the last few positions.
     """
     ids = tokenizer.encode(prompt)
     if not ids:
@@ -164,29 +174,30 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True) -> Ins
     if len(ids) < 2:
         raise ConfigError("the prompt is 1 token: inspect needs at least 2, so that one can "
                           "attend to another")
+    T = len(ids)
+    lens_from = 0 if lens_last is None else max(0, T - lens_last)
     was_training = model.training
     model.eval()
     try:
-        seen = []  # the residual stream after each block, then the model's (logits, loss)
-        hooks = [module.register_forward_hook(lambda _m, _i, out: seen.append(out))
-                 for module in [*model.transformer.h, model]]
+        residuals = []  # the stream after each block
+        hooks = [block.register_forward_hook(lambda _m, _i, out: residuals.append(out[0]))
+                 for block in model.transformer.h]
         try:
-            device = model.transformer.wte.weight.device
-            maps = model.attention_maps(torch.tensor([ids], device=device))
+            with head_on_last_position(model):
+                device = model.transformer.wte.weight.device
+                maps = model.attention_maps(torch.tensor([ids], device=device))
         finally:
             for hook in hooks:
                 hook.remove()
-        inducing = induction_scores(model, min(model.config.vocab_size, tokenizer.vocab_size)) \
-            if induction else None
-        # the last block's stream went through ln_f and the head already: those are the logits
-        *residuals, (logits, _) = seen
-        lens_logits = torch.cat([logit_lens(model, torch.cat(residuals[:-1])), logits]) \
-            if len(residuals) > 1 else logits
-        top, top_prob, next_prob = lens_readout(lens_logits, ids)
+        with head_on_last_position(model):
+            inducing = induction_scores(model, min(model.config.vocab_size, tokenizer.vocab_size)) \
+                if induction else None
+        # layer by layer: all of them at once would hold n_layer x T x vocab_size logits
+        lens = [lens_readout(logit_lens(model, residual[lens_from:]), ids[lens_from:])
+                for residual in residuals]
     finally:
         model.train(was_training)
 
-    T = len(ids)
     attention = torch.stack([m[0].float().cpu() for m in maps]) if maps \
         else torch.zeros(0, 0, T, T)
     heads = []
@@ -196,11 +207,33 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True) -> Ins
             heads.append(HeadMeasures(
                 layer, head, **{k: v[head] for k, v in measured.items()},
                 induction=None if inducing is None else inducing[layer, head].item()))
+    # the positions before lens_from hold -1 and NaN
+    top = torch.full((len(lens), T), -1, dtype=torch.long)
+    top_prob = torch.full((len(lens), T), math.nan)
+    next_prob = torch.full((len(lens), T - 1), math.nan)
+    for layer, (layer_top, layer_top_prob, layer_next_prob) in enumerate(lens):
+        top[layer, lens_from:] = layer_top
+        top_prob[layer, lens_from:] = layer_top_prob
+        next_prob[layer, lens_from:] = layer_next_prob
     return Inspection(
         ids=ids, tokens=[tokenizer.token_text(i) for i in ids], cut=cut, attention=attention,
         heads=heads, lens_top=top, lens_top_prob=top_prob, lens_next_prob=next_prob,
-        lens_top_text=[[token_text(tokenizer, i) for i in row] for row in top.tolist()],
+        lens_top_text=[[token_text(tokenizer, i) if i >= 0 else "" for i in row]
+                       for row in top.tolist()],
+        lens_from=lens_from,
     )
+
+
+@contextmanager
+def head_on_last_position(model):
+    """The model's LM head reads the last position only (as forward's last_only does): inspecting
+    reads no logits from the model itself (the logit lens applies the head where it is asked),
+    and for GPT-2 small the head over 64 positions is a fifth of the forward pass."""
+    hook = model.lm_head.register_forward_pre_hook(lambda _m, args: (args[0][:, -1:],))
+    try:
+        yield
+    finally:
+        hook.remove()
 
 
 def logit_lens(model, residual: torch.Tensor) -> torch.Tensor:
@@ -210,15 +243,15 @@ def logit_lens(model, residual: torch.Tensor) -> torch.Tensor:
 
 
 def lens_readout(logits: torch.Tensor, ids: list[int]):
-    """From logits [n_layer, T, vocab]: the top token at each position [n_layer, T], its
-    probability, and the probability of the next token of ids [n_layer, T - 1]."""
+    """From logits [T, vocab] at the positions of ids: the top token at each position [T], its
+    probability, and the probability of the next token of ids [T - 1]."""
     logits = logits.float()
     log_total = logits.logsumexp(dim=-1)  # the softmax's denominator, without the softmax
     top_logit, top = logits.max(dim=-1)
-    following = torch.tensor(ids[1:], device=logits.device).expand(logits.size(0), -1)
-    next_logit = logits[:, :-1].gather(-1, following[..., None])[..., 0]
+    following = torch.tensor(ids[1:], device=logits.device)
+    next_logit = logits[:-1].gather(-1, following[:, None])[:, 0]
     return (top.cpu(), (top_logit - log_total).exp().cpu(),
-            (next_logit - log_total[:, :-1]).exp().cpu())
+            (next_logit - log_total[:-1]).exp().cpu())
 
 
 def token_text(tokenizer, token_id: int) -> str:

@@ -24,6 +24,8 @@ KIND_STYLE = {"induction": "bold magenta", "previous": "bold cyan", "first": "bo
 KIND_WORDS = {"induction": "induction", "previous": "previous-token", "first": "first-token",
               "current": "current-token"}
 
+SELECTED_MARK = "◂"  # after the letter of the head the heatmap draws, in the overview
+
 # a token as a label: one line, every character visible
 _VISIBLE = {0x20: "·", 0x0A: "↵", 0x09: "⇥", 0x7F: "␡"}
 _VISIBLE |= {c: chr(0x2400 + c) for c in range(0x20) if c not in _VISIBLE}  # ␀ .. ␟
@@ -129,10 +131,12 @@ def chosen_head(insp: Inspection, layer: int | None = None,
 # --- the overview of every head ------------------------------------------------------------------
 
 
-def head_overview(insp: Inspection, width: int = 80) -> tuple[Group, Group]:
+def head_overview(insp: Inspection, width: int = 80,
+                  selected: tuple[int, int] | None = None) -> tuple[Group, Group]:
     """One cell per (layer, head): a letter for the kind of head it stands out as, and its attention
     entropy (the grid, not to be wrapped); then the heads of each kind, strongest first, and a
-    legend (lines that may wrap)."""
+    legend (lines that may wrap). The `selected` (layer, head), the one the heatmap draws, is
+    marked with '◂' after its letter (and in reverse video), so it shows without colour too."""
     wide = 4 + insp.n_head * 5 <= width  # room for the entropy beside the letter
     cell = 5 if wide else 2
     header = Text("    ")
@@ -144,8 +148,10 @@ def head_overview(insp: Inspection, width: int = 80) -> tuple[Group, Group]:
         for h in range(insp.n_head):
             m = insp.head_measures(layer, h)
             letter = KIND_LETTER.get(m.kind, "·")
-            line.append(letter, style=KIND_STYLE.get(m.kind, "dim"))
-            line.append(f"{m.entropy:.1f} " if wide else " ", style="" if m.kind else "dim")
+            chosen = (layer, h) == selected
+            line.append(letter, style=KIND_STYLE.get(m.kind, "dim") + (" reverse" if chosen else ""))
+            line.append(f"{m.entropy:.1f}" if wide else "", style="" if m.kind else "dim")
+            line.append(SELECTED_MARK if chosen else " ", style="bold" if chosen else "")
         lines.append(line)
     grid, lines = Group(*lines), []
     for kind in HEAD_KINDS:
@@ -161,6 +167,8 @@ def head_overview(insp: Inspection, width: int = 80) -> tuple[Group, Group]:
               "repeated random sequence)")
     if wide:
         legend += "; the number: attention entropy in nats (0: one place)"
+    if selected is not None:
+        legend += f"; {SELECTED_MARK}: the head drawn (layer {selected[0]} head {selected[1]})"
     lines.append(Text(legend, style="dim"))
     return grid, Group(*lines)
 
@@ -168,13 +176,20 @@ def head_overview(insp: Inspection, width: int = 80) -> tuple[Group, Group]:
 # --- the logit lens ------------------------------------------------------------------------------
 
 
+LENS_CELL = 7  # the width of a position's column
+
+
+def lens_fits(width: int) -> int:
+    """How many positions the logit-lens table shows at this width (the last ones)."""
+    return max(1, (width - 4) // (LENS_CELL + 1))
+
+
 def lens_table(insp: Inspection, width: int = 80) -> tuple[Table, str | None]:
     """Layers down, positions across (the last that fit): the top token after each layer, and the
     probability that layer gives the token that really came next (✓ where it is the top one)."""
     T = len(insp.ids)
-    cell = 7
-    fits = max(1, (width - 4) // (cell + 1))
-    cols = list(range(max(0, T - fits), T))
+    cell = LENS_CELL
+    cols = list(range(max(insp.lens_from, T - lens_fits(width)), T))
     note = None
     if len(cols) < T:
         note = (f"positions {cols[0]}-{T - 1} of {T} (a wider terminal shows more; --json has "
@@ -243,7 +258,7 @@ def print_inspection(insp: Inspection, console: Console, layer: int | None = Non
         console.print(Text(measures, style="dim"))
         console.print()
         console.print(Text("every head", style="bold"))
-        grid, legend = head_overview(insp, width)
+        grid, legend = head_overview(insp, width, selected=(layer, head))
         console.print(grid, no_wrap=True, crop=True)
         console.print(legend)
     console.print()

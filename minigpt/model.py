@@ -16,6 +16,7 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from minigpt.config import GPTConfig
 
@@ -329,14 +330,29 @@ class GPT(nn.Module):
 
 def empty_model(config: GPTConfig, device: str | torch.device = "cpu") -> GPT:
     """A model with allocated but unset weights, for loading saved ones into: built on the meta
-    device, so no time goes into a random initialization that the load overwrites (for GPT-2
-    small, about half of loading it)."""
-    with torch.device("meta"):
+    device with nn.init skipped, so no time goes into a random initialization that the load
+    overwrites (for GPT-2 small, about half of loading it). device "meta": weights that are only
+    shapes, to compare with or to load_state_dict(assign=True) into."""
+    with torch.device("meta"), _SkipInit():
         model = GPT(config)
+    if torch.device(device).type == "meta":
+        return model
     model = model.to_empty(device=device)
     if config.tie_weights:  # to_empty gives every parameter its own storage: tie the head again
         model.lm_head.weight = model.transformer.wte.weight
     return model
+
+
+class _SkipInit(TorchFunctionMode):
+    """nn.init's functions do nothing while it is on (in this thread only). On the meta device
+    they fill nothing anyway, but are not free: the first one imports torch._dynamo, a second
+    on a small CPU, which loading a model otherwise never needs."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if "tensor" in kwargs else args[0]
+        return func(*args, **kwargs)
 
 
 def count_params(config: GPTConfig) -> int:

@@ -178,7 +178,7 @@ class InspectPane(Widget, can_focus=False):
                  "dim"))
             grid, note = heatmap(found, layer, head, width)
             grid.no_wrap = True
-            heads_grid, legend = head_overview(found, width)
+            heads_grid, legend = head_overview(found, width, selected=(layer, head))
             heads = Group(Text("every head", style="bold"), _unwrapped(heads_grid), legend)
         else:
             about = Text("this model has no attention (an ablation): no heatmap or head overview",

@@ -31,6 +31,43 @@ def test_round_trip_gives_the_same_model(saved):
     assert ckpt.step == 7 and ckpt.tokenizer.decode([0, 1]) == "ab"
 
 
+def test_the_model_takes_the_checkpoints_tensors_without_a_copy(saved):
+    """build_model assigns the loaded tensors (a copy of GPT-2 small is 500 MB and a third of a
+    second); the tied LM head stays one parameter with the embedding."""
+    path, model = saved
+    ckpt = load_checkpoint(path)
+    again = ckpt.build_model()
+    wte = again.transformer.wte.weight
+    assert wte.data_ptr() == ckpt.state_dict["transformer.wte.weight"].data_ptr()
+    assert again.lm_head.weight is wte and wte.requires_grad
+    assert again.num_params() == model.num_params()
+    assert not any(t.is_meta for t in [*again.parameters(), *again.buffers()])
+
+
+def test_loading_a_checkpoint_never_imports_torch_dynamo(saved):
+    """A model built on the meta device skips nn.init: there, the first init function imports
+    torch._dynamo, a second of a short command's start on a small CPU."""
+    path, _ = saved
+    code = ("import sys; from minigpt.checkpoint import load_checkpoint; "
+            f"load_checkpoint({str(path)!r}).build_model(); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("at", [0, 4095, 100_000])
+def test_a_non_finite_value_anywhere_is_found(value, at):
+    from minigpt.checkpoint import first_non_finite
+
+    state = {"a": torch.randn(10), "b": torch.randn(100_001), "c": torch.zeros(0)}
+    assert first_non_finite(state) is None
+    state["b"][at] = value
+    assert first_non_finite(state) == "b"
+    assert first_non_finite({"b": state["b"].bfloat16()}) == "b"
+
+
 def test_a_run_directory_can_stand_for_its_checkpoint(saved):
     path, _ = saved
     assert load_checkpoint(path.parent).path == path

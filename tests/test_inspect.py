@@ -15,7 +15,16 @@ from minigpt.ablation import distinct_ngrams
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
 from minigpt.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
-from minigpt.inspect_view import RAMP, chosen_head, heatmap, print_inspection, token_label
+from minigpt.inspect_view import (
+    RAMP,
+    SELECTED_MARK,
+    chosen_head,
+    head_overview,
+    heatmap,
+    lens_fits,
+    print_inspection,
+    token_label,
+)
 from minigpt.model import GPT
 from minigpt.tokenizer import BPETokenizer, CharTokenizer
 
@@ -104,7 +113,52 @@ def test_inspecting_leaves_the_model_as_it_was():
     inspect_prompt(model, tok, "the cat")
     assert model.training
     assert not any(a.record_attention for a in model.attention_layers())
-    assert not any(m._forward_hooks for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_the_lens_at_the_last_positions_only_is_the_same_there():
+    """The CLI computes the logit lens where its table shows it (the costliest part of an
+    inspection); what it prints is the same as with the lens everywhere."""
+    model, tok = char_model()
+    prompt = "the cat sat on the mat"
+    whole = inspect_prompt(model, tok, prompt)
+    last = inspect_prompt(model, tok, prompt, lens_last=5)
+    T = len(whole.ids)
+    assert last.lens_from == T - 5
+    assert last.lens_top[:, T - 5:].tolist() == whole.lens_top[:, T - 5:].tolist()
+    torch.testing.assert_close(last.lens_top_prob[:, T - 5:], whole.lens_top_prob[:, T - 5:])
+    torch.testing.assert_close(last.lens_next_prob[:, T - 5:], whole.lens_next_prob[:, T - 5:])
+    assert (last.lens_top[:, :T - 5] == -1).all() and last.lens_next_prob[:, :T - 5].isnan().all()
+    numbers = last.to_dict()
+    assert numbers["lens_from"] == T - 5 and len(numbers["logit_lens"][0]["top"]) == 5
+    assert len(numbers["logit_lens"][0]["next_prob"]) == 4
+    json.dumps(numbers, allow_nan=False)  # no NaN of the positions left out
+    for width in (80, 120):
+        shown = []
+        for found in (whole, inspect_prompt(model, tok, prompt, lens_last=lens_fits(width))):
+            out = io.StringIO()
+            print_inspection(found, Console(file=out, width=width))
+            shown.append(out.getvalue())
+        assert shown[0] == shown[1]
+
+
+def test_cli_inspects_fp32_weights_whatever_the_device_would_choose(checkpoints, tmp_path,
+                                                                    monkeypatch):
+    """On a CPU with native bf16, chat and generate hold bf16 weights; inspect's probabilities
+    are the model's own, to 5 decimals in --json."""
+    from typer.testing import CliRunner
+
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.cli import app
+
+    monkeypatch.setattr("minigpt.inference.has_native_bf16", lambda device: True)
+    prompt = "the cat sat on the mat"
+    result = CliRunner().invoke(app, ["inspect", "--ckpt", str(checkpoints / "char.pt"),
+                                      "--prompt", prompt, "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(checkpoints / "char.pt")
+    expected = inspect_prompt(ckpt.build_model().eval(), ckpt.tokenizer, prompt).to_dict()
+    assert json.loads((tmp_path / "out.json").read_text())["logit_lens"] == expected["logit_lens"]
 
 
 # --- head measures on patterns made to order ---------------------------------------------------
@@ -266,6 +320,39 @@ def test_cli_with_a_bpe_model_and_no_color(checkpoints):
     assert "·the" in result.stdout  # a BPE token with its space, visible
     assert "@@" in result.stdout  # position 0 attends to itself: full intensity, as characters
     assert "L1" in result.stdout and "H3" in result.stdout
+
+
+def marked_heads(grid: str) -> list[tuple[int, int]]:
+    """(layer, head) of every '◂' in the overview grid's text: the mark ends its head's cell."""
+    lines = grid.splitlines()
+    cell = lines[0].index("H1") - lines[0].index("H0")
+    return [(int(line.split()[0][1:]), (column - 4) // cell)
+            for line in lines[1:] for column, c in enumerate(line) if c == SELECTED_MARK]
+
+
+@pytest.mark.parametrize("width", [80, 20])  # the entropy beside the letter, and letters alone
+def test_the_overview_marks_the_head_the_heatmap_draws(width):
+    model, tok = char_model(n_layer=3, n_head=4)
+    found = inspect_prompt(model, tok, "the cat sat on the mat")
+    for selected in [(0, 0), (2, 3), (1, 2)]:
+        grid, legend = head_overview(found, width, selected=selected)
+        out = io.StringIO()
+        Console(file=out, width=width, no_color=True).print(grid, no_wrap=True, crop=True)
+        assert marked_heads(out.getvalue()) == [selected]
+    grid, _ = head_overview(found, width)
+    out = io.StringIO()
+    Console(file=out, width=width).print(grid)
+    assert SELECTED_MARK not in out.getvalue()
+
+
+def test_cli_marks_the_head_drawn_in_the_overview_without_colour(checkpoints):
+    env = {**__import__("os").environ, "NO_COLOR": "1", "COLUMNS": "80"}
+    result = minigpt("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
+                     "The old man said to the people", "--layer", "1", "--head", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    grid = result.stdout.split("every head\n")[1].split("\nP F C")[0]
+    assert marked_heads(grid) == [(1, 2)]
+    assert "◂: the head drawn (layer 1 head 2)" in " ".join(result.stdout.split())
 
 
 def test_cli_says_what_it_cut_from_a_long_prompt(checkpoints):

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.inspect_view import RAMP
+from minigpt.inspect_view import RAMP, SELECTED_MARK
 from minigpt.model import GPT
 from minigpt.tokenizer import CharTokenizer
 from minigpt_tui.app import MinigptApp
@@ -99,6 +99,22 @@ async def test_enter_shows_the_heatmap_and_keys_move_through_layers_and_heads(ch
             assert drawn(heatmap) != seen[before], f"{key}: the heatmap did not change"
             seen[now] = drawn(heatmap)
         assert len(seen) == 3 and len(set(seen.values())) == 3  # each head its own pattern
+
+
+async def test_the_overview_marks_the_head_the_heatmap_draws(checkpoint, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")  # the mark is a character, not only reverse video
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await inspected(app, pilot)
+        for key in ["right", "down", "l", "j"]:
+            await pilot.press(key)
+            await pilot.pause()
+            grid = drawn(app.query_one("#inspect-heads")).split("every head\n")[1]
+            rows = [line for line in grid.splitlines() if line.startswith("L")]
+            layer, head = pane.selected
+            assert [line.count(SELECTED_MARK) for line in rows] == [int(i == layer) for i in range(2)]
+            cell = grid.index("H1") - grid.index("H0")
+            assert rows[layer].index(SELECTED_MARK) == 4 + (head + 1) * cell - 1, key
 
 
 async def test_fits_80x24_with_a_long_prompt(checkpoint):
