@@ -9,6 +9,7 @@ import torch
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
 from minigpt.errors import ConfigError
+from minigpt.hardware import describe_device
 from minigpt.inference import load_for_inference
 from minigpt.model import GPT
 from minigpt.quantize import Int8Linear
@@ -62,3 +63,13 @@ def test_auto_weights_follow_what_the_device_multiplies_natively(run_dir, monkey
     assert loaded.model.lm_head.weight.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[held]
     assert loaded.describe().endswith(f"{held} weights (auto)")
     assert load_for_inference(run_dir, "cpu", "fp32").describe().endswith("fp32 weights")
+
+
+@pytest.mark.parametrize("threads, said", [(1, "cpu (1 thread)"), (2, "cpu (2 threads)")])
+def test_the_device_is_described_in_words(threads, said):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert describe_device(torch.device("cpu")) == said
+    finally:
+        torch.set_num_threads(before)
