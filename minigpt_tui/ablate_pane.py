@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -43,10 +44,29 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+class VariantTable(DataTable):
+    """The results, a row a variant: its cursor picks the variant whose sample is shown."""
+
+    BINDINGS = [
+        Binding("up", "cursor_up", "Variant", show=False),
+        Binding("down", "cursor_down", "Variant"),
+    ]
+
+
+class DetailBox(VerticalScroll, can_focus=True):
+    """Every variant's evidence in words, then the picked variant's sample: scrolls by key."""
+
+    BINDINGS = [
+        Binding("up", "scroll_up", "Scroll", show=False),
+        Binding("down", "scroll_down", "Scroll"),
+    ]
+
+
 class AblatePane(Widget, can_focus=False):
     BINDINGS = [
         Binding("ctrl+r", "start", "Run ablation"),
         Binding("ctrl+k", "cancel", "Cancel"),
+        Binding("f2", "toggle_results", "Results"),
     ]
 
     def __init__(self, runs_root: Path, **kwargs):
@@ -80,11 +100,13 @@ class AblatePane(Widget, can_focus=False):
                     yield Button("Cancel", id="ablate-cancel", compact=True)
             yield LossChart(id="ablate-chart")
         yield Static("Pick variants, then Run (ctrl+r).", id="ablate-status")
-        with Horizontal(id="ablate-bottom"):
-            yield DataTable(id="ablate-table", cursor_type="row", zebra_stripes=True)
-            with VerticalScroll(id="ablate-sample-box"):
-                yield Static("", id="ablate-sample")
+        with Vertical(id="ablate-bottom"):
+            with Horizontal(id="ablate-results"):
+                yield VariantTable(id="ablate-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="ablate-grad", classes="grad-flow")
+            with DetailBox(id="ablate-sample-box"):
+                yield Static("", id="ablate-evidence")
+                yield Static("", id="ablate-sample")
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
@@ -196,17 +218,25 @@ class AblatePane(Widget, can_focus=False):
         self._show_detail()
 
     def _show_detail(self) -> None:
-        """Beside the table: the highlighted variant's evidence in words, every variant's
-        gradient norm by layer against the baseline's, the highlighted variant's sample."""
+        """Under the table: every variant's evidence in words (the highlighted one marked),
+        the highlighted variant's sample; beside it, every variant's gradient norm by layer
+        against the baseline's."""
         s, name = self.state, self._highlighted
+        evidence = Table.grid(padding=(0, 1))
+        evidence.add_column(no_wrap=True)
+        evidence.add_column()
+        for variant, result in (s.results.items() if s else ()):
+            mark, style = ("▸", "bold") if variant == name else (" ", "")
+            evidence.add_row(plain(f"{mark}{variant}", style),
+                             plain(result.evidence or "-", "italic"))
+        shown = evidence.row_count > 0
+        self.query_one("#ablate-evidence", Static).update(evidence if shown else "")
         result = s.results.get(name) if s and name else None
-        detail = Text()
-        if name:
-            detail = assemble((name, "bold"), "\n")
-            if result and result.evidence:
-                detail.append_text(plain(result.evidence + "\n", "italic"))
-            detail.append_text(plain(result.sample if result else ""))
-        self.query_one("#ablate-sample", Static).update(detail)
+        sample = Text()
+        if result:
+            sample = assemble((f"{name}'s sample", "bold"), "\n")
+            sample.append_text(plain(result.sample))
+        self.query_one("#ablate-sample", Static).update(sample)
         table = None
         if s is not None:
             # a finished variant's mean over its logged steps; the one in training's latest
@@ -214,9 +244,22 @@ class AblatePane(Widget, can_focus=False):
                          else s.variant_grad_norms.get(v, {}))
                      for v in dict.fromkeys([*s.variants, *s.variant_grad_norms, *s.results])}
             table = variants_table({v: n for v, n in norms.items() if n})
+            if table is not None:  # a title wider than one variant's column is not wrapped
+                table.min_width = len(str(table.title))
         grad = self.query_one("#ablate-grad", Static)
         grad.display = table is not None
         grad.update(table or "")
+
+    def action_toggle_results(self) -> None:
+        """The results take the whole pane (the form and the chart hidden), and the keys go to
+        the table; again, the form comes back."""
+        full = not self.has_class("-results")
+        if full:
+            self.query_one(DataTable).focus()  # before the form is hidden, focus in it or not
+            self.add_class("-results")
+        else:
+            self.remove_class("-results")
+            self.call_after_refresh(self.query_one("#ablate-variants").focus)
 
     @on(Button.Pressed, "#ablate-cancel")
     def action_cancel(self) -> None:

@@ -2,13 +2,15 @@ import json
 import subprocess
 import sys
 
+import pytest
 from textual.widgets import DataTable, SelectionList
 
 from minigpt.events import read_events
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
 
-from .waiting import wait_for
+from .test_gradient_flow import write_events
+from .waiting import settle, wait_for
 
 SIZE = (80, 24)
 
@@ -88,3 +90,95 @@ async def test_the_form_passes_the_text_field(tmp_path, english_text):
         prepared = next(e for e in read_events(pane.state.run_dir) if e["type"] == "prepared")
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
         assert app.query_one(DataTable).row_count == 2
+
+
+# --- a finished ablation, fed by hand: the results read with the keyboard alone ------------------
+
+EVIDENCE = {
+    "baseline": "GPT-2 as designed: val loss 2.80; distinct 4-grams in samples 99%",
+    "residual": "no residual connections: layer 1 gradient norm 1/40 of the baseline's; "
+                "distinct 4-grams in samples 100% against 99%; val loss +0.41",
+    "attention": "no self-attention (MLP only): layer 1 gradient norm 0.5x the baseline's; "
+                 "distinct 4-grams in samples 12% against 99%; val loss +0.01",
+}
+NORMS = {
+    "baseline": {"embedding": 0.67, "1": 0.63, "2": 0.23, "head": 0.044},
+    "residual": {"embedding": 0.017, "1": 0.016, "2": 0.38, "head": 0.031},
+    "attention": {"embedding": 0.65, "1": 0.33, "2": 0.22, "head": 0.045},
+}
+
+
+def finished_ablation(tmp_path):
+    run_dir = tmp_path / "ablate-x"
+    write_events(
+        run_dir,
+        {"type": "ablation_start", "variants": list(EVIDENCE), "max_steps": 150, "pid": None},
+        *[{"type": "result", "variant": name, "train_loss": 3.0, "val_loss": 3.1,
+           "val_loss_delta": 0.0 if name == "baseline" else 0.4, "tokens_per_s": 100.0,
+           "seconds": 2.0, "sample": f"the {name} sample", "distinct_4grams": 0.9,
+           "grad_norms": NORMS[name], "evidence": EVIDENCE[name]} for name in EVIDENCE],
+        {"type": "ablation_done", "reason": "finished", "results": []})
+    return run_dir
+
+
+def screen_lines(app) -> list[str]:
+    """The screen as drawn, one string a row."""
+    return ["".join(segment.text for segment in strip)
+            for strip in app.screen._compositor.render_strips()]
+
+
+def footer_keys(app) -> str:
+    return " ".join(str(key.render()) for key in app.screen.query("FooterKey"))
+
+
+async def test_a_key_reaches_the_variants_and_their_cursor_picks_the_detail(tmp_path):
+    app = MinigptApp(attach=finished_ablation(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.focused is app.query_one("#ablate-variants")
+        await pilot.press("f2")
+        await settle(pilot)
+        assert app.focused is app.query_one(DataTable)
+        assert "Variant" in footer_keys(app)
+        sample = app.query_one("#ablate-sample")
+        assert "the baseline sample" in str(sample.render())
+        await pilot.press("down")
+        await settle(pilot)
+        assert "the residual sample" in str(sample.render())
+        await pilot.press("down")
+        await settle(pilot)
+        assert "the attention sample" in str(sample.render())
+        await pilot.press("tab")  # on to the box beside: it scrolls with the keys
+        await settle(pilot)
+        assert app.focused is app.query_one("#ablate-sample-box")
+        assert "Scroll" in footer_keys(app)
+        await pilot.press("f2")  # back to the form
+        await settle(pilot)
+        assert app.focused is app.query_one("#ablate-variants")
+        start = app.query_one("#ablate-start")
+        assert start.region and app.screen.region.contains_region(start.region)
+
+
+@pytest.mark.parametrize("size, keys", [((80, 24), ["f2"]), ((120, 40), [])])
+async def test_the_gradient_flow_and_every_evidence_line_are_on_screen(tmp_path, size, keys):
+    """At 80x24 after one key (the results take the pane), at 120x40 beside the form."""
+    app = MinigptApp(attach=finished_ablation(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await pilot.press(*keys)
+        await settle(pilot)
+        lines = screen_lines(app)
+        screen = " ".join(" ".join(line.split()) for line in lines)
+        assert "grad norm by layer" in screen
+        rows = {}  # layer: its row of the gradient-flow table, wherever it stands on the line
+        for words in (line.split() for line in lines):
+            for layer in ("emb", "L1", "L2"):
+                if layer in words:
+                    rows[layer] = words[words.index(layer) + 1:]
+        assert rows["emb"][-3:] == ["0.67", "0.025", "0.97"]  # the residual's starved
+        assert rows["L1"][-3:] == ["0.63", "0.025", "0.52"]
+        for name, evidence in EVIDENCE.items():  # wrapped maybe, but whole
+            first, last = evidence[:25], evidence[-14:]
+            assert first in screen and last in screen, name
+        for name in ("baseline", "residual", "attention"):  # the table's rows
+            assert any(line.lstrip().startswith(name) for line in lines), name

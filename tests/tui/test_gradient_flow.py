@@ -84,8 +84,8 @@ async def test_the_ablate_pane_shows_variants_side_by_side_and_the_evidence(tmp_
         table.focus()
         await pilot.press("down")  # the residual variant
         await settle(pilot)
-        detail = str(app.query_one("#ablate-sample").render())
-        assert "no residual: layer 1 gradient norm 1/40 of the baseline's [b]" in detail
+        evidence = " ".join(" ".join(drawn(app.query_one("#ablate-evidence"))).split())
+        assert "▸residual no residual: layer 1 gradient norm 1/40 of the baseline's [b]" in evidence
         grad = app.query_one("#ablate-grad")
         assert grad.display
         lines = [line.split() for line in drawn(grad)]
