@@ -186,8 +186,12 @@ class TrainConfig:
     # are spent, and its schedule follows the clock instead of max_steps (train.py); None: steps
     time_budget: float | None = None
     lr: float = 1e-3
-    min_lr: float = 1e-4  # the floor of the cosine decay
+    min_lr: float = 1e-4  # where the decay ends
     warmup_steps: int = 100
+    # after warmup: "cosine" decay to min_lr, or "wsd" (warmup-stable-decay): the peak, then a
+    # straight line down to min_lr over the last decay_fraction of the steps (train.decay_shape)
+    schedule: str = "cosine"
+    decay_fraction: float = 0.3
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -253,6 +257,7 @@ TRAIN_RULES = {
     # AdamW moves every weight by about lr each step: above 1 nothing can be learned
     "lr": Real(0, 1, low_open=True), "min_lr": Real(0, 1),
     "warmup_steps": Whole(0),
+    "schedule": OneOf(("cosine", "wsd")), "decay_fraction": Real(0, 1, low_open=True),
     "weight_decay": Real(0),
     "beta1": Real(0, 1, high_open=True), "beta2": Real(0, 1, high_open=True),
     "grad_clip": Real(0),  # 0 disables clipping

@@ -62,7 +62,16 @@ def lr_at(step: float, cfg: TrainConfig) -> float:
     if step >= cfg.max_steps:
         return min_lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+    return min_lr + decay_shape(progress, cfg) * (cfg.lr - min_lr)
+
+
+def decay_shape(progress: float, cfg: TrainConfig) -> float:
+    """After warmup, where the rate is between min_lr (0) and the peak (1), `progress` (0 to 1)
+    of the way to the end of the run: cfg.schedule "cosine", or "wsd" (warmup-stable-decay): the
+    peak, then a straight line down over the last cfg.decay_fraction of the way."""
+    if cfg.schedule == "wsd":
+        return min(1.0, (1.0 - progress) / cfg.decay_fraction)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
