@@ -193,6 +193,10 @@ class TrainConfig:
     schedule: str = "cosine"
     decay_fraction: float = 0.3
     weight_decay: float = 0.1
+    # "adamw", or "muon": Muon at muon_lr for the blocks' matrices, AdamW at lr for the rest
+    # (muon.py); the schedule scales both
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
@@ -259,6 +263,7 @@ TRAIN_RULES = {
     "warmup_steps": Whole(0),
     "schedule": OneOf(("cosine", "wsd")), "decay_fraction": Real(0, 1, low_open=True),
     "weight_decay": Real(0),
+    "optimizer": OneOf(("adamw", "muon")), "muon_lr": Real(0, 1, low_open=True),
     "beta1": Real(0, 1, high_open=True), "beta2": Real(0, 1, high_open=True),
     "grad_clip": Real(0),  # 0 disables clipping
     "eval_interval": Whole(1), "eval_iters": Whole(1), "log_interval": Whole(1),

@@ -45,6 +45,7 @@ from minigpt.hardware import (
     resolve_precision,
 )
 from minigpt.model import GPT, check_fits_in_memory
+from minigpt.muon import muon_optimizer
 from minigpt.prepare import prepare
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.sources import Source
@@ -204,8 +205,9 @@ class Trainer:
         self.train_model = distributed.wrap(self.model)
         if compile:
             self.train_model = CompiledOrEager(self.train_model)
-        self.optimizer = self.model.configure_optimizer(
-            self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
+        self.optimizer = muon_optimizer(self.model, self.cfg) if self.cfg.optimizer == "muon" else \
+            self.model.configure_optimizer(self.cfg.weight_decay, self.cfg.lr,
+                                           (self.cfg.beta1, self.cfg.beta2), self.device.type)
         # each layer's gradient norm and update ratio, measured on the logged steps only
         self.gradient_flow = GradientFlow(self.model)
         self.measure_gradient_flow = True  # False: not measured (benchmarks/bench_gradflow.py)
