@@ -1,4 +1,5 @@
-"""Training: AdamW, warmup then cosine decay, gradient clipping and accumulation, evaluation.
+"""Training: AdamW or Muon, warmup then a cosine or WSD decay, gradient clipping and accumulation,
+evaluation.
 
 A run is as long as its steps (cfg.max_steps) or its time (cfg.time_budget, `--time 5m`). A timed
 run's learning-rate schedule follows the wall clock: it warms up over the same share of its time
@@ -53,8 +54,9 @@ from minigpt.tokenizer import Tokenizer, build_tokenizer
 
 
 def lr_at(step: float, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps. A floor above the
-    peak (--lr below a preset's min_lr) is the peak: the rate never rises after warmup.
+    """Linear warmup to cfg.lr, then the decay to cfg.min_lr at max_steps that cfg.schedule names
+    (decay_shape). A floor above the peak (--lr below a preset's min_lr) is the peak: the rate
+    never rises after warmup.
     A timed run is at a fractional step: max_steps times the share of its time spent
     (Trainer.schedule_step)."""
     min_lr = min(cfg.min_lr, cfg.lr)
