@@ -1,4 +1,5 @@
-"""Training: AdamW, warmup then cosine decay, gradient clipping and accumulation, evaluation.
+"""Training: AdamW or Muon, warmup then a cosine or WSD decay, gradient clipping and accumulation,
+evaluation.
 
 A run is as long as its steps (cfg.max_steps) or its time (cfg.time_budget, `--time 5m`). A timed
 run's learning-rate schedule follows the wall clock: it warms up over the same share of its time
@@ -45,6 +46,7 @@ from minigpt.hardware import (
     resolve_precision,
 )
 from minigpt.model import GPT, check_fits_in_memory
+from minigpt.muon import muon_optimizer
 from minigpt.prepare import prepare
 from minigpt.sampling import SamplingConfig, generate
 from minigpt.sources import Source
@@ -52,8 +54,9 @@ from minigpt.tokenizer import Tokenizer, build_tokenizer
 
 
 def lr_at(step: float, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at max_steps. A floor above the
-    peak (--lr below a preset's min_lr) is the peak: the rate never rises after warmup.
+    """Linear warmup to cfg.lr, then the decay to cfg.min_lr at max_steps that cfg.schedule names
+    (decay_shape). A floor above the peak (--lr below a preset's min_lr) is the peak: the rate
+    never rises after warmup.
     A timed run is at a fractional step: max_steps times the share of its time spent
     (Trainer.schedule_step)."""
     min_lr = min(cfg.min_lr, cfg.lr)
@@ -62,7 +65,16 @@ def lr_at(step: float, cfg: TrainConfig) -> float:
     if step >= cfg.max_steps:
         return min_lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+    return min_lr + decay_shape(progress, cfg) * (cfg.lr - min_lr)
+
+
+def decay_shape(progress: float, cfg: TrainConfig) -> float:
+    """After warmup, where the rate is between min_lr (0) and the peak (1), `progress` (0 to 1)
+    of the way to the end of the run: cfg.schedule "cosine", or "wsd" (warmup-stable-decay): the
+    peak, then a straight line down over the last cfg.decay_fraction of the way."""
+    if cfg.schedule == "wsd":
+        return min(1.0, (1.0 - progress) / cfg.decay_fraction)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -195,8 +207,9 @@ class Trainer:
         self.train_model = distributed.wrap(self.model)
         if compile:
             self.train_model = CompiledOrEager(self.train_model)
-        self.optimizer = self.model.configure_optimizer(
-            self.cfg.weight_decay, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device.type)
+        self.optimizer = muon_optimizer(self.model, self.cfg) if self.cfg.optimizer == "muon" else \
+            self.model.configure_optimizer(self.cfg.weight_decay, self.cfg.lr,
+                                           (self.cfg.beta1, self.cfg.beta2), self.device.type)
         # each layer's gradient norm and update ratio, measured on the logged steps only
         self.gradient_flow = GradientFlow(self.model)
         self.measure_gradient_flow = True  # False: not measured (benchmarks/bench_gradflow.py)

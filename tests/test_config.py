@@ -36,6 +36,8 @@ HUGE = 2**63  # one past what torch's int64 holds
     ("seed", [-1, 1.5, HUGE, False]),
     ("bpe_vocab_size", [100, 4096.0]),
     ("tokenizer", ["words", 5]),
+    ("schedule", ["linear", 1]),
+    ("decay_fraction", [NAN, 0.0, -0.3, 1.5]),
     ("vocab_size", [0, -5, 50.5]),
     ("block_size", [0, -1, 16.0, HUGE]),
     ("n_layer", [0, 2.0]),

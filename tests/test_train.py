@@ -9,7 +9,7 @@ import torch
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import TrainingDiverged
 from minigpt.events import read_events
-from minigpt.train import Throughput, Trainer, lr_at, prepare_data
+from minigpt.train import Throughput, Trainer, decay_shape, lr_at, prepare_data
 
 
 def run(cfg, corpus, **kw):
@@ -59,6 +59,17 @@ def test_a_peak_below_the_floor_never_rises_after_warmup(tiny_train_config):
     cfg = tiny_train_config.with_overrides(lr=1e-5, min_lr=2e-4, warmup_steps=10, max_steps=110)
     assert max(lr_at(s, cfg) for s in range(200)) == pytest.approx(1e-5)
     assert lr_at(110, cfg) == pytest.approx(1e-5)
+
+
+def test_wsd_holds_the_peak_then_decays_in_a_straight_line_over_the_last_fraction(
+        tiny_train_config):
+    cfg = tiny_train_config.with_overrides(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110,
+                                           schedule="wsd", decay_fraction=0.25)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(85, cfg) == pytest.approx(1.0)  # 75% of the way after warmup: still the peak
+    assert lr_at(95, cfg) == pytest.approx(0.1 + 0.6 * 0.9)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    assert decay_shape(0.5, cfg) == 1.0 and decay_shape(0.875, cfg) == pytest.approx(0.5)
 
 
 def test_same_seed_same_losses(tiny_train_config, corpus):

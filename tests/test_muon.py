@@ -1,0 +1,53 @@
+"""Muon: orthogonalized updates for the blocks' matrices, AdamW for the rest, resumable."""
+
+import pytest
+import torch
+
+from minigpt.checkpoint import load_checkpoint
+from minigpt.muon import Muon, orthogonalize
+from minigpt.train import Trainer, prepare_data
+
+
+@pytest.mark.parametrize("shape", [(96, 32), (32, 128)])  # tall and wide, well conditioned
+def test_orthogonalize_sets_every_singular_value_near_one(shape):
+    G = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    G[:, 0] *= 100  # one direction far stronger than the others
+    s = torch.linalg.svdvals(orthogonalize(G).float())
+    assert s.min() > 0.5 and s.max() < 1.5
+
+
+def test_a_muon_run_moves_block_matrices_orthogonally_and_the_rest_by_adamw(
+        tiny_train_config, corpus):
+    cfg = tiny_train_config.with_overrides(optimizer="muon", muon_lr=0.02, warmup_steps=0,
+                                           weight_decay=0.0)
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
+    assert isinstance(trainer.optimizer, Muon)
+    block = trainer.model.transformer.h[0].mlp.c_fc.weight
+    embedding = trainer.model.transformer.wte.weight
+    before = block.detach().clone(), embedding.detach().clone()
+    trainer._train_step()
+
+    # every direction moved by about as much: orthogonal (but one, which the gradient lacks:
+    # a LayerNorm's output, the matrix's input, sums to zero over its features)
+    s = torch.linalg.svdvals(block.detach() - before[0])
+    assert s[:-1].max() / s[:-1].min() < 2
+    assert s.max() == pytest.approx(0.02 * 2, rel=0.5)  # muon_lr, scaled up for a tall matrix
+    # AdamW's first step moves each weight that has a gradient by lr, whatever its gradient
+    moved = (embedding.detach() - before[1]).abs()
+    assert moved.max() == pytest.approx(cfg.lr, rel=1e-2)
+
+
+def test_a_muon_run_resumes_exactly_where_it_stopped(tiny_train_config, corpus, tmp_path):
+    cfg = tiny_train_config.with_overrides(optimizer="muon", max_steps=20, eval_interval=10)
+    whole = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
+    whole_losses = {e["step"]: e["loss"] for e in whole.run() if e["type"] == "step"}
+
+    interrupted = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
+    for ev in interrupted.run():
+        if ev["type"] == "step" and ev["step"] == 10:
+            interrupted.request_stop("interrupted")
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    resumed = Trainer.resume(ckpt, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
+                             device="cpu")
+    later = {e["step"]: e["loss"] for e in resumed.run() if e["type"] == "step"}
+    assert later and all(later[s] == pytest.approx(whole_losses[s], abs=1e-6) for s in later)
