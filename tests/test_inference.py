@@ -29,7 +29,7 @@ def test_a_run_directory_loads_ready_to_sample(run_dir):
     assert not loaded.model.training and loaded.tokenizer.vocab_size == 12
     assert loaded.params == GPT(loaded.model.config).num_params()
     assert loaded.describe() == (f"{loaded.params / 1e6:.2f}M params, char 12 tokens, context 16, "
-                                 f"step 7, cpu ({torch.get_num_threads()} threads), fp32 weights")
+                                 f"step 7, {describe_device(torch.device('cpu'))}, fp32 weights")
 
 
 def test_weights_are_held_as_asked(run_dir):
