@@ -359,7 +359,8 @@ class ChatPane(Widget, can_focus=False):
         self.last_exchange += message.text
         self.reply.append(plain(message.text))  # draws the new text, not all of it again
         self.query_one(TokenInspector).extend(message.candidates)
-        self.query_one("#chat-status", Static).update(f"{message.tokens_per_s:.1f} tokens/s")
+        self.query_one("#chat-status", Static).update(  # one line: the screen's layout stays
+            f"{message.tokens_per_s:.1f} tokens/s", layout=False)
         self.query_one("#chat-transcript").scroll_end(animate=False)
 
     @on(Finished)
