@@ -27,6 +27,7 @@ from textual.worker import get_current_worker
 
 from minigpt.config import SAMPLING_RULES, STRATEGIES, SamplingConfig, Whole
 from minigpt_tui.text import assemble, clean, plain
+from minigpt_tui.widgets.reply import Reply
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
 N_CANDIDATES = 8
@@ -157,8 +158,7 @@ class ChatPane(Widget, can_focus=False):
         self.tokenizer = None
         self.checkpoint_path: Path | None = None
         self.weights = "auto"  # the weights asked for decoding: auto, fp32, bf16 or int8
-        self.reply: Static | None = None
-        self.reply_text = Text()
+        self.reply: Reply | None = None  # the reply streaming, or the last one
         self.generating = False
         self.last_exchange = ""  # the last prompt and its reply (the Inspect pane's default)
         self.model_lock = threading.Lock()  # one user of the model at a time: chat or inspect
@@ -190,6 +190,11 @@ class ChatPane(Widget, can_focus=False):
                 yield setting("max tokens", "max_new_tokens", cfg.max_new_tokens,
                               [Rule("max_new_tokens")])
                 yield TokenInspector(id="chat-inspector")
+
+    @property
+    def reply_text(self) -> Text:
+        """The last reply, its prompt first, as it is drawn."""
+        return self.reply.text if self.reply is not None else Text()
 
     # --- model -------------------------------------------------------------------------------------
 
@@ -306,8 +311,7 @@ class ChatPane(Widget, can_focus=False):
         prompt_box.remember(prompt)
         prompt_box.value = ""
         self.last_exchange = prompt
-        self.reply_text = plain(prompt, "bold")
-        self.reply = Static(self.reply_text, classes="reply")
+        self.reply = Reply(plain(prompt, "bold"), classes="reply")
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
         self.generating = True
@@ -353,21 +357,19 @@ class ChatPane(Widget, can_focus=False):
         if self.reply is None:
             return
         self.last_exchange += message.text
-        self.reply_text.append(clean(message.text))
-        self.reply.update(self.reply_text)
+        self.reply.append(plain(message.text))  # draws the new text, not all of it again
         self.query_one(TokenInspector).extend(message.candidates)
-        self.query_one("#chat-status", Static).update(f"{message.tokens_per_s:.1f} tokens/s")
+        self.query_one("#chat-status", Static).update(  # one line: the screen's layout stays
+            f"{message.tokens_per_s:.1f} tokens/s", layout=False)
         self.query_one("#chat-transcript").scroll_end(animate=False)
 
     @on(Finished)
     def _finished(self, message: Finished) -> None:
         self.generating = False
         if message.reason == "stopped" and self.reply is not None:
-            self.reply_text.append(" [stopped]", style="dim")
-            self.reply.update(self.reply_text)
+            self.reply.append(plain(" [stopped]", "dim"))
         elif message.reason.startswith("failed") and self.reply is not None:
-            self.reply_text.append(clean(f" [{message.reason}]"), style="red")
-            self.reply.update(self.reply_text)
+            self.reply.append(plain(f" [{message.reason}]", "red"))
             self.query_one("#chat-status", Static).update(plain(message.reason, "red"))
 
     # --- actions -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
+from .screen import shown_lines
 from .waiting import wait_for
 
 SIZE = (80, 24)
@@ -223,3 +224,70 @@ def test_stop_strings_as_typed(typed, stop):
     else:
         assert parse_stop(typed) == stop
         assert parse_stop(show_stop(stop)) == stop
+
+
+async def test_a_long_reply_is_drawn_as_it_was_decoded(checkpoint):
+    from textual.content import Content
+
+    from minigpt.sampling import SamplingConfig, stream_text
+    from minigpt_tui.text import plain
+
+    app = MinigptApp(ckpt=checkpoint, autostart=False,
+                     sampling=SamplingConfig(strategy="greedy", max_new_tokens=400))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        await ask(pilot, pane, "the cat")
+        await pilot.pause()
+        decoded = "".join(stream_text(pane.model, pane.tokenizer, "the cat",
+                                      SamplingConfig(strategy="greedy", max_new_tokens=400)))
+        whole = plain("the cat", "bold") + plain(decoded)  # what a Static with it all draws
+        width = pane.reply.size.width
+        expected = [line.plain.rstrip() for line in Content.from_rich_text(whole).wrap(width)]
+        assert shown_lines(pane.reply) == expected
+        assert len(expected) > 10 and pane.last_exchange == "the cat" + decoded
+
+
+def fake_stream(pieces, monkeypatch):
+    """stream_pieces replaced by one that yields these pieces, one token each."""
+    def stream(model, tokenizer, prompt, cfg, *args, **kwargs):
+        for piece in pieces:
+            yield piece, sampling.NextToken(1, torch.full((len(CHARS),), 1 / len(CHARS)))
+
+    monkeypatch.setattr(sampling, "stream_pieces", stream)
+
+
+async def test_markup_in_a_reply_is_drawn_as_it_is(checkpoint, monkeypatch):
+    pieces = ["[bo", "ld]x[/", "] [", " [@click=app.quit]q[/]", " [red", "]"]
+    fake_stream(pieces, monkeypatch)
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        await ask(pilot, pane, "go")
+        await pilot.pause()
+        assert shown_lines(pane.reply) == ["go" + "".join(pieces)]
+
+
+async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monkeypatch):
+    """A batch of pieces costs the same late in a long reply as early on: the reply wraps and
+    draws its end only. A Static holding the whole reply wrapped all of it again at each batch,
+    so the second 200 batches cost about three times the first 200."""
+    from textual import content
+
+    fake_stream([], monkeypatch)  # a reply of the prompt alone; the batches come below
+    wrapped = [0, 0]  # characters wrapped in the first 200 batches, and in the next 200
+    real = content.divide_line
+
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        await ask(pilot, pane, "go")
+        for i in range(400):
+            def counting(text, width, fold=True, half=i // 200):
+                wrapped[half] += len(text)
+                return real(text, width, fold)
+
+            monkeypatch.setattr(content, "divide_line", counting)
+            pane.post_message(ChatPane.Generated(" word" if i % 50 else "\nword", [], 10.0))
+            await pilot.pause()
+        assert len(shown_lines(pane.reply)) > 40  # most of them scrolled out of view
+    assert wrapped[1] < 1.5 * wrapped[0], wrapped

@@ -1,0 +1,229 @@
+"""Chat keeps pace with generate: the Chat pane's tokens/s for a long reply against
+`minigpt.sampling.generate`'s on the same model, in the same process.
+
+    python benchmarks/bench_chat.py                      # GPT-2 124M shape and the cpu preset's
+    python benchmarks/bench_chat.py --shape cpu --rounds 5
+    python benchmarks/bench_chat.py --new-tokens 300 --size 80x24
+
+Two models with random weights (speed does not depend on what they say):
+
+- gpt2: GPT-2 small's shape (12 layers, 12 heads, 768 dims, 50257 tokens, context 1024), with a
+  made-up tokenizer that decodes every id: a space and a word of 1 to 4 letters (the id in base
+  26), or a newline for one id in a hundred, about as long as GPT-2's tokens;
+- cpu: the cpu preset's shape (4 layers, 4 heads, 128 dims, context 128) with a character
+  tokenizer of 256 characters (a newline among them). Each token is cheap here, so what the
+  screen costs per token shows most. Past 128 tokens the context is full and every token
+  re-reads the whole window, for both sides alike.
+
+Both draw with temperature 1 from a fixed seed, so both make the same tokens. The Chat pane runs
+in the real app (`MinigptApp`), headless (`App.run_test`, which lays out and renders every
+update but writes nothing to a terminal): the time runs from Enter to the whole reply on the
+screen. Its transcript is cleared before each reply, so every round draws the same screen.
+generate runs on the same model, from the same prompt ids, with the torch thread count the
+Chat pane decodes with (it takes half the cores, leaving the rest to a training run beside it;
+`--generate-threads` sets another, e.g. torch's own, what `minigpt generate` gets). The two take turns for --rounds rounds, the order flipping each round;
+the figures are medians, and the headline is the ratio chat / generate (the target: 0.95 or
+more). `ui cpu` is the CPU time the app's own thread (layout, rendering, messages) spent per
+reply, seconds: on a machine with few cores it is taken from decoding.
+
+Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from minigpt import sampling
+from minigpt.config import GPTConfig, SamplingConfig
+from minigpt.inference import InferenceModel
+from minigpt.model import GPT
+from minigpt.tokenizer import CharTokenizer
+
+SEED = 1337
+PROMPT = "the"
+
+
+class WordTokenizer:
+    """Token i: a newline where i % 100 == 99, else a space and i written in base 26 with
+    letters (" a" .. " cxjh"): every id decodes, and a text of them encodes back."""
+
+    kind = "words"
+
+    def __init__(self, vocab_size: int):
+        self.words = ["\n" if i % 100 == 99 else " " + self._letters(i) for i in range(vocab_size)]
+        self.ids = {w: i for i, w in enumerate(self.words)}
+
+    @staticmethod
+    def _letters(i: int) -> str:
+        s = ""
+        while True:
+            i, r = divmod(i, 26)
+            s = chr(ord("a") + r) + s
+            if i == 0:
+                return s
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.ids[w] for w in re.findall(r" [a-z]+|\n", " " + text)]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.words[i] for i in ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.words[token_id]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind}
+
+
+def build(shape: str) -> InferenceModel:
+    torch.manual_seed(SEED)
+    if shape == "gpt2":
+        config, tokenizer = GPTConfig(), WordTokenizer(50257)
+    else:
+        # 256 characters that each take one cell: newline, printable ASCII, then Latin letters
+        chars = "\n" + "".join(map(chr, range(32, 127))) + "".join(map(chr, range(0xC0, 0x160)))
+        tokenizer = CharTokenizer(chars)
+        config = GPTConfig(vocab_size=len(chars), block_size=128, n_layer=4, n_head=4, n_embd=128)
+    model = GPT(config).eval()
+    return InferenceModel(model, tokenizer, Path(f"random-{shape}"), torch.device("cpu"), "fp32",
+                          model.num_params(), 0, asked="fp32")
+
+
+def time_generate(loaded: InferenceModel, prompt_ids: list[int], cfg: SamplingConfig,
+                  threads: int) -> tuple[float, int]:
+    """generate with `threads` torch threads; the thread count set before is put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        n = sum(1 for _ in sampling.generate(loaded.model, prompt_ids, cfg,
+                                             vocab_size=loaded.tokenizer.vocab_size))
+        return time.perf_counter() - t0, n
+    finally:
+        torch.set_num_threads(before)
+
+
+async def run_shape(shape: str, args) -> float:
+    from minigpt_tui.app import MinigptApp
+    from minigpt_tui.chat_pane import ChatPane
+    from minigpt_tui.widgets.token_inspector import TokenInspector
+
+    loaded = build(shape)
+    cfg = SamplingConfig(strategy="temperature", temperature=1.0, seed=SEED,
+                         max_new_tokens=args.new_tokens)
+    prompt_ids = loaded.tokenizer.encode(PROMPT)
+    chat_threads = []  # torch threads in the chat's decoding thread, seen at each reply
+    real_stream = sampling.stream_pieces
+
+    def spy(*a, **k):
+        chat_threads.append(torch.get_num_threads())
+        return real_stream(*a, **k)
+
+    sampling.stream_pieces = spy
+    width, height = map(int, args.size.split("x"))
+    with tempfile.TemporaryDirectory() as runs_root:
+        app = MinigptApp(ckpt=loaded, autostart=False, sampling=cfg, device="cpu",
+                         runs_root=Path(runs_root))
+        async with app.run_test(size=(width, height)) as pilot:
+            pane = app.query_one(ChatPane)
+            while pane.model is None:
+                await pilot.pause(0.05)
+
+            async def time_chat(n_new: int) -> tuple[float, int, float]:
+                pane.action_clear()
+                app.query_one("#max_new_tokens").value = str(n_new)
+                box = pane.query_one("#chat-prompt")
+                box.value = PROMPT
+                await pilot.pause()
+                ui0, t0 = time.thread_time(), time.perf_counter()
+                box.focus()
+                await pilot.press("enter")
+                while pane.generating or pane.reply is None:  # looked at 200 times a second
+                    await asyncio.sleep(0.005)
+                await pilot.pause()  # the last piece drawn
+                seconds, ui = time.perf_counter() - t0, time.thread_time() - ui0
+                return seconds, len(app.query_one(TokenInspector).tokens), ui
+
+            # warm-up: allocate, pick kernels, start the worker machinery
+            await time_chat(8)
+            threads = args.generate_threads or chat_threads[-1]
+            time_generate(loaded, prompt_ids, replace(cfg, max_new_tokens=8), threads)
+            print(f"{shape}: {loaded.describe()}")
+            print(f"  chat decodes with {chat_threads[-1]} torch thread(s), generate with "
+                  f"{threads}")
+            rates: dict[str, list[float]] = {"chat": [], "generate": []}
+            ratios = []
+            for r in range(args.rounds):
+                order = ["chat", "generate"] if r % 2 == 0 else ["generate", "chat"]
+                parts = []
+                for name in order:
+                    cpu0 = time.process_time()
+                    if name == "chat":
+                        seconds, n, ui = await time_chat(args.new_tokens)
+                    else:
+                        seconds, n = time_generate(loaded, prompt_ids, cfg, threads)
+                    share = (time.process_time() - cpu0) / seconds
+                    rates[name].append(n / seconds)
+                    ui_said = f", ui cpu {ui:.2f} s" if name == "chat" else ""
+                    parts.append(f"{name} {n} tokens {rates[name][-1]:7.1f} tok/s "
+                                 f"(cpu {share:.2f}{ui_said})")
+                ratios.append(rates["chat"][-1] / rates["generate"][-1])
+                print(f"  round {r + 1}: " + " | ".join(parts) + f" | ratio {ratios[-1]:.3f}")
+    sampling.stream_pieces = real_stream
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    for name, v in rates.items():
+        print(f"  {name:<9} {med[name]:7.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]")
+    ratio = med["chat"] / med["generate"]
+    print(f"  ratio chat/generate: {ratio:.3f} (median per round {statistics.median(ratios):.3f};"
+          f" target 0.95 or more)")
+    return ratio
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", choices=["gpt2", "cpu", "both"], default="both")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--new-tokens", type=int, default=1000)
+    p.add_argument("--size", default="120x40", help="the terminal, columns x rows")
+    p.add_argument("--generate-threads", type=int,
+                   help="torch threads for generate (default: those the chat decodes with)")
+    args = p.parse_args(argv)
+    print("== chat tokens/s against generate, same model, same run ==")
+    print(f"cpu {cpu_model()}, os cpus {os.cpu_count()}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads of its own), python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"{args.new_tokens} new tokens, temperature 1, seed {SEED}, terminal {args.size}, "
+          f"{args.rounds} rounds, alternating")
+    shapes = ["gpt2", "cpu"] if args.shape == "both" else [args.shape]
+    results = {shape: asyncio.run(run_shape(shape, args)) for shape in shapes}
+    print("result: " + ", ".join(f"{s} chat/generate {r:.3f}" for s, r in results.items())
+          + f"; load average after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
