@@ -20,8 +20,9 @@ in the real app (`MinigptApp`), headless (`App.run_test`, which lays out and ren
 update but writes nothing to a terminal): the time runs from Enter to the whole reply on the
 screen. Its transcript is cleared before each reply, so every round draws the same screen.
 generate runs on the same model, from the same prompt ids, with the torch thread count the
-Chat pane decodes with (it takes half the cores, leaving the rest to a training run beside it;
-`--generate-threads` sets another, e.g. torch's own, what `minigpt generate` gets). The two take turns for --rounds rounds, the order flipping each round;
+Chat pane decodes with (every core, as here with no training beside it; half of them while a run
+trains; `--generate-threads` sets another). The two take turns for --rounds rounds, the order
+flipping each round;
 the figures are medians, and the headline is the ratio chat / generate (the target: 0.95 or
 more). `ui cpu` is the CPU time the app's own thread (layout, rendering, messages) spent per
 reply, seconds: on a machine with few cores it is taken from decoding.
@@ -46,6 +47,7 @@ import torch
 
 from minigpt import sampling
 from minigpt.config import GPTConfig, SamplingConfig
+from minigpt.hardware import cpu_name
 from minigpt.inference import InferenceModel
 from minigpt.model import GPT
 from minigpt.tokenizer import CharTokenizer
@@ -194,16 +196,6 @@ async def run_shape(shape: str, args) -> float:
     return ratio
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=["gpt2", "cpu", "both"], default="both")
@@ -214,7 +206,7 @@ def main(argv=None) -> None:
                    help="torch threads for generate (default: those the chat decodes with)")
     args = p.parse_args(argv)
     print("== chat tokens/s against generate, same model, same run ==")
-    print(f"cpu {cpu_model()}, os cpus {os.cpu_count()}, torch {torch.__version__} "
+    print(f"cpu {cpu_name()}, os cpus {os.cpu_count()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads of its own), python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)")
     print(f"{args.new_tokens} new tokens, temperature 1, seed {SEED}, terminal {args.size}, "

@@ -131,6 +131,11 @@ class MinigptApp(App):
             self.query_one(TrainPane).attach(run_dir)
             self.action_show_tab("train")
 
+    def training_beside(self) -> bool:
+        """Whether a training run or an ablation this app follows is under way (chat then leaves
+        it half the cores)."""
+        return self.query_one(TrainPane).is_live or self.query_one(AblatePane).is_live
+
     def latest_checkpoint(self) -> Path | None:
         state = self.query_one(TrainPane).state
         if state is None:

@@ -112,14 +112,14 @@ def setting(label: str, input_id: str, value, validators, valid_empty=False,
     return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
 
 
-def _share_cores() -> None:
-    """Training runs beside chat in a child process that uses every core; two thread pools
-    spinning on the same cores slow both many times over, so chat takes half of them."""
+def decode_threads(training_beside: bool) -> int:
+    """The torch threads a reply decodes with: every core, unless a training run or an ablation
+    this app follows is under way; it uses every core too, and two thread pools spinning on the
+    same cores slow both many times over, so chat then takes half of them."""
     import os
 
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    cores = os.cpu_count() or 2
+    return max(1, cores // 2) if training_beside else cores
 
 
 class ChatPane(Widget, can_focus=False):
@@ -205,7 +205,6 @@ class ChatPane(Widget, can_focus=False):
         screen opens, so a bad file is one line there), which is used as it is."""
         if not isinstance(path, str | Path):
             self.checkpoint_path, self.weights = path.path, path.asked
-            _share_cores()
             self.post_message(self._loaded_message(path))
             return
         self.query_one("#chat-model", Static).update(plain(f"loading {path} ..."))
@@ -223,7 +222,6 @@ class ChatPane(Widget, can_focus=False):
         from minigpt.errors import MinigptError
         from minigpt.inference import load_for_inference
 
-        _share_cores()
         try:
             loaded = load_for_inference(path, self.device, weights)
         except MinigptError as e:
@@ -315,13 +313,16 @@ class ChatPane(Widget, can_focus=False):
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
         self.generating = True
-        self._generate(prompt_ids, cfg)
+        training_beside = getattr(self.app, "training_beside", lambda: False)()
+        self._generate(prompt_ids, cfg, decode_threads(training_beside))
 
     @work(thread=True, exclusive=True, group="generate")
-    def _generate(self, prompt_ids: list[int], cfg) -> None:
+    def _generate(self, prompt_ids: list[int], cfg, threads: int) -> None:
         import torch
 
         from minigpt.sampling import GenerationStats, stream_pieces
+
+        torch.set_num_threads(threads)
 
         worker = get_current_worker()
         stats = GenerationStats()

@@ -291,3 +291,20 @@ async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monk
             await pilot.pause()
         assert len(shown_lines(pane.reply)) > 40  # most of them scrolled out of view
     assert wrapped[1] < 1.5 * wrapped[0], wrapped
+
+
+@pytest.mark.parametrize("training", [False, True])
+async def test_a_reply_takes_every_core_unless_a_run_trains_beside_it(checkpoint, monkeypatch,
+                                                                      training):
+    import os
+
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    monkeypatch.setattr(app, "training_beside", lambda: training)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        app.query_one("#max_new_tokens").value = "3"
+        await ask(pilot, pane, "the cat")
+    assert seen[-1] == (4 if training else 8)
