@@ -10,7 +10,7 @@ the model and tokenizing are not counted; the evaluations are). The validation l
 evaluation's, on the preset's evaluation batches.
 
 The peer figure is the project guide's: nanoGPT's documented CPU recipe reaches 1.886 in 110 s on
-a machine of this kind (the target for minigpt is 1.70 or lower). Prints figures, asserts nothing.
+a machine of this kind (the target for minigpt is 1.60 or lower). Prints figures, asserts nothing.
 Skipped, with a message, when the corpus is not there.
 """
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 NANOGPT_CPU_110S = 1.886  # ../shared/GUIDE.md section 4
-TARGET = 1.70
+TARGET = 1.60  # issue 13: on either kind of 2-core machine
 CORPUS = Path(os.environ.get("MINIGPT_SHARED_CORPORA",
                              Path(__file__).resolve().parents[2] / "shared" / "corpora"))
 
