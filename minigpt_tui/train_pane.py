@@ -164,7 +164,10 @@ class TrainPane(Widget, can_focus=True):
         elif s.note:
             title.append_text(plain(f"  {s.note}", "yellow"))
         self.query_one("#train-title", Static).update(title)
-        self.query_one(ProgressBar).update(total=max(s.length, 1), progress=s.progress)
+        # a finished timed run may end a little before its time (its final evaluation was quicker
+        # than the time kept for it): the bar is full all the same
+        done = s.length if s.status == "finished" else s.progress
+        self.query_one(ProgressBar).update(total=max(s.length, 1), progress=done)
         params = f"{s.params / 1e6:.2f}M params" if s.params else ""
         if s.time_budget is None:
             length = [("step ", (str(s.step), "bold"), f"/{s.max_steps}")]

@@ -298,6 +298,7 @@ async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
         assert [e for e in events if e["type"] == "eval"][-1]["step"] == done["step"]
         await settle(pilot)
         assert "time " in str(app.query_one("#train-stats").render())
+        assert app.query_one(ProgressBar).percentage == 1.0  # finished: full, whatever time is left
 
 
 async def test_the_new_run_form_refuses_a_bad_time_or_steps_and_a_time(tmp_path):
