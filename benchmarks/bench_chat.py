@@ -48,8 +48,9 @@ import torch
 from minigpt import sampling
 from minigpt.config import GPTConfig, SamplingConfig
 from minigpt.hardware import cpu_name
-from minigpt.inference import InferenceModel
+from minigpt.inference import AUTO, WEIGHT_CHOICES, InferenceModel, weights_for
 from minigpt.model import GPT
+from minigpt.quantize import convert_weights
 from minigpt.tokenizer import CharTokenizer
 
 SEED = 1337
@@ -92,7 +93,9 @@ class WordTokenizer:
         return {"kind": self.kind}
 
 
-def build(shape: str) -> InferenceModel:
+def build(shape: str, weights: str) -> InferenceModel:
+    """A model of `shape` with its weights held as the Chat pane holds them (auto: as
+    load_for_inference decides for this CPU)."""
     torch.manual_seed(SEED)
     if shape == "gpt2":
         config, tokenizer = GPTConfig(), WordTokenizer(50257)
@@ -102,8 +105,10 @@ def build(shape: str) -> InferenceModel:
         tokenizer = CharTokenizer(chars)
         config = GPTConfig(vocab_size=len(chars), block_size=128, n_layer=4, n_head=4, n_embd=128)
     model = GPT(config).eval()
-    return InferenceModel(model, tokenizer, Path(f"random-{shape}"), torch.device("cpu"), "fp32",
-                          model.num_params(), 0, asked="fp32")
+    held = weights_for(weights, torch.device("cpu"))
+    params = model.num_params()
+    return InferenceModel(convert_weights(model, held), tokenizer, Path(f"random-{shape}"),
+                          torch.device("cpu"), held, params, 0, asked=weights)
 
 
 def time_generate(loaded: InferenceModel, prompt_ids: list[int], cfg: SamplingConfig,
@@ -123,9 +128,10 @@ def time_generate(loaded: InferenceModel, prompt_ids: list[int], cfg: SamplingCo
 async def run_shape(shape: str, args) -> float:
     from minigpt_tui.app import MinigptApp
     from minigpt_tui.chat_pane import ChatPane
+    from minigpt_tui.widgets.reply import Reply
     from minigpt_tui.widgets.token_inspector import TokenInspector
 
-    loaded = build(shape)
+    loaded = build(shape, args.weights)
     cfg = SamplingConfig(strategy="temperature", temperature=1.0, seed=SEED,
                          max_new_tokens=args.new_tokens)
     prompt_ids = loaded.tokenizer.encode(PROMPT)
@@ -137,6 +143,14 @@ async def run_shape(shape: str, args) -> float:
         return real_stream(*a, **k)
 
     sampling.stream_pieces = spy
+    finished = asyncio.Event()  # set when the Chat pane ends a reply
+    real_finish = Reply.finish
+
+    def finish_spy(reply):
+        real_finish(reply)
+        finished.set()
+
+    Reply.finish = finish_spy
     width, height = map(int, args.size.split("x"))
     with tempfile.TemporaryDirectory() as runs_root:
         app = MinigptApp(ckpt=loaded, autostart=False, sampling=cfg, device="cpu",
@@ -152,12 +166,12 @@ async def run_shape(shape: str, args) -> float:
                 box = pane.query_one("#chat-prompt")
                 box.value = PROMPT
                 await pilot.pause()
+                finished.clear()
                 ui0, t0 = time.thread_time(), time.perf_counter()
                 box.focus()
                 await pilot.press("enter")
-                while pane.generating or pane.reply is None:  # looked at 200 times a second
-                    await asyncio.sleep(0.005)
-                await pilot.pause()  # the last piece drawn
+                await finished.wait()  # woken by the reply's end, not polling: the app's
+                await pilot.pause()  # thread does only its own work; then the last piece drawn
                 seconds, ui = time.perf_counter() - t0, time.thread_time() - ui0
                 return seconds, len(app.query_one(TokenInspector).tokens), ui
 
@@ -186,7 +200,7 @@ async def run_shape(shape: str, args) -> float:
                                  f"(cpu {share:.2f}{ui_said})")
                 ratios.append(rates["chat"][-1] / rates["generate"][-1])
                 print(f"  round {r + 1}: " + " | ".join(parts) + f" | ratio {ratios[-1]:.3f}")
-    sampling.stream_pieces = real_stream
+    sampling.stream_pieces, Reply.finish = real_stream, real_finish
     med = {name: statistics.median(v) for name, v in rates.items()}
     for name, v in rates.items():
         print(f"  {name:<9} {med[name]:7.1f} tokens/s  [{min(v):.1f}..{max(v):.1f}]")
@@ -201,6 +215,8 @@ def main(argv=None) -> None:
     p.add_argument("--shape", choices=["gpt2", "cpu", "both"], default="both")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--new-tokens", type=int, default=1000)
+    p.add_argument("--weights", choices=WEIGHT_CHOICES, default=AUTO,
+                   help="how the model's weights are held (default: auto, as the Chat pane)")
     p.add_argument("--size", default="120x40", help="the terminal, columns x rows")
     p.add_argument("--generate-threads", type=int,
                    help="torch threads for generate (default: those the chat decodes with)")

@@ -31,6 +31,12 @@ from minigpt_tui.widgets.reply import Reply
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
 N_CANDIDATES = 8
+# The reply reaches the screen in batches, as often as reading it needs: drawing a batch takes
+# the app's thread a few milliseconds, and that time is taken from decoding (the decoder needs
+# the GIL between its kernels, and on a small machine a core).
+POST_EVERY = 0.15  # seconds between batches
+GROW_BY = 4  # lines: a streaming reply grows this many at a time, each time a layout
+SIDE_EVERY = 1.0  # seconds: how often the candidates and tokens/s follow a streaming reply
 
 
 class PromptInput(Input):
@@ -160,6 +166,8 @@ class ChatPane(Widget, can_focus=False):
         self.weights = "auto"  # the weights asked for decoding: auto, fp32, bf16 or int8
         self.reply: Reply | None = None  # the reply streaming, or the last one
         self.generating = False
+        self._side_shown = 0.0  # when the candidates and tokens/s were last drawn
+        self.tokens_per_s = 0.0  # the reply's speed, as last measured
         self.last_exchange = ""  # the last prompt and its reply (the Inspect pane's default)
         self.model_lock = threading.Lock()  # one user of the model at a time: chat or inspect
 
@@ -309,10 +317,11 @@ class ChatPane(Widget, can_focus=False):
         prompt_box.remember(prompt)
         prompt_box.value = ""
         self.last_exchange = prompt
-        self.reply = Reply(plain(prompt, "bold"), classes="reply")
+        self.reply = Reply(plain(prompt, "bold"), grow_by=GROW_BY, classes="reply")
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
         self.generating = True
+        prompt_box.cursor_blink = False  # each blink redraws the box: not while decoding
         training_beside = getattr(self.app, "training_beside", lambda: False)()
         self._generate(prompt_ids, cfg, decode_threads(training_beside))
 
@@ -342,7 +351,7 @@ class ChatPane(Widget, can_focus=False):
                         options=[(self.tokenizer.token_text(i), p)  # one copy off the device
                                  for p, i in zip(probs.tolist(), ids.tolist(), strict=True)
                                  if p > 0]))
-                if time.monotonic() - last_post > 0.05:
+                if time.monotonic() - last_post > POST_EVERY:
                     self.post_message(self.Generated(text, candidates, stats.tokens_per_s))
                     text, candidates, last_post = "", [], time.monotonic()
         except Exception as e:  # e.g. a model whose logits overflow to NaN: said, not a crash
@@ -358,15 +367,30 @@ class ChatPane(Widget, can_focus=False):
         if self.reply is None:
             return
         self.last_exchange += message.text
-        self.reply.append(plain(message.text))  # draws the new text, not all of it again
-        self.query_one(TokenInspector).extend(message.candidates)
+        if self.reply.append(plain(message.text)):  # draws the new text, not all of it again
+            self.query_one("#chat-transcript").scroll_end(animate=False)  # a line more: follow
+        # The candidates and the speed, beside and below the reply, a few times a second:
+        # Textual redraws the rectangle around everything changed, so updating them with each
+        # batch redraws the whole screen, and that time is taken from decoding (the GIL).
+        # They are drawn in a frame of their own, after the reply's.
+        self.tokens_per_s = message.tokens_per_s
+        self.query_one(TokenInspector).extend(message.candidates, show=False)
+        if time.monotonic() - self._side_shown >= SIDE_EVERY:
+            self._side_shown = time.monotonic()
+            self.call_after_refresh(self._show_side)
+
+    def _show_side(self) -> None:
+        self.query_one(TokenInspector).show()
         self.query_one("#chat-status", Static).update(  # one line: the screen's layout stays
-            f"{message.tokens_per_s:.1f} tokens/s", layout=False)
-        self.query_one("#chat-transcript").scroll_end(animate=False)
+            f"{self.tokens_per_s:.1f} tokens/s", layout=False)
 
     @on(Finished)
     def _finished(self, message: Finished) -> None:
         self.generating = False
+        self.query_one(PromptInput).cursor_blink = True
+        if self.reply is not None:
+            self.reply.finish()
+        self._show_side()  # the last token's candidates, the reply's speed
         if message.reason == "stopped" and self.reply is not None:
             self.reply.append(plain(" [stopped]", "dim"))
         elif message.reason.startswith("failed") and self.reply is not None:

@@ -39,8 +39,12 @@ class _Line:
 class Reply(Widget):
     DEFAULT_CSS = "Reply { height: auto; }"
 
-    def __init__(self, text: Text, **kwargs):
+    def __init__(self, text: Text, grow_by: int = 1, **kwargs):
+        """grow_by: while the reply streams, it grows that many lines at a time (the last ones
+        blank until text reaches them): each growth lays out the whole screen again, which
+        costs the app more than drawing a line. finish() makes it fit its text."""
         super().__init__(**kwargs)
+        self.grow_by = grow_by
         self.text = Text()  # the whole reply, as drawn
         self.wrapped = 0  # characters wrapped so far: what drawing the reply has cost
         self._width = 0  # the width the lines are wrapped at; 0 until the first layout
@@ -53,19 +57,31 @@ class Reply(Widget):
         self._fixed_x = 0  # (where it starts in the paragraph) in a paragraph with a tab
         self.append(text)
 
-    def append(self, text: Text) -> None:
-        """Add text at the end, redrawing the last line and those it becomes."""
+    def append(self, text: Text) -> bool:
+        """Add text at the end, redrawing the last line and those it becomes; whether that
+        made more lines (the reply grew: a transcript scrolls to follow it)."""
         self.text.append_text(text)
         if not self._width:  # not laid out yet: wrapped then
-            return
-        first, count = self._fixed, len(self._lines)
+            return True
+        first, count, height = self._fixed, len(self._lines), self._height()
         self._add(Content.from_rich_text(text, self.app.console))
         for y in range(first, max(count, len(self._lines))):
             self._strips.pop(y, None)
-        if len(self._lines) != count:
+        if self._height() != height:
             self.refresh(layout=True)
-        else:
-            self.refresh(Region(0, first, self._width, count - first))
+            return True
+        self.refresh(Region(0, first, self._width, max(count, len(self._lines)) - first))
+        return False
+
+    def finish(self) -> None:
+        """The reply is complete: from now on its height is its text's."""
+        if self.grow_by != 1:
+            self.grow_by = 1
+            self.refresh(layout=True)
+
+    def _height(self) -> int:
+        """Lines of screen it takes: its text's, rounded up to a multiple of grow_by."""
+        return -(-len(self._lines) // self.grow_by) * self.grow_by
 
     def _add(self, content: Content) -> None:
         for i, part in enumerate(content.split("\n", allow_blank=True)):
@@ -124,7 +140,7 @@ class Reply(Widget):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if width != self._width:
             self._wrap_all(width)
-        return len(self._lines)
+        return self._height()
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -23,6 +22,9 @@ class Candidates:
 
 def shown(token: str) -> str:
     return repr(token)[1:-1] if token.strip() != token or not token.isprintable() else token
+
+
+TOKEN_CELLS = 10  # the widest a candidate's token is drawn
 
 
 class TokenInspector(Widget, can_focus=True):
@@ -46,8 +48,15 @@ class TokenInspector(Widget, can_focus=True):
         self.selected = -1
         self.refresh()
 
-    def extend(self, tokens: list[Candidates]) -> None:
+    def extend(self, tokens: list[Candidates], show: bool = True) -> None:
+        """Add tokens; show=False keeps the view as it is until the next show() (a reply
+        streaming fast shows its newest token a few times a second, not at every batch)."""
         self.tokens.extend(tokens)
+        if show:
+            self.show()
+
+    def show(self) -> None:
+        """Draw the newest token where the view follows them."""
         if self.follow and self.tokens:
             self.selected = len(self.tokens) - 1
         self.refresh()
@@ -69,17 +78,17 @@ class TokenInspector(Widget, can_focus=True):
         if not self.tokens or self.selected < 0:
             return Text("next token: candidates appear as the model writes", style="dim")
         entry = self.tokens[self.selected]
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, max_width=10)
-        table.add_column(justify="right")
-        table.add_column()
-        for token, p in entry.options:
-            style = "bold reverse" if token == entry.chosen else ""
-            table.add_row(Text(shown(token), style=style), Text(f"{p:6.1%}"),
-                          Text("█" * round(p * 10)))
-        title = Text(f"token {self.selected + 1}/{len(self.tokens)}: ")
-        title.append(shown(entry.chosen), style="bold")
-        grid = Table.grid()
-        grid.add_row(title)
-        grid.add_row(table)
-        return grid
+        view = Text(f"token {self.selected + 1}/{len(self.tokens)}: ", no_wrap=True)
+        view.append(shown(entry.chosen), style="bold")
+        # one line a candidate: the token (at most TOKEN_CELLS wide), its probability, a bar;
+        # laid out here, not by a Rich Table, which measures every cell at each redraw
+        tokens = [Text(shown(token)) for token, _ in entry.options]
+        width = min(TOKEN_CELLS, max(t.cell_len for t in tokens))
+        for text, (token, p) in zip(tokens, entry.options, strict=True):
+            text.truncate(width, overflow="ellipsis", pad=True)
+            if token == entry.chosen:
+                text.stylize("bold reverse")
+            view.append("\n")
+            view.append_text(text)
+            view.append(f" {p:6.1%} " + "█" * round(p * 10))
+        return view

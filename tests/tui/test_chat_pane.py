@@ -308,3 +308,69 @@ async def test_a_reply_takes_every_core_unless_a_run_trains_beside_it(checkpoint
         app.query_one("#max_new_tokens").value = "3"
         await ask(pilot, pane, "the cat")
     assert seen[-1] == (4 if training else 8)
+
+
+async def test_a_streaming_reply_shows_its_candidates_a_few_times_a_second_and_at_its_end(
+        checkpoint, monkeypatch):
+    """Redrawing the candidates and tokens/s with every batch redraws most of the screen: they
+    follow the reply at most every SIDE_EVERY seconds, and show its last token when it ends."""
+    from minigpt_tui import chat_pane
+
+    monkeypatch.setattr(chat_pane, "POST_EVERY", 0.0)  # a batch per token
+    monkeypatch.setattr(chat_pane, "SIDE_EVERY", 3600.0)  # only at the end
+    app = MinigptApp(ckpt=checkpoint, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_chat(app, pilot)
+        app.query_one("#max_new_tokens").value = "30"
+        inspector, box = app.query_one(TokenInspector), app.query_one("#chat-prompt")
+        shown = []  # the token the inspector draws, at each batch
+        real = ChatPane._show_side
+
+        def spy(self):
+            real(self)
+            shown.append(inspector.selected)
+
+        monkeypatch.setattr(ChatPane, "_show_side", spy)
+        blinking = []  # whether the prompt's cursor blinks, at each token decoded
+        real_stream = sampling.stream_pieces
+
+        def stream(*args, **kwargs):
+            for piece in real_stream(*args, **kwargs):
+                blinking.append(box.cursor_blink)
+                yield piece
+
+        monkeypatch.setattr(sampling, "stream_pieces", stream)
+        box.focus()
+        box.value = "the"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.reply is not None and not pane.generating,
+                       what="the reply to finish")
+        await pilot.pause()
+        assert len(inspector.tokens) == 30
+        assert shown[-1] == inspector.selected == 29  # the last token, once the reply ended
+        assert len(shown) <= 2  # the first batch (SIDE_EVERY after 0), then the end
+        assert "token 30/30" in str(inspector.render())
+        # each blink redraws the prompt box: it blinks again once the reply has ended
+        assert blinking == [False] * 30 and box.cursor_blink
+
+
+def test_the_candidates_view_draws_each_token_on_a_line_of_its_own():
+    from minigpt_tui.widgets.token_inspector import TOKEN_CELLS, Candidates
+
+    inspector = TokenInspector()
+    long = "x" * (TOKEN_CELLS + 5)
+    inspector.extend([Candidates("b", [("a", 0.5), ("b", 0.3), (long, 0.2)])], show=False)
+    assert inspector.selected == -1  # added, not shown yet
+    inspector.extend([Candidates("\n", [("\n", 1.0)])], show=False)
+    inspector.show()
+    assert inspector.selected == 1
+    inspector.selected = 0
+    lines = inspector.render().plain.splitlines()
+    assert lines[0] == "token 1/2: b"
+    assert lines[1:] == [f"{'a':<{TOKEN_CELLS}}  50.0% █████",
+                         f"{'b':<{TOKEN_CELLS}}  30.0% ███",
+                         f"{'x' * (TOKEN_CELLS - 1)}…  20.0% ██"]
+    chosen = [span for span in inspector.render().spans if "reverse" in str(span.style)]
+    assert [inspector.render().plain[s.start:s.end].strip() for s in chosen] == ["b"]
+    inspector.selected = 1
+    assert inspector.render().plain.splitlines()[1].startswith("\\n")  # escaped, not a break

@@ -96,3 +96,37 @@ async def test_the_selected_text_is_the_reply_text():
         app.screen.selections = {reply: Selection(Offset(4, 0), Offset(4, 1))}
         await pilot.pause()
         assert app.screen.get_selected_text() == "ne[/] two three four five six seven\neigh"
+
+
+async def test_a_streaming_reply_grows_some_lines_at_a_time_and_fits_when_finished():
+    """Each growth lays out the whole screen: with grow_by=4 a reply streaming 13 lines grows 4
+    times, not 13; its lines are drawn as a Static draws them, blank lines below; finish()
+    leaves it as tall as its text."""
+
+    class Grow(App):
+        CSS = "Reply, Static { width: 23; }"
+
+        def compose(self) -> ComposeResult:
+            with VerticalScroll():
+                yield Reply(plain("prompt"), grow_by=4)
+                yield Static("")
+
+    app = Grow()
+    async with app.run_test(size=(50, 40)) as pilot:
+        reply, static = app.query_one(Reply), app.query_one(Static)
+        text, grew = Text("prompt"), 0
+        await pilot.pause()
+        assert reply.size.height == 4
+        for i in range(12):
+            piece = f"\nline {i}" if i % 2 else f"\nline {i} that wraps onto two"
+            grew += reply.append(plain(piece))
+            text.append(piece)
+            static.update(text)
+            await pilot.pause()
+            lines = shown_lines(static)
+            assert reply.size.height % 4 == 0 and reply.size.height - len(lines) in range(4)
+            assert shown_lines(reply) == lines + [""] * (reply.size.height - len(lines))
+        assert len(lines) == 19 and grew == 4  # 4, then 8, 12, 16 and 20 lines
+        reply.finish()
+        await pilot.pause()
+        assert shown_lines(reply) == shown_lines(static)
