@@ -7,6 +7,7 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -549,7 +550,13 @@ def tui(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Everything torch made at import stays until the process ends: without this, Python's
+        # last garbage collections walk all of it on the way out, about half a second added to
+        # every command that imported torch (measured on the 2-core AMD EPYC).
+        gc.freeze()
 
 
 if __name__ == "__main__":
