@@ -5,7 +5,8 @@
     python benchmarks/bench_chat.py --shape cpu --rounds 5
     python benchmarks/bench_chat.py --new-tokens 300 --size 80x24
 
-Two models with random weights (speed does not depend on what they say):
+Two models with random weights (speed does not depend on what they say), held as the Chat pane
+holds them (`--weights auto` by default: bf16, packed, on a CPU with native bf16):
 
 - gpt2: GPT-2 small's shape (12 layers, 12 heads, 768 dims, 50257 tokens, context 1024), with a
   made-up tokenizer that decodes every id: a space and a word of 1 to 4 letters (the id in base
@@ -18,7 +19,8 @@ Two models with random weights (speed does not depend on what they say):
 Both draw with temperature 1 from a fixed seed, so both make the same tokens. The Chat pane runs
 in the real app (`MinigptApp`), headless (`App.run_test`, which lays out and renders every
 update but writes nothing to a terminal): the time runs from Enter to the whole reply on the
-screen. Its transcript is cleared before each reply, so every round draws the same screen.
+screen; the benchmark waits for the reply's end without polling, so the app's thread does only
+the app's work. Its transcript is cleared before each reply, so every round draws the same screen.
 generate runs on the same model, from the same prompt ids, with the torch thread count the
 Chat pane decodes with (every core, as here with no training beside it; half of them while a run
 trains; `--generate-threads` sets another). The two take turns for --rounds rounds, the order
