@@ -42,8 +42,8 @@ SIDE_EVERY = 1.0  # seconds: how often the candidates and tokens/s follow a stre
 class PromptInput(Input):
     """An Input with a history: up and down walk through earlier prompts."""
 
-    BINDINGS = [Binding("up", "older", "Older prompt", show=False),
-                Binding("down", "newer", "Newer prompt", show=False)]
+    BINDINGS = [Binding("up", "older", "Older prompt"),
+                Binding("down", "newer", "Newer prompt")]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -374,7 +374,7 @@ class ChatPane(Widget, can_focus=False):
         # batch redraws the whole screen, and that time is taken from decoding (the GIL).
         # They are drawn in a frame of their own, after the reply's.
         self.tokens_per_s = message.tokens_per_s
-        self.query_one(TokenInspector).extend(message.candidates, show=False)
+        self.query_one(TokenInspector).extend(message.candidates)
         if time.monotonic() - self._side_shown >= SIDE_EVERY:
             self._side_shown = time.monotonic()
             self.call_after_refresh(self._show_side)

@@ -48,12 +48,10 @@ class TokenInspector(Widget, can_focus=True):
         self.selected = -1
         self.refresh()
 
-    def extend(self, tokens: list[Candidates], show: bool = True) -> None:
-        """Add tokens; show=False keeps the view as it is until the next show() (a reply
-        streaming fast shows its newest token a few times a second, not at every batch)."""
+    def extend(self, tokens: list[Candidates]) -> None:
+        """Add tokens; the view stays as it is until show() (a reply streaming fast shows its
+        newest token once in a while, not at every batch)."""
         self.tokens.extend(tokens)
-        if show:
-            self.show()
 
     def show(self) -> None:
         """Draw the newest token where the view follows them."""

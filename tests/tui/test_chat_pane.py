@@ -359,9 +359,9 @@ def test_the_candidates_view_draws_each_token_on_a_line_of_its_own():
 
     inspector = TokenInspector()
     long = "x" * (TOKEN_CELLS + 5)
-    inspector.extend([Candidates("b", [("a", 0.5), ("b", 0.3), (long, 0.2)])], show=False)
+    inspector.extend([Candidates("b", [("a", 0.5), ("b", 0.3), (long, 0.2)])])
     assert inspector.selected == -1  # added, not shown yet
-    inspector.extend([Candidates("\n", [("\n", 1.0)])], show=False)
+    inspector.extend([Candidates("\n", [("\n", 1.0)])])
     inspector.show()
     assert inspector.selected == 1
     inspector.selected = 0
