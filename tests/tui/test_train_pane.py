@@ -198,7 +198,10 @@ async def test_attaching_while_the_data_is_prepared_shows_it_then_training(tmp_p
         log.write(event("prepared", path="/cache/x", cached=False, tokens=1_000_000_000,
                         dtype="uint16", tokenizer="bpe", vocab_size=4096, seconds=400.0,
                         pid=os.getpid()))
-        await settle(pilot)
+        # the follower reads the log twice a second: waited for, not a fixed pause, which a
+        # loaded machine outlasts
+        await wait_for(pilot, lambda: "data ready" in str(app.query_one("#train-title").render()),
+                       what="the prepared event")
         title = str(app.query_one("#train-title").render())
         assert "data ready: 1,000,000,000 tokens, prepared in 400.0 s" in title
         assert app.query_one(ProgressBar).progress == 4_000_000_000
@@ -208,8 +211,8 @@ async def test_attaching_while_the_data_is_prepared_shows_it_then_training(tmp_p
         log.write(event("step", step=10, max_steps=500, loss=4.2, lr=1e-3, grad_norm=1.0,
                         tokens_per_s=1000.0, elapsed=2.0))
         log.close()
-        await settle(pilot)
-        assert pane.state.status == "running"
+        await wait_for(pilot, lambda: pane.state.status == "running" and "step 10/500" in str(
+            app.query_one("#train-stats").render()), what="the first step")
         title = str(app.query_one("#train-title").render())
         assert "running" in title and "data ready" not in title and "preparing" not in title
         stats = str(app.query_one("#train-stats").render())
