@@ -16,6 +16,7 @@ logits rounded to bf16 (so top-k may keep a token more where two logits round to
 
 from __future__ import annotations
 
+import functools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -44,13 +45,23 @@ class PackedLinear(nn.Module):
                                                   [], "")
 
 
+@functools.cache
+def packed_dtypes() -> tuple[torch.dtype, ...]:
+    """The weight dtypes oneDNN packs on this CPU, where it was measured faster: fp32 on x86 with
+    AVX2 or AVX-512, bf16 too where it has AVX-512 (oneDNN's bf16 path needs AVX-512 BW, VL and
+    DQ; on an AVX2-only CPU it refuses). None elsewhere (ARM, MPS, GPUs)."""
+    if not (torch.backends.mkldnn.is_available()
+            and torch.backends.cpu.get_cpu_capability().startswith("AVX")):
+        return ()
+    if torch.cpu._is_avx512_supported():
+        return (torch.float32, torch.bfloat16)
+    return (torch.float32,)
+
+
 def can_pack(linear: nn.Linear) -> bool:
-    """fp32 and bf16 weights on an x86 CPU with AVX2 or AVX-512, where oneDNN's kernels were
-    measured faster; elsewhere (ARM, MPS, GPUs) the Linear stays as it is."""
+    """A Linear on the CPU whose weights' dtype oneDNN packs here; elsewhere it stays as it is."""
     weight = linear.weight
-    return (weight.device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and torch.backends.cpu.get_cpu_capability().startswith("AVX")
-            and weight.dtype in (torch.float32, torch.bfloat16))
+    return weight.device.type == "cpu" and weight.dtype in packed_dtypes()
 
 
 class Int8Linear(nn.Module):
@@ -85,8 +96,8 @@ def convert_weights(model: nn.Module, weights: str) -> nn.Module:
 
     int8 covers every Linear, the LM head included (the largest, with GPT-2's vocabulary); the
     token embedding, which decoding reads one row of, stays bf16, so the head is no longer tied.
-    fp32 and bf16 Linears are packed for oneDNN on a CPU (PackedLinear), the head too, which then
-    keeps a packed copy of the embedding.
+    fp32 and bf16 Linears are packed for oneDNN where this CPU allows it (PackedLinear,
+    packed_dtypes), the head too, which then keeps a packed copy of the embedding.
     """
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"unknown weight format {weights!r}; use {', '.join(WEIGHT_FORMATS)}")

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
-from minigpt.quantize import Int8Linear, PackedLinear, convert_weights
+from minigpt import quantize
+from minigpt.quantize import Int8Linear, PackedLinear, convert_weights, packed_dtypes
 from minigpt.sampling import SamplingConfig, generate
 
 
@@ -77,14 +78,13 @@ def test_fp32_is_the_model_unchanged_and_unknown_formats_are_errors(tiny_model_c
         convert_weights(model, "fp8")
 
 
-needs_onednn = pytest.mark.skipif(
-    not (torch.backends.mkldnn.is_available()
-         and torch.backends.cpu.get_cpu_capability().startswith("AVX")),
-    reason="weights are packed for oneDNN on x86 CPUs only; this is not one")
+def needs_packing(dtype):
+    return pytest.mark.skipif(dtype not in packed_dtypes(),
+                              reason=f"oneDNN does not pack {dtype} weights on this CPU")
 
 
-@needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [pytest.param(d, marks=needs_packing(d))
+                                   for d in (torch.float32, torch.bfloat16)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_packed_linear_computes_what_linear_computes(dtype, bias):
     torch.manual_seed(0)
@@ -98,16 +98,33 @@ def test_packed_linear_computes_what_linear_computes(dtype, bias):
             torch.testing.assert_close(packed(x), linear(x), atol=tolerance, rtol=tolerance)
 
 
-@needs_onednn
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
-def test_fp32_and_bf16_weights_are_packed_for_the_cpu(tiny_model_config, weights):
+def test_fp32_and_bf16_weights_are_packed_where_this_cpu_packs_them(tiny_model_config, weights):
     torch.manual_seed(0)
     model = GPT(tiny_model_config).eval()
     converted = convert_weights(copy.deepcopy(model), weights)
-    assert not [m for m in converted.modules() if isinstance(m, nn.Linear)]
-    assert isinstance(converted.lm_head, PackedLinear)
+    dtype = torch.bfloat16 if weights == "bf16" else torch.float32
+    if dtype in packed_dtypes():  # x86 with AVX2 (fp32) or AVX-512 (bf16 too)
+        assert not [m for m in converted.modules() if isinstance(m, nn.Linear)]
+        assert isinstance(converted.lm_head, PackedLinear)
+    else:  # the Linears stay as they are, in the dtype asked for
+        assert not [m for m in converted.modules() if isinstance(m, PackedLinear)]
+        assert converted.lm_head.weight.dtype == dtype
     x = torch.randint(tiny_model_config.vocab_size, (1, tiny_model_config.block_size))
-    unpacked = copy.deepcopy(model).to(torch.bfloat16 if weights == "bf16" else torch.float32)
+    unpacked = copy.deepcopy(model).to(dtype)
     with torch.no_grad():
         tolerance = 1e-4 if weights == "fp32" else 5e-2
         torch.testing.assert_close(converted(x)[0], unpacked(x)[0], atol=tolerance, rtol=tolerance)
+
+
+def test_bf16_weights_stay_plain_linears_on_a_cpu_that_packs_only_fp32(tiny_model_config,
+                                                                     monkeypatch):
+    """An AVX2-only CPU: oneDNN refuses to pack bf16 there, so asking for bf16 weights must not
+    try (it did, and `generate --weights bf16` crashed on such a machine)."""
+    monkeypatch.setattr(quantize, "packed_dtypes", lambda: (torch.float32,))
+    torch.manual_seed(0)
+    model = convert_weights(GPT(tiny_model_config), "bf16")
+    assert isinstance(model.lm_head, nn.Linear) and model.lm_head.weight.dtype == torch.bfloat16
+    ids = [t.id for t in generate(model, [1, 2, 3], SamplingConfig(strategy="greedy",
+                                                                   max_new_tokens=4))]
+    assert len(ids) == 4
