@@ -98,7 +98,9 @@ async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_fi
 def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_file, reap_runs):
     """The TUI is killed with SIGHUP (a closed SSH connection); its training child goes on."""
     runs_root = tmp_path / "runs"
-    script = ("from minigpt_tui.app import MinigptApp\n"
+    script = ("import signal\n"  # as a login shell has it, even where this suite runs under nohup
+              "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+              "from minigpt_tui.app import MinigptApp\n"
               f"MinigptApp(data={str(corpus_file)!r}, preset='tiny', steps=100_000, "
               f"runs_root={str(runs_root)!r}).run(headless=True)\n")
     tui = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
