@@ -13,11 +13,14 @@ import torch
 from minigpt.config import TrainConfig
 
 
-def orthogonalize(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """About U V^T of G = U S V^T, by Jordan's quintic Newton-Schulz iteration in bf16: fast, and
-    singular values between about 0.7 and 1.2 instead of exactly 1, which trains as well."""
+def orthogonalize(G: torch.Tensor, steps: int = 5,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """About U V^T of G = U S V^T, by Jordan's quintic Newton-Schulz iteration: singular values
+    between about 0.7 and 1.2 instead of exactly 1, which trains as well. In bf16 where the device
+    multiplies bf16 natively (fast); in fp32 elsewhere, where emulated bf16 matmuls made it 7-12x
+    slower (an AVX2-only CPU: most of a training step)."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    X = G.bfloat16()
+    X = G.to(dtype)
     tall = X.size(0) > X.size(1)
     if tall:  # X X^T is the smaller square
         X = X.T
@@ -32,13 +35,15 @@ class Muon(torch.optim.Optimizer):
     """Muon for the param groups marked muon=True (2-D matrices), AdamW for the others.
 
     The trainer sets every group's lr from the schedule (cfg.lr at the peak); a Muon group steps by
-    lr times its lr_scale, so that the schedule moves both optimizers together."""
+    lr times its lr_scale, so that the schedule moves both optimizers together. Newton-Schulz
+    runs in `dtype`: the precision the model's matmuls train in."""
 
     def __init__(self, groups: list[dict], lr: float, betas: tuple[float, float],
-                 momentum: float = 0.95, eps: float = 1e-8):
+                 momentum: float = 0.95, eps: float = 1e-8, dtype: torch.dtype = torch.bfloat16):
         defaults = dict(lr=lr, betas=betas, momentum=momentum, eps=eps, weight_decay=0.0,
                         muon=False, lr_scale=1.0)
         super().__init__(groups, defaults)
+        self.dtype = dtype  # not in the groups: a checkpoint's optimizer state stays plain numbers
 
     @torch.no_grad()
     def step(self) -> None:
@@ -58,7 +63,8 @@ class Muon(torch.optim.Optimizer):
         if not state:
             state["momentum"] = torch.zeros_like(p)
         momentum = state["momentum"].lerp_(p.grad, 1 - group["momentum"])
-        update = orthogonalize(p.grad.lerp(momentum, group["momentum"]))  # Nesterov
+        nesterov = p.grad.lerp(momentum, group["momentum"])
+        update = orthogonalize(nesterov, dtype=self.dtype)
         # a tall matrix's orthogonal update has smaller entries: scaled up to match a square one's
         p.add_(update.to(p.dtype), alpha=-lr * max(1.0, p.size(0) / p.size(1)) ** 0.5)
 
@@ -77,9 +83,10 @@ class Muon(torch.optim.Optimizer):
         p.addcdiv_(mean, rms, value=-lr)
 
 
-def muon_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> Muon:
+def muon_optimizer(model: torch.nn.Module, cfg: TrainConfig, precision: str = "bf16") -> Muon:
     """Muon at cfg.muon_lr for the blocks' matrices (no weight decay: the orthogonal updates keep
-    them in scale), AdamW at cfg.lr for the rest, decaying the embedding matrices only."""
+    them in scale), AdamW at cfg.lr for the rest, decaying the embedding matrices only; its
+    Newton-Schulz in the training's precision ("bf16" or "fp32")."""
     matrices = [p for p in model.transformer.h.parameters() if p.dim() == 2 and p.requires_grad]
     chosen = {id(p) for p in matrices}
     rest = [p for p in model.parameters() if id(p) not in chosen and p.requires_grad]
@@ -87,4 +94,5 @@ def muon_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> Muon:
         {"params": matrices, "muon": True, "lr_scale": cfg.muon_lr / cfg.lr},
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in rest if p.dim() < 2]},
-    ], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    ], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+       dtype=torch.bfloat16 if precision == "bf16" else torch.float32)

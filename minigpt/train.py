@@ -207,7 +207,11 @@ class Trainer:
         self.train_model = distributed.wrap(self.model)
         if compile:
             self.train_model = CompiledOrEager(self.train_model)
-        self.optimizer = muon_optimizer(self.model, self.cfg) if self.cfg.optimizer == "muon" else \
+        # the precision the matmuls run in (Muon's Newton-Schulz too)
+        self.precision = resolve_precision(self.device, dtype)
+        self.autocast = autocast_for(self.device, self.precision)
+        self.optimizer = muon_optimizer(self.model, self.cfg, self.precision) \
+            if self.cfg.optimizer == "muon" else \
             self.model.configure_optimizer(self.cfg.weight_decay, self.cfg.lr,
                                            (self.cfg.beta1, self.cfg.beta2), self.device.type)
         # each layer's gradient norm and update ratio, measured on the logged steps only
@@ -228,9 +232,7 @@ class Trainer:
         # read only when a step is logged or saved, so that checking costs no wait on a GPU
         self._finite = torch.ones((), dtype=torch.bool, device=self.device)
 
-        # the precision, and the peak that MFU measures the steps' FLOP/s against
-        self.precision = resolve_precision(self.device, dtype)
-        self.autocast = autocast_for(self.device, self.precision)
+        # the peak that MFU measures the steps' FLOP/s against
         allow_tf32(self.device)
         self.flops_per_token = self.model.flops_per_token()
         peak = peak_flops(self.device, self.precision)

@@ -51,3 +51,21 @@ def test_a_muon_run_resumes_exactly_where_it_stopped(tiny_train_config, corpus, 
                              device="cpu")
     later = {e["step"]: e["loss"] for e in resumed.run() if e["type"] == "step"}
     assert later and all(later[s] == pytest.approx(whole_losses[s], abs=1e-6) for s in later)
+
+
+@pytest.mark.parametrize("dtype, expected", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_newton_schulz_runs_in_the_training_precision(tiny_train_config, corpus, monkeypatch,
+                                                      dtype, expected):
+    """bf16 where the matmuls train in bf16; fp32 where bf16 would be emulated (an AVX2-only CPU,
+    where bf16 Newton-Schulz took most of each step)."""
+    from minigpt import muon
+
+    seen = []
+    real = muon.orthogonalize
+    monkeypatch.setattr(muon, "orthogonalize",
+                        lambda G, **kw: seen.append(kw.get("dtype")) or real(G, **kw))
+    cfg = tiny_train_config.with_overrides(optimizer="muon")
+    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype=dtype)
+    trainer._train_step()
+    assert seen and set(seen) == {expected}
+    assert orthogonalize(torch.randn(8, 4), dtype=expected).dtype == expected
