@@ -17,6 +17,7 @@ logits rounded to bf16 (so top-k may keep a token more where two logits round to
 from __future__ import annotations
 
 import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

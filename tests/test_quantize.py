@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from minigpt import quantize
 from minigpt.errors import ConfigError
 from minigpt.model import GPT
-from minigpt import quantize
 from minigpt.quantize import Int8Linear, PackedLinear, convert_weights, packed_dtypes
 from minigpt.sampling import SamplingConfig, generate
 
