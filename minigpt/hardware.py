@@ -76,6 +76,11 @@ def resolve_precision(device: torch.device, dtype: str = "auto") -> str:
     return dtype
 
 
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision: "bf16" or "fp32"."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 def autocast_for(device: torch.device, precision: str):
     """The precision of forward passes: bf16 autocast (matmuls in bf16, weights, gradients and
     optimizer state in fp32) or plain fp32. On tinyshakespeare bf16 ends at the same validation
@@ -125,7 +130,7 @@ def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int 
     estimates where no peak is known, as on CPUs."""
     import time
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = torch_dtype(precision)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from minigpt.config import TrainConfig
+from minigpt.hardware import torch_dtype
 
 
 def orthogonalize(G: torch.Tensor, steps: int = 5,
@@ -95,4 +96,4 @@ def muon_optimizer(model: torch.nn.Module, cfg: TrainConfig, precision: str = "b
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in rest if p.dim() < 2]},
     ], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-       dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+       dtype=torch_dtype(precision))
