@@ -55,7 +55,8 @@ def check_weight_format(weights: str) -> None:
 def weights_for(weights: str, device: torch.device) -> str:
     """The format to hold the weights in: as asked, or for auto, bf16 where the device multiplies
     bf16 natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX) and fp32 elsewhere, where
-    bf16 is emulated and slower. bf16's cost, measured (benchmarks/RESULTS.md): perplexity
+    bf16 is emulated (on an AVX2-only CPU, bf16 decodes 1.4x faster but reads a prompt 2.5-5x
+    slower). bf16's cost, measured (benchmarks/RESULTS.md): perplexity
     +0.01% (the cpu preset on tinyshakespeare); its gain: decoding 1.9x fp32's speed on an AMD
     EPYC with AVX-512 BF16, 1.08x on an Intel CPU with AMX. int8 is faster still but costs
     +0.05%: a choice, never the default."""
