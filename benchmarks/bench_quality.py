@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from minigpt.config import preset
     from minigpt.data import load_corpus
-    from minigpt.hardware import cpu_name
+    from minigpt.hardware import cpu_name, measured_matmul_flops
     from minigpt.train import Trainer, prepare_data
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0, time_budget=args.budget)
@@ -78,6 +78,14 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads), validation loss {val:.4f}; {load()} after")
     print(f"  nanoGPT CPU recipe in 110 s (guide): {NANOGPT_CPU_110S}; target {TARGET}; "
           f"minigpt - nanoGPT = {val - NANOGPT_CPU_110S:+.3f}")
+    # The budget in FLOPs: what the run computed, against what this CPU's matmuls can do in the
+    # same wall clock. A slower machine gets fewer steps of the same model within the budget.
+    done_flops = done["step"] * trainer.tokens_per_step * trainer.flops_per_token
+    limit = measured_matmul_flops(trainer.device, trainer.precision, n=1024)
+    print(f"  compute: {done_flops / 1e12:.2f} TFLOPs of training in {done['time_spent']:.0f} s "
+          f"({done_flops / done['time_spent'] / 1e9:.0f} GFLOP/s); this CPU's 1024x1024 "
+          f"{trainer.precision} matmul: {limit / 1e9:.0f} GFLOP/s, "
+          f"{limit * args.budget / 1e12:.1f} TFLOPs in the budget")
     if share < 0.8 * torch.get_num_threads():
         print("  note: under 80% of the threads' CPU time: another process shared the cores")
     return 0

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from minigpt.config import GPTConfig
-from minigpt.hardware import autocast_for, resolve_precision
+from minigpt.hardware import autocast_for, measured_matmul_flops, peak_flops, resolve_precision
 from minigpt.model import GPT
 
 # Per-shape defaults. "small" is configuration (a) of the project guide, with a char vocabulary;
@@ -60,6 +60,7 @@ BETAS = (0.9, 0.99)
 WEIGHT_DECAY = 0.1
 SEED = 1337
 N_BATCHES = 4  # distinct batches drawn up front and cycled, so drawing them is not timed
+LIMIT_MATMUL = 1024  # n of the n x n matmul whose FLOP/s is the limit where no peak is known
 
 
 @dataclass
@@ -299,6 +300,20 @@ def main(argv=None) -> None:
               f"{tokens_per_step / med[name] * 1000:7.1f} ms/step")
     print(f"  ratio minigpt/transformers: {med['minigpt'] / med['transformers']:.2f} "
           f"(median of per-round ratios {statistics.median(ratios):.2f}; above 1: minigpt is faster)")
+    # The machine's limit: a training step is mostly matmuls, so its model FLOP/s (PaLM's count)
+    # against what this device's matmuls reach (its data-sheet peak on a GPU; measured on a CPU,
+    # where none is known) says how far either model could still go.
+    flops = ours.model.flops_per_token()
+    limit = peak_flops(device, precision)
+    limit_kind = "data-sheet peak"
+    if limit is None:
+        limit = measured_matmul_flops(device, precision, n=LIMIT_MATMUL)
+        limit_kind = f"measured {LIMIT_MATMUL}x{LIMIT_MATMUL} {precision} matmul, this run"
+    print(f"  the limit: {limit / 1e9:,.0f} GFLOP/s ({limit_kind}); "
+          f"{flops / 1e6:.1f} MFLOPs per token (forward and backward)")
+    for name in rates:
+        print(f"  {name:<12} {med[name] * flops / 1e9:8,.1f} GFLOP/s: "
+              f"{med[name] * flops / limit:.0%} of the limit")
     n_starved = len(ratios) - len(full_cpu_ratios)
     if n_starved:
         # Said, not hidden: the reader decides whether the run is worth repeating.
