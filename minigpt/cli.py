@@ -162,7 +162,7 @@ def train(
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt import distributed
     from minigpt.config import parse_duration
-    from minigpt.hardware import pick_device
+    from minigpt.hardware import pick_device, resolve_precision
     from minigpt.plan import plan_training
 
     overrides = dict(
@@ -174,6 +174,7 @@ def train(
     )
     torch_device = distributed.setup(pick_device(device))
     try:
+        resolve_precision(torch_device, dtype)  # a bad --dtype is said before any data or folder
         plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
                              resume=resume, init=init)
         with plan.claim():  # the run directory is ours before any time goes into the data

@@ -142,6 +142,7 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     (["train", "--time", "-5m"], ["'-5m' is not a time", "110s, 5m"]),
     (["train", "--time", "nan", "--data", "missing.txt"], ["'nan' is not a time"]),
     (["train", "--steps", "5", "--time", "5m"], ["--steps", "--time", "not both"]),
+    (["train", "--dtype", "fp16", "--data", "missing.txt"], ["unknown dtype 'fp16'"]),
     (["train", "--bogus"], ["No such option"]),
     (["ablate", "residuals", "--steps", "5"], ["unknown variant"]),
     (["frobnicate"], ["No such command"]),
@@ -153,6 +154,12 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
 ])
 def test_user_errors_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(minigpt(*args, cwd=tmp_path), *fragments)
+
+
+def test_a_bad_dtype_is_refused_before_the_run_begins(tmp_path):
+    # before the data is prepared (minutes on a large corpus) or a run directory is made
+    assert_one_line_error(minigpt("train", "--dtype", "fp16", cwd=tmp_path), "unknown dtype")
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_bad_sampling_values_are_one_line(trained):
