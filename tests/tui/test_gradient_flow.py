@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 from minigpt.events import EVENTS_NAME
 from minigpt_tui.app import MinigptApp
 
+from .screen import shown_lines
 from .waiting import settle
 
 SIZE = (80, 24)
@@ -20,11 +21,6 @@ def write_events(run_dir, *events) -> None:
     with open(run_dir / EVENTS_NAME, "a", encoding="utf-8") as f:
         for ev in events:
             f.write(json.dumps({"time": 1.0, **ev}) + "\n")
-
-
-def drawn(widget) -> list[str]:
-    return ["".join(segment.text for segment in widget.render_line(y)).rstrip()
-            for y in range(widget.size.height)]
 
 
 def start(**fields):
@@ -43,7 +39,7 @@ async def test_the_train_pane_shows_each_layers_gradient_norm(tmp_path):
         await settle(pilot)
         grad = app.query_one("#train-grad")
         assert grad.display and grad.region.right <= SIZE[0]
-        lines = drawn(grad)
+        lines = shown_lines(grad)
         assert lines[0].startswith("gradient norm")
         rows = {line.split()[0]: line for line in lines[1:5]}
         assert list(rows) == ["emb", "L1", "L2", "head"]
@@ -84,11 +80,11 @@ async def test_the_ablate_pane_shows_variants_side_by_side_and_the_evidence(tmp_
         table.focus()
         await pilot.press("down")  # the residual variant
         await settle(pilot)
-        evidence = " ".join(" ".join(drawn(app.query_one("#ablate-evidence"))).split())
+        evidence = " ".join(" ".join(shown_lines(app.query_one("#ablate-evidence"))).split())
         assert "▸residual no residual: layer 1 gradient norm 1/40 of the baseline's [b]" in evidence
         grad = app.query_one("#ablate-grad")
         assert grad.display
-        lines = [line.split() for line in drawn(grad)]
+        lines = [line.split() for line in shown_lines(grad)]
         rows = {line[0]: line[1:] for line in lines if line and line[0] in ("emb", "L1", "L2")}
         assert rows == {"emb": ["1.2", "0.025"], "L1": ["0.6", "0.025"], "L2": ["0.004", "1"]}
 

@@ -38,12 +38,6 @@ def literal(shown: str, what: str) -> None:
         assert fragment in shown, f"{what} lost {fragment!r}: {shown!r}"
 
 
-def drawn(widget) -> str:
-    """What the widget put on the screen, line by line."""
-    return "\n".join("".join(segment.text for segment in widget.render_line(y))
-                     for y in range(widget.size.height))
-
-
 def write_events(run_dir, *events) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / EVENTS_NAME, "a", encoding="utf-8") as f:
@@ -122,7 +116,7 @@ async def test_ablate_pane_shows_foreign_text_literally(tmp_path, ending):
         table.focus()
         await pilot.press("down")  # the second row: the variant with the hostile name
         await settle(pilot)
-        assert NAME in drawn(table)
+        assert NAME in "\n".join(shown_lines(table))
         sample = str(app.query_one("#ablate-sample").render())
         assert sample.startswith(NAME)
         literal(sample, "the variant's sample")
@@ -135,7 +129,7 @@ async def test_run_picker_shows_run_names_literally(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert app.screen.__class__.__name__ == "RunPicker"
-        assert NAME in drawn(app.screen.query_one(OptionList))
+        assert NAME in "\n".join(shown_lines(app.screen.query_one(OptionList)))
 
 
 CHARS = " abcdiklopqtu[]\\/=@."  # every character of the prompt below
@@ -172,7 +166,7 @@ async def test_chat_pane_shows_paths_replies_and_tokens_literally(hostile_checkp
             inspector.selected = position
             inspector.follow = False
             await pilot.pause()
-            assert drawn(inspector)
+            assert "".join(shown_lines(inspector)).strip()  # drawn, not a markup error
         assert app.is_running
 
 

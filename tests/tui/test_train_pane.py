@@ -12,6 +12,7 @@ from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
 
+from .screen import shown_lines
 from .waiting import settle, wait_for, wait_until
 
 SIZE = (80, 24)
@@ -325,12 +326,6 @@ async def test_the_new_run_form_refuses_a_bad_time_or_steps_and_a_time(tmp_path)
             await pilot.pause()
             assert app.screen is form and app.query_one(TrainPane).state is None
             assert said in str(list(app._notifications)[-1].message)
-
-
-def shown_lines(widget) -> list[str]:
-    """The widget's lines as they are on the screen."""
-    return ["".join(segment.text for segment in widget.render_line(y)).rstrip()
-            for y in range(widget.size.height)]
 
 
 async def test_the_stats_line_separates_its_fields(tmp_path):
