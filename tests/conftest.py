@@ -26,6 +26,18 @@ def shared_corpus(name: str) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _checkout_left_alone():
+    """No test leaves a run in the checkout's checkpoints/ (where `minigpt train` or `ablate`
+    puts a new run when it is started from the repository without --out): the user's runs live
+    there, and the TUI lists them."""
+    runs = Path(__file__).resolve().parents[1] / "checkpoints"
+    before = set(os.listdir(runs)) if runs.is_dir() else set()
+    yield
+    left = (set(os.listdir(runs)) if runs.is_dir() else set()) - before
+    assert not left, f"the tests left {sorted(left)} in {runs}: give each run a tmp_path"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Prepared data and downloads go to a folder of the test session, never ~/.cache/minigpt
     (the `cache_dir` fixture gives a test one of its own)."""

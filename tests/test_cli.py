@@ -118,11 +118,12 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     _, _, data, _ = trained
     out = tmp_path / "results.json"
     result = minigpt("ablate", "attention", "--data", data, "--steps", 10, "--preset", "tiny",
-                     "--json", out, "-q")
+                     "--json", out, "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "baseline" in result.stdout and "attention" in result.stdout
     rows = json.loads(out.read_text())
     assert [r["variant"] for r in rows] == ["baseline", "attention"]
+    assert len(list((tmp_path / "checkpoints").glob("ablate-*/events.jsonl"))) == 1  # its run
     for r in rows:
         assert {"variant", "train_loss", "val_loss", "tokens_per_s", "seconds"} <= r.keys()
         assert 0 < r["distinct_4grams"] <= 1 and r["evidence"].startswith(r["description"])
