@@ -81,10 +81,10 @@ def main(argv=None) -> int:
     # The budget in FLOPs: what the run computed, against what this CPU's matmuls can do in the
     # same wall clock. A slower machine gets fewer steps of the same model within the budget.
     done_flops = done["step"] * trainer.tokens_per_step * trainer.flops_per_token
-    limit = measured_matmul_flops(trainer.device, trainer.precision, n=1024)
+    limit = measured_matmul_flops(trainer.device, trainer.precision)
     print(f"  compute: {done_flops / 1e12:.2f} TFLOPs of training in {done['time_spent']:.0f} s "
-          f"({done_flops / done['time_spent'] / 1e9:.0f} GFLOP/s); this CPU's 1024x1024 "
-          f"{trainer.precision} matmul: {limit / 1e9:.0f} GFLOP/s, "
+          f"({done_flops / done['time_spent'] / 1e9:.0f} GFLOP/s); this CPU's "
+          f"{trainer.precision} matmuls: {limit / 1e9:.0f} GFLOP/s, "
           f"{limit * args.budget / 1e12:.1f} TFLOPs in the budget")
     if share < 0.8 * torch.get_num_threads():
         print("  note: under 80% of the threads' CPU time: another process shared the cores")

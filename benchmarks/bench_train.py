@@ -60,7 +60,6 @@ BETAS = (0.9, 0.99)
 WEIGHT_DECAY = 0.1
 SEED = 1337
 N_BATCHES = 4  # distinct batches drawn up front and cycled, so drawing them is not timed
-LIMIT_MATMUL = 1024  # n of the n x n matmul whose FLOP/s is the limit where no peak is known
 
 
 @dataclass
@@ -307,8 +306,8 @@ def main(argv=None) -> None:
     limit = peak_flops(device, precision)
     limit_kind = "data-sheet peak"
     if limit is None:
-        limit = measured_matmul_flops(device, precision, n=LIMIT_MATMUL)
-        limit_kind = f"measured {LIMIT_MATMUL}x{LIMIT_MATMUL} {precision} matmul, this run"
+        limit = measured_matmul_flops(device, precision)
+        limit_kind = f"a {precision} matmul measured in this run"
     print(f"  the limit: {limit / 1e9:,.0f} GFLOP/s ({limit_kind}); "
           f"{flops / 1e6:.1f} MFLOPs per token (forward and backward)")
     for name in rates:

@@ -125,9 +125,9 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return None
 
 
-def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int = 512) -> float:
-    """The FLOP/s this device's n x n matmuls reach now, best of a few (tens of milliseconds): for
-    estimates where no peak is known, as on CPUs."""
+def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int = 1024) -> float:
+    """The FLOP/s this device's n x n matmuls reach now, best of a few (about a tenth of a second
+    on a 2-core CPU): the limit where no peak is known, as on CPUs."""
     import time
 
     dtype = torch_dtype(precision)
