@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from minigpt import control
 from minigpt.config import format_duration
@@ -30,7 +31,9 @@ from minigpt.events import PREPARE_STAGES
 from minigpt.gradflow import layer_order
 from minigpt.runstate import RunState
 
-console = Console(highlight=False)
+# Markup is asked for where it is meant (markup=True); everything else, file names and text
+# from a model or a checkpoint among it, is printed as it is.
+console = Console(highlight=False, markup=False)
 
 
 def _progress(timed: bool = False) -> Progress:
@@ -86,7 +89,7 @@ class TrainerSignals:
         signal.signal(control.INTERRUPT, self._on_second_interrupt)
         self._stop("interrupted")
         console.print("[yellow]stopping: finishing this step and saving a checkpoint "
-                      "(Ctrl-C again to interrupt the step)")
+                      "(Ctrl-C again to interrupt the step)", markup=True)
 
     def _stop(self, reason: str) -> None:
         self.trainer.request_stop(reason)
@@ -162,15 +165,15 @@ def run_training(trainer, quiet: bool = False) -> str:
             kind = ev["type"]
             if kind == "start":
                 cfg = ev["config"]["model"]
-                console.print(
-                    f"[bold]minigpt train[/] {ev['params'] / 1e6:.2f}M parameters "
+                console.print(Text.assemble(
+                    ("minigpt train", "bold"), f" {ev['params'] / 1e6:.2f}M parameters "
                     f"({cfg['n_layer']} layers, {cfg['n_head']} heads, {cfg['n_embd']} dims, "
                     f"context {cfg['block_size']}), {ev['tokenizer']} tokenizer of "
                     f"{ev['vocab_size']} tokens\n"
                     f"  data    {ev['data']}: {ev['train_tokens']:,} train / "
                     f"{ev['val_tokens']:,} val tokens\n"
                     f"  device  {ev['device']}, {ev.get('precision', 'fp32')}\n"
-                    f"  run     {ev['run_dir']}, {length}")
+                    f"  run     {ev['run_dir']}, {length}"))
                 task = progress.add_task("train", total=state.length, completed=state.progress,
                                          loss="-", speed="", step=f"step {state.step}")
             elif kind == "step":
@@ -228,7 +231,8 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
             elif kind == "result" and quiet:
                 console.print(f"{ev['variant']}: val loss {ev['val_loss']:.4f}")
             elif kind == "ablation_done" and ev["reason"] == "cancelled":
-                console.print("[yellow]cancelled: showing the variants that finished")
+                console.print("[yellow]cancelled: showing the variants that finished",
+                              markup=True)
     results = runner.results
     if not results:
         return results
@@ -238,10 +242,10 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
         console.print(gradients)
     for r in results:  # what was measured, in words (ablation.evidence)
         if r.get("evidence"):
-            console.print(escape(r["evidence"]))
+            console.print(r["evidence"])
     for r in results:
-        console.print(f"[bold]{r['variant']}[/] [dim]({r['description']})[/]")
-        console.print(f"[dim]{_indent(r['sample'], 240)}[/]")
+        console.print(Text.assemble((r["variant"], "bold"), " ", (f"({r['description']})", "dim")))
+        console.print(f"[dim]{_indent(r['sample'], 240)}[/]", markup=True)
     return results
 
 
@@ -300,7 +304,7 @@ def print_info(ckpt) -> None:
         n_params = GPT(cfg).num_params()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a long path folds onto more lines, never cut short
     table.add_row("checkpoint", str(ckpt.path))
     if ckpt.meta.get("source"):  # imported from Hugging Face, or fine-tuned from another model
         table.add_row("source", ckpt.meta["source"])

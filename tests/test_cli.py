@@ -114,6 +114,24 @@ def test_info_describes_the_checkpoint(trained):
         assert fragment in result.stdout
 
 
+def test_file_names_are_printed_as_they_are_not_as_markup(trained, tmp_path):
+    _, ckpt, data, _ = trained
+    named = tmp_path / "[red]d.txt"
+    named.write_text(data.read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "[blue]run" / "[bold]t.pt"
+    env = {**os.environ, "FORCE_COLOR": "1"}  # as a terminal gets it: markup would become colour
+    result = minigpt("train", "--data", named, "--steps", 2, "--out", out, *TINY, env=env)
+    assert result.returncode == 0, result.stderr
+    shown = "".join(result.stdout.split())  # long lines are wrapped at 80 columns
+    assert f"data{named}" in shown and f"savedto{out}" in shown
+    assert "\x1b[3" not in result.stdout and "\x1b]8" not in result.stdout  # no colour, no link
+    info = minigpt("info", out)
+    assert info.returncode == 0, info.stderr
+    shown = "".join(info.stdout.split())
+    assert str(out) in shown and str(named) in shown
+    assert "\x1b[3" not in minigpt("info", out, env=env).stdout
+
+
 def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     _, _, data, _ = trained
     out = tmp_path / "results.json"
