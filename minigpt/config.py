@@ -255,7 +255,9 @@ LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size 
 
 TRAIN_RULES = {
     "tokenizer": OneOf(("char", "bpe")),
-    "bpe_vocab_size": Whole(260),  # GPT-2's 256 bytes, <|endoftext|>, and a few merges
+    # GPT-2's 256 bytes, <|endoftext|>, and a few merges; at most 2^20 (GPT-2 has 50,257, the
+    # largest in common use about 200k): tokenizers' trainer allocates for the size asked
+    "bpe_vocab_size": Whole(260, 2**20),
     "batch_size": Whole(1), "grad_accum": Whole(1), "max_steps": Whole(1),
     "time_budget": Maybe(Real(0, low_open=True)),
     # AdamW moves every weight by about lr each step: above 1 nothing can be learned

@@ -162,6 +162,7 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     (["train", "--time", "nan", "--data", "missing.txt"], ["'nan' is not a time"]),
     (["train", "--steps", "5", "--time", "5m"], ["--steps", "--time", "not both"]),
     (["train", "--dtype", "fp16", "--data", "missing.txt"], ["unknown dtype 'fp16'"]),
+    (["prepare", "--tokenizer", "bpe", "--vocab-size", "99999999999"], ["--vocab-size"]),
     (["train", "--bogus"], ["No such option"]),
     (["ablate", "residuals", "--steps", "5"], ["unknown variant"]),
     (["frobnicate"], ["No such command"]),

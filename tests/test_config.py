@@ -34,7 +34,7 @@ HUGE = 2**63  # one past what torch's int64 holds
     ("sample_tokens", [-1, 1.5]),
     ("val_fraction", [NAN, 0.0, 0.5]),
     ("seed", [-1, 1.5, HUGE, False]),
-    ("bpe_vocab_size", [100, 4096.0]),
+    ("bpe_vocab_size", [100, 4096.0, 2**20 + 1, HUGE]),
     ("tokenizer", ["words", 5]),
     ("schedule", ["linear", 1]),
     ("decay_fraction", [NAN, 0.0, -0.3, 1.5]),
@@ -62,7 +62,7 @@ def test_bad_values_are_refused_naming_the_setting(setting, values):
     ("lr", 1.0), ("lr", 1), ("min_lr", 0.0), ("warmup_steps", 0), ("weight_decay", 0.0),
     ("beta1", 0.0), ("grad_clip", 0.0), ("sample_tokens", 0), ("seed", 0),
     ("seed", 2**63 - 1), ("max_steps", 10**12), ("dropout", 0.0), ("dropout", 0.99),
-    ("time_budget", 0.5), ("time_budget", 3600),
+    ("time_budget", 0.5), ("time_budget", 3600), ("bpe_vocab_size", 2**20),
 ])
 def test_values_at_the_edges_of_their_range_are_accepted(setting, value):
     cfg = preset("tiny").with_overrides(**{setting: value})
