@@ -263,9 +263,13 @@ def load_gpt2(src: str) -> ImportedModel:
 
 
 def import_gpt2(src: str, out: str | os.PathLike) -> tuple[Path, ImportedModel]:
-    """Import a Hugging Face GPT-2 and save it as a minigpt checkpoint (no training state)."""
+    """Import a Hugging Face GPT-2 and save it as a minigpt checkpoint (no training state); a
+    file already at `out` (a trained model, perhaps) is kept, and the import refused."""
     from minigpt.checkpoint import save_checkpoint
 
+    if Path(out).exists():
+        raise ConversionError(f"{out} already exists: importing would replace it; choose "
+                              "another --out")
     imported = load_gpt2(src)
     meta = {"imported_from": src, "source": f"imported from {src} (Hugging Face GPT-2)",
             "step": 0}

@@ -561,10 +561,13 @@ def test_cli_bad_inputs_are_one_line(cli_model, tmp_path):
         (["train", "--init", model, "--n-layer", 3], {}, "--n-layer"),
         (["train", "--init", model, "--block-size", 64], {}, "exceeds the model's context of 32"),
         (["train", "--init", model, "--resume", model], {}, "give one of them"),
+        (["import-gpt2", root / "hf", "--out", model], {}, "already exists"),  # kept, not replaced
     ]
+    saved = model.read_bytes()
     for args, env, fragment in cases:
         assert_one_line_error(minigpt(*args, env=env or None, cwd=tmp_path), fragment)
     assert not (tmp_path / "x.pt").exists()
+    assert model.read_bytes() == saved
 
 
 def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
