@@ -393,6 +393,7 @@ def inspect_command(
 
     if not prompt:
         raise MinigptError("the prompt is empty")
+    _check_json_output(json_path)
     # fp32 weights whatever the device: the probabilities shown are the model's own, not rounded
     loaded = load_for_inference(ckpt, device, weights="fp32")
     check_head(loaded.model.config, layer, head)
@@ -409,11 +410,7 @@ def inspect_command(
     print_inspection(found, console, layer, head)
     sys.stdout.flush()  # before the line on stderr, so the two never interleave
     if json_path is not None:
-        import json
-
-        json_path.write_text(json.dumps(found.to_dict(), ensure_ascii=False) + "\n",
-                             encoding="utf-8")
-        print(f"wrote {json_path}", file=sys.stderr)
+        _write_json(json_path, found.to_dict())
 
 
 # --- ablate ----------------------------------------------------------------------------------------
@@ -449,6 +446,7 @@ def ablate(
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
     expand_variants(variants)  # an unknown name too
+    _check_json_output(json_path)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     run_dir = out or new_ablation_dir()
@@ -458,11 +456,31 @@ def ablate(
                                 device=pick_device(device), run_dir=run_dir)
         results = run_ablation(runner, quiet=quiet)
     if json_path is not None:
-        import json
+        _write_json(json_path, results, indent=2)
 
-        json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n",
-                             encoding="utf-8")
-        print(f"wrote {json_path}", file=sys.stderr)
+
+def _check_json_output(path: Path | None) -> None:
+    """Before any work: --json may replace an earlier JSON file, never another kind of file (the
+    checkpoint just read, say), and its folder must exist."""
+    if path is None:
+        return
+    if path.is_dir() or (path.exists() and not _is_json(path)):
+        raise MinigptError(f"{path} exists and is not a JSON file: --json would replace it; "
+                           "choose another path")
+    if not path.parent.is_dir():
+        raise MinigptError(f"no such folder: {path.parent} (for --json {path})")
+
+
+def _is_json(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(64).lstrip()[:1] in (b"{", b"[")
+
+
+def _write_json(path: Path, value, indent: int | None = None) -> None:
+    import json
+
+    path.write_text(json.dumps(value, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 # --- Hugging Face GPT-2 ---------------------------------------------------------------------------

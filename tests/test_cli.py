@@ -182,6 +182,28 @@ def test_a_bad_dtype_is_refused_before_the_run_begins(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_json_output_never_replaces_another_kind_of_file(trained, tmp_path):
+    _, ckpt, data, _ = trained
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(ckpt.read_bytes())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n", encoding="utf-8")
+    for target in (copy, notes):  # the checkpoint just read; a file of the user's
+        before = target.read_bytes()
+        assert_one_line_error(minigpt("inspect", "--ckpt", copy, "-p", "the", "--json", target),
+                              "not a JSON file")
+        assert_one_line_error(minigpt("ablate", "attention", "--data", data, "--steps", 2,
+                                      "--preset", "tiny", "--json", target, cwd=tmp_path),
+                              "not a JSON file")
+        assert target.read_bytes() == before
+    assert not (tmp_path / "checkpoints").exists()  # refused before any training
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text("[]\n", encoding="utf-8")  # an earlier result is replaced, as asked
+    result = minigpt("inspect", "--ckpt", copy, "-p", "the", "--json", earlier)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(earlier.read_text(encoding="utf-8"))["tokens"]
+
+
 def test_bad_sampling_values_are_one_line(trained):
     _, ckpt, _, _ = trained
     for args, fragment in ((["--temperature", "-1"], "temperature"), (["--top-p", "0"], "top-p"),
