@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from minigpt.config import PRESETS, STRATEGIES, SamplingConfig, default_preset_name
+from minigpt.config import PRESETS, STRATEGIES, TRAIN_RULES, SamplingConfig, default_preset_name
 from minigpt.errors import MinigptError
 
 try:  # Typer >= 0.23 carries its own copy of click
@@ -103,6 +103,8 @@ def spelled_out(names) -> str:
 
 
 PRESET_NAMES = spelled_out(PRESETS)
+VOCAB_SIZES = (f"{TRAIN_RULES['bpe_vocab_size'].minimum:,} to "
+               f"{TRAIN_RULES['bpe_vocab_size'].maximum:,}")
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def train(
     seed: SeedOpt = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="char or bpe.")] = None,
     vocab_size: Annotated[int | None, typer.Option(
-        "--vocab-size", help="BPE vocabulary size to train.")] = None,
+        "--vocab-size", help=f"BPE vocabulary size to train ({VOCAB_SIZES}).")] = None,
     n_layer: Annotated[int | None, typer.Option("--n-layer")] = None,
     n_head: Annotated[int | None, typer.Option("--n-head")] = None,
     n_embd: Annotated[int | None, typer.Option("--n-embd")] = None,
@@ -230,7 +232,8 @@ def prepare(
     tokenizer: Annotated[str | None, typer.Option(
         "--tokenizer", help="char or bpe (default: the preset's, else char).")] = None,
     vocab_size: Annotated[int | None, typer.Option(
-        "--vocab-size", help="BPE vocabulary size to train (default: the preset's, else 4096).")] = None,
+        "--vocab-size", help="BPE vocabulary size to train (default: the preset's, else 4096; "
+                             f"{VOCAB_SIZES}).")] = None,
     preset_name: Annotated[str | None, typer.Option(
         "--preset", help="Take the tokenizer settings of this preset (as train --preset would).")] = None,
     text_field: TextFieldOpt = None,
@@ -384,7 +387,8 @@ def inspect_command(
         "--layer", help="The layer of the head to draw (default: the head that stands out most).")] = None,
     head: Annotated[int | None, typer.Option("--head", help="The head to draw, in --layer.")] = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write every number (attention, head measures, logit lens) here.")] = None,
+        "--json", help="Also write every number (attention, head measures, logit lens) here "
+                       "(an earlier JSON file is replaced; any other file is refused).")] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Look inside a model on a prompt: a head's attention, every head's type, the logit lens."""
@@ -427,7 +431,8 @@ def ablate(
     seed: Annotated[int, typer.Option("--seed")] = 1337,
     device: DeviceOpt = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the results as a JSON list here.")] = None,
+        "--json", help="Also write the results as a JSON list here (an earlier JSON file is "
+                       "replaced; any other file is refused).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Run directory for events.jsonl (default: a new one under "
                       "checkpoints/).")] = None,
@@ -492,7 +497,8 @@ def import_gpt2(
         help="A local Hugging Face GPT-2 folder (config.json, weights, tokenizer files) or a hub "
              "id: gpt2, gpt2-medium, openai-community/gpt2, ...")],
     out: Annotated[Path, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory to write.")],
+        "--out", help="Checkpoint file (x.pt) or run directory to write; a checkpoint "
+                      "already there is kept and the import refused.")],
 ) -> None:
     """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
     from minigpt.checkpoint import CHECKPOINT_NAME
