@@ -445,7 +445,7 @@ def ablate(
     from minigpt.ablation import AblationRunner, ablation_config, expand_variants, new_ablation_dir
     from minigpt.config import preset
     from minigpt.console import run_ablation
-    from minigpt.events import run_lock
+    from minigpt.events import refuse_another_run, run_lock
     from minigpt.hardware import pick_device
 
     base = preset(preset_name)
@@ -456,6 +456,7 @@ def ablate(
         out.mkdir(parents=True, exist_ok=True)
     run_dir = out or new_ablation_dir()
     with run_lock(run_dir):  # one writer, from the data's preparation on
+        refuse_another_run(run_dir)
         prepared = _prepared_data(data, text_field, base, None, run_dir, quiet, command="ablate")
         runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
                                 device=pick_device(device), run_dir=run_dir)

@@ -295,6 +295,34 @@ def run_lock(run_dir: str | os.PathLike):
         os.close(fd)  # closing drops the lock
 
 
+RUN_STARTS = ("start", "ablation_start")  # the events that begin a run: training, an ablation
+
+
+def refuse_another_run(run_dir: str | os.PathLike) -> None:
+    """Refuse (RunDirectoryError) to begin a run in a folder whose events.jsonl records a run
+    that began there: the two runs' events would be mixed into one log, and whoever reads it
+    (the TUI, `minigpt tui --attach`) would show one as the other. A folder whose only events are
+    of a run that failed before it began (a preparation refused) can be used again. The log is
+    read a line at a time, as far as its first run's start."""
+    from minigpt.errors import RunDirectoryError
+
+    try:
+        with open(Path(run_dir) / EVENTS_NAME, "rb") as f:
+            for line in f:
+                if b"start" not in line:
+                    continue
+                try:
+                    ev = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(ev, dict) and ev.get("type") in RUN_STARTS:
+                    raise RunDirectoryError(
+                        f"{run_dir} holds another run (its {EVENTS_NAME}): a new run there "
+                        "would mix its events with that run's; choose another --out")
+    except OSError:  # no log yet (or none readable): no run to mix with
+        return
+
+
 class EventLog:
     """Appends events to <run_dir>/events.jsonl, one flushed line each."""
 

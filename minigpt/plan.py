@@ -29,7 +29,7 @@ from minigpt.config import (
     preset,
 )
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
-from minigpt.events import new_run_dir, run_lock
+from minigpt.events import new_run_dir, refuse_another_run, run_lock
 from minigpt.tokenizer import Tokenizer
 from minigpt.train import PreparedData, Trainer
 
@@ -62,7 +62,14 @@ class TrainingPlan:
             if self.resume is None and path is not None and path.exists():
                 raise RunDirectoryError(f"{path} already exists: --resume {path} continues its "
                                         "run; to start a new one, choose another --out")
+            if self.run_dir is not None and not self._continues_its_own_folder():
+                refuse_another_run(self.run_dir)
             yield
+
+    def _continues_its_own_folder(self) -> bool:
+        """A resumed run writing on in the folder it was trained in: its own events go on."""
+        return (self.resume is not None and self.resume.path is not None
+                and self.resume.path.parent.resolve() == self.run_dir.resolve())
 
     def trainer(self, data: PreparedData, device: torch.device, dtype: str = "auto",
                 compile: bool = False) -> Trainer:

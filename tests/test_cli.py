@@ -383,6 +383,24 @@ def test_a_new_run_never_overwrites_a_trained_model(trained, tmp_path):
     assert ckpt.read_bytes() == before
 
 
+def test_a_new_run_never_writes_into_another_runs_log(trained, tmp_path):
+    """A run's folder is its events' log: a second run there (another checkpoint name, or an
+    ablation) is refused before it writes a line; before, a run that failed on its data appended
+    its preparation and its error to the trained run's events.jsonl."""
+    root, ckpt, data, _ = trained
+    events = ckpt.parent / "events.jsonl"
+    before = events.read_bytes()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for args in (["train", "--data", empty, "--steps", 5, "--out", ckpt.parent / "other.pt", *TINY],
+                 ["train", "--data", data, "--steps", 5, "--out", ckpt.parent / "other.pt", *TINY],
+                 ["ablate", "residual", "--steps", 2, "--out", ckpt.parent, "--preset", "tiny"]):
+        result = minigpt(*args, cwd=tmp_path)
+        assert_one_line_error(result, f"{ckpt.parent} holds another run (its events.jsonl)")
+    assert events.read_bytes() == before
+    assert not (ckpt.parent / "other.pt").exists()
+
+
 @pytest.mark.parametrize("out, fragment", [
     ("/proc/x.pt", "cannot write to /proc"),
     ("a-file", "a-file is a file, not a run directory"),

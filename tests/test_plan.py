@@ -1,6 +1,7 @@
 """Planning a run (minigpt/plan.py): the decisions `minigpt train` asks the engine for, without
 a subprocess; the same refusals, in the same words, as tests/test_cli.py sees them."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -164,3 +165,26 @@ def test_resume_of_a_timed_run_goes_on_by_its_time(timed_run, saved_run):
     step_run, _ = saved_run
     with pytest.raises(ConfigError, match="number of steps: --resume lengthens it with --steps"):
         plan_training(CPU, resume=step_run, overrides={"time_budget": 60.0})
+
+
+def test_a_folder_is_claimed_again_only_if_no_run_began_there(saved_run, tmp_path):
+    """A run that failed before it began (its data refused) leaves events but no run: the folder
+    can be used again. One that began cannot be shared, except by its own resumption."""
+    ckpt, _ = saved_run
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "events.jsonl").write_text(
+        json.dumps({"type": "prepare", "time": 1.0, "stage": "encode"}) + "\n"
+        + json.dumps({"type": "error", "time": 2.0, "message": "empty.txt has no text"}) + "\n")
+    with plan_training(CPU, preset_name="tiny", out=failed).claim():
+        pass
+    for plan in (plan_training(CPU, preset_name="tiny", out=ckpt.parent / "second.pt"),
+                 plan_training(CPU, preset_name="tiny", init=ckpt, out=ckpt.parent / "ft.pt"),
+                 plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
+                               out=failed.parent / "elsewhere" / "x.pt")):
+        if plan.run_dir == ckpt.parent:
+            with pytest.raises(RunDirectoryError, match="holds another run"), plan.claim():
+                pass
+        else:  # a resumed run may go on in a new folder
+            with plan.claim():
+                pass
