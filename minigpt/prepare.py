@@ -108,7 +108,7 @@ def prepare(source: Source, kind: str = "char", vocab_size: int = 4096,
         tmp.mkdir(parents=True, exist_ok=True)
         counts = _encode(source, tokenizer, tmp / TOKENS_NAME, on_event, started)
         if counts["tokens"] == 0:
-            raise DataError(f"{source.name} has no text")
+            raise _no_text(source)
         manifest = {"format": FORMAT, "source": source.name, "description": source.description,
                     "identity": source.identity(), "tokenizer": tokenizer.kind,
                     "vocab_size": tokenizer.vocab_size, "separator": separator(tokenizer),
@@ -150,6 +150,8 @@ def corpus_tokenizer(source: Source, kind: str, vocab_size: int,
         chars: set[str] = set()
         for text in _texts(_documents(source, "\n\n", _Meter(source, "vocabulary", on_event))):
             chars.update(text)
+        if not chars:  # said now: an empty vocabulary cached would be the next run's error
+            raise _no_text(source)
         tokenizer: Tokenizer = CharTokenizer("".join(sorted(chars)))
     else:
         meter = _Meter(source, "sample", on_event, total=min(BPE_SAMPLE_BYTES, source.total_bytes))
@@ -163,6 +165,10 @@ def corpus_tokenizer(source: Source, kind: str, vocab_size: int,
         tmp.unlink(missing_ok=True)
         raise _disk_error(e, path.parent) from None
     return tokenizer
+
+
+def _no_text(source: Source) -> DataError:
+    return DataError(f"{source.name} has no text")
 
 
 # --- the passes ------------------------------------------------------------------------------------

@@ -154,6 +154,16 @@ def test_bad_json_lines_name_the_line(tmp_path, cache_dir, lines, message):
     assert nothing_prepared(cache_dir)
 
 
+def test_an_empty_corpus_says_so_every_time(tmp_path, cache_dir):
+    """Not only the first time: that run cached an empty vocabulary, and the next one read it
+    back and said "the tokenizer has no tokens"."""
+    (tmp_path / "empty.txt").write_text("")
+    for _ in range(2):
+        with pytest.raises(DataError, match="empty.txt has no text"):
+            prepare(open_source(str(tmp_path / "empty.txt")), "char")
+    assert not list(cache_dir.rglob("*.json"))  # no tokenizer kept for it
+
+
 def test_parquet_without_the_column_lists_its_columns(tmp_path, cache_dir):
     import pyarrow as pa
     import pyarrow.parquet as pq
