@@ -516,7 +516,8 @@ def import_gpt2(
 @app.command("export-hf")
 def export_hf(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    outdir: Annotated[Path, typer.Argument(help="Folder to write the Hugging Face model to.")],
+    outdir: Annotated[Path, typer.Argument(help="Folder to write the Hugging Face model to: "
+                                                "new, or an earlier export, which is replaced.")],
 ) -> None:
     """Write a model as a Hugging Face GPT-2 folder that transformers loads."""
     from minigpt.checkpoint import load_checkpoint

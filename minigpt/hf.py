@@ -395,6 +395,7 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ConversionError(f"{outdir} exists and is not a folder")
+    _check_export_folder(outdir)
     model = checkpoint.build_model("cpu")
     # Every file is written into a folder beside outdir, then moved in: a full disk or an error
     # half-way leaves outdir as it was (a previous export in it stays whole).
@@ -418,6 +419,27 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+# every name an export may write (BPE adds GPT-2's vocab.json and merges.txt)
+EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "vocab.json", "merges.txt")
+
+
+def _check_export_folder(outdir: Path) -> None:
+    """An export goes into a new or empty folder, a folder without files of its names, or over
+    an earlier GPT-2 export (its config.json says model_type gpt2), which it replaces; anything
+    else of those names is someone's own file, and the export is refused before writing."""
+    clash = [name for name in EXPORT_FILES if (outdir / name).exists()]
+    if not clash:
+        return
+    try:
+        earlier_export = read_hf_config(outdir).get("model_type") == "gpt2"
+    except ConversionError:
+        earlier_export = False
+    if not earlier_export:
+        raise ConversionError(f"{outdir} holds {', '.join(clash)}, and is not a GPT-2 export: "
+                              "exporting would replace them; choose another folder")
 
 
 def _export_failure(outdir: Path, error: Exception) -> str:

@@ -588,3 +588,29 @@ def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
         export_hf(ckpt, tmp_path / "hf")
     assert {p.name: p.read_bytes() for p in (tmp_path / "hf").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "model.pt"]  # no staging left
+
+
+def test_an_export_replaces_only_an_earlier_export(tmp_path):
+    """Exporting again into the same folder replaces the earlier export; a folder holding files
+    of those names that are not a GPT-2 export (a project's own config.json, another model's
+    tokenizer) is refused before anything is written, its files as they were."""
+    tokenizer = CharTokenizer("abcdefgh")
+    model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model, tokenizer))
+    export_hf(ckpt, tmp_path / "hf")
+    assert export_hf(ckpt, tmp_path / "hf")  # again, over the earlier one
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    export_hf(ckpt, tmp_path / "mine")  # other files beside an export are left alone
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"
+    for own in ({"config.json": '{"name": "my project"}'},
+                {"tokenizer.json": "{}"},
+                {"config.json": json.dumps({"model_type": "llama"}), "tokenizer.json": "{}"}):
+        folder = tmp_path / f"own-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        for name, text in own.items():
+            (folder / name).write_text(text)
+        with pytest.raises(ConversionError, match=rf"holds {', '.join(own)}, and is not a GPT-2 "
+                                                  "export: exporting would replace them"):
+            export_hf(ckpt, folder)
+        assert {p.name: p.read_text() for p in folder.iterdir()} == own
