@@ -439,7 +439,8 @@ def _check_export_folder(outdir: Path) -> None:
         earlier_export = False
     if not earlier_export:
         raise ConversionError(f"{outdir} holds {', '.join(clash)}, and is not a GPT-2 export: "
-                              "exporting would replace them; choose another folder")
+                              f"exporting would replace {'it' if len(clash) == 1 else 'them'}; "
+                              "choose another folder")
 
 
 def _export_failure(outdir: Path, error: Exception) -> str:

@@ -611,6 +611,6 @@ def test_an_export_replaces_only_an_earlier_export(tmp_path):
         for name, text in own.items():
             (folder / name).write_text(text)
         with pytest.raises(ConversionError, match=rf"holds {', '.join(own)}, and is not a GPT-2 "
-                                                  "export: exporting would replace them"):
+                                                  "export: exporting would replace"):
             export_hf(ckpt, folder)
         assert {p.name: p.read_text() for p in folder.iterdir()} == own
