@@ -227,6 +227,7 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.last_eval: dict = {}
+        self.last_eval_step: int | None = None  # the step last_eval's losses were measured at
         self.saved_step: int | None = None  # the step of the last checkpoint this run wrote
         # whether every loss and gradient norm so far was finite: a flag kept on the device and
         # read only when a step is logged or saved, so that checking costs no wait on a GPU
@@ -397,8 +398,8 @@ class Trainer:
         if reason != "finished":
             yield self._save()
         yield event("done", step=self.step, reason=reason,
-                    train_loss=self.last_eval.get("train_loss"),
-                    val_loss=self.last_eval.get("val_loss"),
+                    train_loss=self.losses_now().get("train_loss"),
+                    val_loss=self.losses_now().get("val_loss"),
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
                     elapsed=self.clock() - started, time_spent=self.time_spent(),
                     final_eval_seconds=final_eval_seconds,
@@ -544,6 +545,7 @@ class Trainer:
             self._finite.fill_(False)
             self._check_finite("the evaluation loss")
         self.last_eval = {"train_loss": losses["train"], "val_loss": losses["val"]}
+        self.last_eval_step = self.step
         yield event("eval", step=self.step, **self.last_eval)
         if self.cfg.sample_tokens > 0:
             yield event("sample", step=self.step, text=self.sample_text(self.cfg.sample_tokens))
@@ -610,6 +612,13 @@ class Trainer:
             raise CheckpointError(f"{path}: its training state holds a random generator state "
                                   "of the wrong size") from None
 
+    def losses_now(self) -> dict:
+        """The last evaluation's losses where they are the model's as it is now (measured at
+        this step), else none: a run stopped or saved between two evaluations, or during one,
+        has no loss to report, and its step-0 losses said as its last ones were a model that
+        looked untrained."""
+        return self.last_eval if self.last_eval_step == self.step else {}
+
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write a checkpoint; refused (TrainingDiverged) once the run has gone non-finite."""
         path = Path(path) if path else self.checkpoint_path
@@ -619,7 +628,7 @@ class Trainer:
         meta = {"step": self.step, "tokens_seen": self.tokens_seen,
                 "data": self.data.description, "data_source": self.data.source,
                 "data_key": self.data.key,
-                **self.last_eval}
+                **self.losses_now()}
         if self.origin:
             meta["source"] = self.origin
         saved = save_checkpoint(path, self.model, self.data.tokenizer, self.cfg,

@@ -113,6 +113,10 @@ def test_stop_request_saves_and_ends(tiny_train_config, corpus, tmp_path):
     assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
     assert events[-2]["type"] == "checkpoint"
     assert load_checkpoint(tmp_path).step == 10
+    # the last evaluation was the untrained model's, at step 0: not said as step 10's losses
+    assert of(events, "eval")[-1]["step"] == 0
+    assert events[-1]["val_loss"] is None and events[-1]["train_loss"] is None
+    assert "val_loss" not in load_checkpoint(tmp_path).meta
 
 
 def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, monkeypatch):
@@ -227,6 +231,7 @@ def test_a_stop_cuts_the_evaluation_short(tiny_train_config, corpus, tmp_path):
     assert not of(events, "eval")
     assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
     assert load_checkpoint(tmp_path).step == 0
+    assert events[-1]["val_loss"] is None and "val_loss" not in load_checkpoint(tmp_path).meta
 
 
 def test_two_ctrl_c_during_the_first_evaluation_still_save(tiny_train_config, corpus, tmp_path):
