@@ -395,7 +395,7 @@ class Trainer:
         finally:
             self.interruptible = False
 
-        if reason != "finished":
+        if reason != "finished" and self.saved_step != self.step:  # not twice at one step
             yield self._save()
         yield event("done", step=self.step, reason=reason,
                     train_loss=self.losses_now().get("train_loss"),

@@ -212,6 +212,21 @@ def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tiny_train_conf
     assert error["type"] == "error" and error["message"].startswith("training diverged by step")
 
 
+def test_a_stop_at_an_evaluation_step_saves_once(tiny_train_config, corpus, tmp_path):
+    """Stopped as step 20 ends: its evaluation is cut short, its checkpoint written, and the
+    stop does not write the same checkpoint a second time."""
+    trainer = Trainer(tiny_train_config, prepare_data(corpus, tiny_train_config), device="cpu",
+                      run_dir=tmp_path)
+    events = []
+    for ev in trainer.run():
+        events.append(ev)
+        if ev["type"] == "step" and ev["step"] == 20:
+            trainer.request_stop()
+    assert [ev["step"] for ev in of(events, "checkpoint")] == [20]
+    assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
+    assert load_checkpoint(tmp_path).step == 20
+
+
 def test_a_stop_cuts_the_evaluation_short(tiny_train_config, corpus, tmp_path):
     cfg = tiny_train_config.with_overrides(eval_iters=1000)
     trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
