@@ -73,6 +73,9 @@ def main(argv=None) -> int:
             done = ev
     share = (time.process_time() - cpu0) / done["elapsed"]
     val = done["val_loss"]
+    if val is None:  # stopped before the final evaluation measured anything
+        print(f"result: {done['reason']} at step {done['step']}, before a final evaluation")
+        return 1
     print(f"result: step {done['step']} in {done['time_spent']:.1f} s of {args.budget:.0f} "
           f"(final evaluation {done['final_eval_seconds'] or 0:.1f} s of it; cpu {share:.2f} of "
           f"{torch.get_num_threads()} threads), validation loss {val:.4f}; {load()} after")

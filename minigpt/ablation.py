@@ -135,8 +135,8 @@ class AblationRunner:
                 done = {"reason": "finished", "step": trainer.step, "train_loss": None,
                         "val_loss": None, "tokens_per_s": 0.0}
             self._trainer = None
-            if done.get("reason") != "finished":
-                break
+            if done.get("reason") != "finished" or self._cancelled:  # cancelled in its final
+                break  # evaluation, the loop ends "finished" with no loss: dropped all the same
             if baseline_val is None and index == 0:
                 baseline_val = done["val_loss"]
             both = done["val_loss"] is not None and baseline_val is not None

@@ -229,7 +229,7 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
                 progress.update(tasks[ev["variant"]], completed=ev["step"],
                                 loss=f"{ev['loss']:.3f}", speed=f"{ev['tokens_per_s']:,.0f} tok/s")
             elif kind == "result" and quiet:
-                console.print(f"{ev['variant']}: val loss {ev['val_loss']:.4f}")
+                console.print(f"{ev['variant']}: val loss {_number(ev['val_loss'], '.4f')}")
             elif kind == "ablation_done" and ev["reason"] == "cancelled":
                 console.print("[yellow]cancelled: showing the variants that finished",
                               markup=True)

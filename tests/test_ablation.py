@@ -69,3 +69,26 @@ def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corp
     console = Console(width=120, record=True)
     console.print(results_table(runner.results))
     assert "diverged" in console.export_text()
+
+
+def test_cancelled_in_a_variants_final_evaluation_drops_it(tiny_train_config, corpus,
+                                                           monkeypatch, capsys):
+    """A cancel that lands in the baseline's last evaluation cuts it short: the baseline's loop
+    ends "finished" but has no loss. It is dropped as a cancelled variant is, and `ablate
+    --quiet` (how the TUI runs it) prints what finished instead of failing on a missing loss."""
+    from minigpt.console import run_ablation
+    from minigpt.train import Trainer, prepare_data
+
+    runner = AblationRunner(["residual"], prepare_data(corpus, tiny_train_config),
+                            tiny_train_config, steps=10, seed=3)
+    real_estimate = Trainer.estimate_loss
+
+    def estimate(self):
+        if self.step == 10:
+            runner.request_stop()
+        return real_estimate(self)
+
+    monkeypatch.setattr(Trainer, "estimate_loss", estimate)
+    results = run_ablation(runner, quiet=True)
+    assert results == [] and runner.results == []
+    assert "cancelled" in capsys.readouterr().out
