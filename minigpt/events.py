@@ -295,27 +295,30 @@ def run_lock(run_dir: str | os.PathLike):
         os.close(fd)  # closing drops the lock
 
 
-RUN_STARTS = ("start", "ablation_start")  # the events that begin a run: training, an ablation
+# what a run leaves that a second run in its folder must not be mixed with: a saved model, an end,
+# an ablation's result
+RUN_RECORDS = ("checkpoint", "done", "result", "ablation_done")
 
 
 def refuse_another_run(run_dir: str | os.PathLike) -> None:
     """Refuse (RunDirectoryError) to begin a run in a folder whose events.jsonl records a run
-    that began there: the two runs' events would be mixed into one log, and whoever reads it
-    (the TUI, `minigpt tui --attach`) would show one as the other. A folder whose only events are
-    of a run that failed before it began (a preparation refused) can be used again. The log is
-    read a line at a time, as far as its first run's start."""
+    with something to keep (a checkpoint it saved, its end, an ablation's result): the two runs'
+    events would be mixed into one log, and whoever reads it (the TUI, `minigpt tui --attach`)
+    would show one as the other. A folder whose run failed or was killed before any of that (bad
+    data, out of memory at the first step) can be used again, as the same command retried
+    would. The log is read a line at a time, as far as the first such record."""
     from minigpt.errors import RunDirectoryError
 
     try:
         with open(Path(run_dir) / EVENTS_NAME, "rb") as f:
             for line in f:
-                if b"start" not in line:
+                if not any(f'"{kind}"'.encode() in line for kind in RUN_RECORDS):
                     continue
                 try:
                     ev = json.loads(line)
                 except (ValueError, RecursionError):
                     continue
-                if isinstance(ev, dict) and ev.get("type") in RUN_STARTS:
+                if isinstance(ev, dict) and ev.get("type") in RUN_RECORDS:
                     raise RunDirectoryError(
                         f"{run_dir} holds another run (its {EVENTS_NAME}): a new run there "
                         "would mix its events with that run's; choose another --out")

@@ -62,14 +62,16 @@ class TrainingPlan:
             if self.resume is None and path is not None and path.exists():
                 raise RunDirectoryError(f"{path} already exists: --resume {path} continues its "
                                         "run; to start a new one, choose another --out")
-            if self.run_dir is not None and not self._continues_its_own_folder():
+            if self.run_dir is not None and not self._continues_its_own_run():
                 refuse_another_run(self.run_dir)
             yield
 
-    def _continues_its_own_folder(self) -> bool:
-        """A resumed run writing on in the folder it was trained in: its own events go on."""
+    def _continues_its_own_run(self) -> bool:
+        """A resumed run writing its own checkpoint (however the path is spelled: a link, the
+        folder): its events go on in its own log. Into another file beside it, it would be a
+        second run in that log."""
         return (self.resume is not None and self.resume.path is not None
-                and self.resume.path.parent.resolve() == self.run_dir.resolve())
+                and self.resume.path.resolve() == self.checkpoint_path.resolve())
 
     def trainer(self, data: PreparedData, device: torch.device, dtype: str = "auto",
                 compile: bool = False) -> Trainer:

@@ -3,6 +3,7 @@ a subprocess; the same refusals, in the same words, as tests/test_cli.py sees th
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,24 +168,38 @@ def test_resume_of_a_timed_run_goes_on_by_its_time(timed_run, saved_run):
         plan_training(CPU, resume=step_run, overrides={"time_budget": 60.0})
 
 
-def test_a_folder_is_claimed_again_only_if_no_run_began_there(saved_run, tmp_path):
-    """A run that failed before it began (its data refused) leaves events but no run: the folder
-    can be used again. One that began cannot be shared, except by its own resumption."""
+def test_a_folder_is_claimed_again_only_if_no_run_left_anything_there(saved_run, tmp_path):
+    """A run that failed before it began (its data refused), or was killed before its first
+    checkpoint, leaves nothing to keep: the same command retried uses the folder again. A run
+    that saved a model there shares its folder only with its own resumption, however its path
+    is spelled; a resumption into another file beside it would be a second run in one log."""
     ckpt, _ = saved_run
-    failed = tmp_path / "failed"
-    failed.mkdir()
-    (failed / "events.jsonl").write_text(
-        json.dumps({"type": "prepare", "time": 1.0, "stage": "encode"}) + "\n"
-        + json.dumps({"type": "error", "time": 2.0, "message": "empty.txt has no text"}) + "\n")
-    with plan_training(CPU, preset_name="tiny", out=failed).claim():
-        pass
-    for plan in (plan_training(CPU, preset_name="tiny", out=ckpt.parent / "second.pt"),
-                 plan_training(CPU, preset_name="tiny", init=ckpt, out=ckpt.parent / "ft.pt"),
-                 plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
-                               out=failed.parent / "elsewhere" / "x.pt")):
-        if plan.run_dir == ckpt.parent:
-            with pytest.raises(RunDirectoryError, match="holds another run"), plan.claim():
-                pass
-        else:  # a resumed run may go on in a new folder
-            with plan.claim():
-                pass
+
+    def folder_with(name: str, *events: dict) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "events.jsonl").write_text("".join(json.dumps(ev) + "\n" for ev in events))
+        return folder
+
+    failed = folder_with("failed", {"type": "prepare", "time": 1.0, "stage": "encode"},
+                         {"type": "error", "time": 2.0, "message": "empty.txt has no text"})
+    killed = folder_with("killed", {"type": "start", "time": 1.0, "step": 0},
+                         {"type": "step", "time": 2.0, "step": 1, "loss": 4.2})
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "run.pt").symlink_to(ckpt)
+    allowed = [plan_training(CPU, preset_name="tiny", out=failed),
+               plan_training(CPU, preset_name="tiny", out=killed),
+               plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
+                             out=tmp_path / "elsewhere" / "x.pt"),
+               plan_training(CPU, overrides={"max_steps": 4}, resume=tmp_path / "links" / "run.pt",
+                             out=ckpt.parent)]
+    for plan in allowed:
+        with plan.claim():
+            pass
+    refused = [plan_training(CPU, preset_name="tiny", out=ckpt.parent / "second.pt"),
+               plan_training(CPU, preset_name="tiny", init=ckpt, out=ckpt.parent / "ft.pt"),
+               plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
+                             out=ckpt.parent / "fork.pt")]
+    for plan in refused:
+        with pytest.raises(RunDirectoryError, match="holds another run"), plan.claim():
+            pass
