@@ -305,6 +305,9 @@ def end_of_text_id(tokenizer: Tokenizer) -> int | None:
     return None
 
 
+EXPORTED_BY = "exported_by"  # a key of config.json that transformers keeps and ignores
+
+
 def hf_config(config: GPTConfig, tokenizer: Tokenizer) -> dict:
     eot = end_of_text_id(tokenizer)
     return {
@@ -331,6 +334,7 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer) -> dict:
         "bos_token_id": eot,
         "eos_token_id": eot,
         "torch_dtype": "float32",
+        EXPORTED_BY: "minigpt",  # what a later export into the same folder knows it by
     }
 
 
@@ -428,17 +432,18 @@ EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer
 
 def _check_export_folder(outdir: Path) -> None:
     """An export goes into a new or empty folder, a folder without files of its names, or over
-    an earlier GPT-2 export (its config.json says model_type gpt2), which it replaces; anything
-    else of those names is someone's own file, and the export is refused before writing."""
+    an earlier export of this command's (its config.json says so), which it replaces; anything
+    else of those names is someone's own (a project's config.json, a GPT-2 downloaded from the
+    hub), and the export is refused before writing."""
     clash = [name for name in EXPORT_FILES if (outdir / name).exists()]
     if not clash:
         return
     try:
-        earlier_export = read_hf_config(outdir).get("model_type") == "gpt2"
+        earlier_export = read_hf_config(outdir).get(EXPORTED_BY) == "minigpt"
     except ConversionError:
         earlier_export = False
     if not earlier_export:
-        raise ConversionError(f"{outdir} holds {', '.join(clash)}, and is not a GPT-2 export: "
+        raise ConversionError(f"{outdir} holds {', '.join(clash)}, and is not an earlier export: "
                               f"exporting would replace {'it' if len(clash) == 1 else 'them'}; "
                               "choose another folder")
 

@@ -592,8 +592,9 @@ def test_a_failed_export_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
 
 def test_an_export_replaces_only_an_earlier_export(tmp_path):
     """Exporting again into the same folder replaces the earlier export; a folder holding files
-    of those names that are not a GPT-2 export (a project's own config.json, another model's
-    tokenizer) is refused before anything is written, its files as they were."""
+    of those names that are not an export of minigpt's (a project's own config.json, another
+    model's tokenizer, a GPT-2 from the hub) is refused before anything is written, its files as
+    they were."""
     tokenizer = CharTokenizer("abcdefgh")
     model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=16))
     ckpt = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model, tokenizer))
@@ -605,12 +606,14 @@ def test_an_export_replaces_only_an_earlier_export(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"
     for own in ({"config.json": '{"name": "my project"}'},
                 {"tokenizer.json": "{}"},
-                {"config.json": json.dumps({"model_type": "llama"}), "tokenizer.json": "{}"}):
+                {"config.json": json.dumps({"model_type": "llama"}), "tokenizer.json": "{}"},
+                {"config.json": json.dumps({"model_type": "gpt2"}),  # GPT-2 from the hub
+                 "model.safetensors": "its weights"}):
         folder = tmp_path / f"own-{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         for name, text in own.items():
             (folder / name).write_text(text)
-        with pytest.raises(ConversionError, match=rf"holds {', '.join(own)}, and is not a GPT-2 "
-                                                  "export: exporting would replace"):
+        with pytest.raises(ConversionError, match=rf"holds {', '.join(own)}, and is not an "
+                                                  "earlier export: exporting would replace"):
             export_hf(ckpt, folder)
         assert {p.name: p.read_text() for p in folder.iterdir()} == own
