@@ -109,6 +109,7 @@ class RunState:
     data: str = ""
     loss: float | None = None
     val_loss: float | None = None
+    val_step: int | None = None  # the step val_loss was measured at
     lr: float | None = None
     grad_norm: float | None = None
     tokens_per_s: float | None = None
@@ -256,7 +257,7 @@ class RunState:
         if step is None or val is None:
             self.skipped += 1
             return
-        self.val_loss = val
+        self.val_loss, self.val_step = val, step
         if (text(ev, "variant") is None and train is not None and math.isfinite(train)
                 and math.isfinite(val)):
             self.eval_xs.append(step)
@@ -372,6 +373,13 @@ class RunSummary:
     pid: int | None
     modified: float
     time_budget: float | None = None  # a timed run's seconds in all
+    val_step: int | None = None  # the step val_loss was measured at
+
+
+def measured_at(val_step: int | None, step: int) -> str:
+    """' (step N)' after a validation loss measured at an earlier step than the run's (between
+    evaluations, or a run stopped during one), so that it is not read as the model's now."""
+    return "" if val_step is None or val_step == step else f" (step {val_step})"
 
 
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
@@ -391,7 +399,8 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
         modified = 0.0
     return RunSummary(path=run_dir, kind=state.kind, status=state.status, step=state.step,
                       max_steps=state.max_steps, val_loss=state.val_loss, data=state.data,
-                      pid=state.pid, modified=modified, time_budget=state.time_budget)
+                      pid=state.pid, modified=modified, time_budget=state.time_budget,
+                      val_step=state.val_step)
 
 
 def list_runs(root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> list[RunSummary]:

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from minigpt.events import PREPARE_STAGES, new_run_dir
-from minigpt.runstate import LIVE, RunState
+from minigpt.runstate import LIVE, RunState, measured_at
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
@@ -177,7 +177,7 @@ class TrainPane(Widget, can_focus=True):
         self.query_one("#train-stats", Static).update(fields(
             [*length,
              ("loss ", (_fmt(s.loss, ".3f"), "bold")),
-             ("val ", (_fmt(s.val_loss, ".3f"), "bold")),
+             ("val ", (_fmt(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
              (f"eta {_duration(s.eta_s)}",)],
             [(f"{_fmt(s.tokens_per_s, ',.0f')} tok/s",), (f"{_fmt(s.steps_per_s, '.1f')} steps/s",),
              (_compute(s),), (f"lr {_fmt(s.lr, '.2e')}",), (f"grad {_fmt(s.grad_norm, '.2f')}",)],

@@ -13,7 +13,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from minigpt.config import format_duration
-from minigpt.runstate import RunSummary
+from minigpt.runstate import RunSummary, measured_at
 from minigpt_tui.text import plain
 
 NEW_RUN = "new"
@@ -21,7 +21,8 @@ NEW_RUN = "new"
 
 def describe(run: RunSummary) -> Text:
     """One row: the run's name and status come from its folder and events, shown as they are."""
-    val = f"val {run.val_loss:.3f}" if run.val_loss is not None else "no eval yet"
+    val = "no eval yet" if run.val_loss is None else \
+        f"val {run.val_loss:.3f}{measured_at(run.val_step, run.step)}"
     length = run.max_steps if run.time_budget is None else format_duration(run.time_budget)
     return plain(f"{run.path.name:<26} {run.kind:<6} {run.status:<11} "
                  f"{run.step:>6}/{length:<6} {val}")

@@ -347,6 +347,29 @@ async def test_the_stats_line_separates_its_fields(tmp_path):
             "cuda: NVIDIA H100 80GB HBM3 bf16 · 124.00M params · owt"]
 
 
+async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
+    """Stopped at step 30, during the evaluation there, the run's last validation loss is the
+    untrained model's at step 0: said with its step, in the stats line and in the runs' list,
+    not as the loss of the model at step 30."""
+    from minigpt.runstate import summarize_run
+    from minigpt_tui.widgets.run_picker import describe
+
+    run_dir = tmp_path / "runs" / "stopped"
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=100, device="cpu", precision="fp32", params=10))
+    log.write(event("eval", step=0, train_loss=4.2, val_loss=4.25))
+    log.write(event("step", step=30, max_steps=100, loss=2.377, lr=6e-4, grad_norm=1.0,
+                    tokens_per_s=5_000.0, elapsed=9.0))
+    log.write(event("done", step=30, reason="stopped"))
+    log.close()
+    assert "val 4.250 (step 0)" in describe(summarize_run(run_dir)).plain
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert shown_lines(app.query_one("#train-stats"))[0] == \
+            "step 30/100 · loss 2.377 · val 4.250 (step 0) · eta -"
+
+
 async def test_the_loss_chart_marks_whole_steps(tmp_path):
     """125 steps: plotext's own ticks would split them evenly, at 31.2 and 62.5."""
     run_dir = tmp_path / "runs" / "steps"
