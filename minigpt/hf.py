@@ -443,7 +443,7 @@ def _check_export_folder(outdir: Path) -> None:
     except ConversionError:
         earlier_export = False
     if not earlier_export:
-        raise ConversionError(f"{outdir} holds {', '.join(clash)}, and is not an earlier export: "
+        raise ConversionError(f"{outdir} is not an earlier export, and holds {', '.join(clash)}: "
                               f"exporting would replace {'it' if len(clash) == 1 else 'them'}; "
                               "choose another folder")
 

@@ -613,7 +613,7 @@ def test_an_export_replaces_only_an_earlier_export(tmp_path):
         folder.mkdir()
         for name, text in own.items():
             (folder / name).write_text(text)
-        with pytest.raises(ConversionError, match=rf"holds {', '.join(own)}, and is not an "
-                                                  "earlier export: exporting would replace"):
+        with pytest.raises(ConversionError, match=rf"is not an earlier export, and holds "
+                                                  rf"{', '.join(own)}: exporting would replace"):
             export_hf(ckpt, folder)
         assert {p.name: p.read_text() for p in folder.iterdir()} == own
