@@ -11,7 +11,6 @@ import sys
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -184,12 +183,11 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"step {ev['step']:>6}: train loss {ev['train_loss']:.4f}, "
                               f"val loss {ev['val_loss']:.4f}")
             elif kind == "sample":
-                console.print(f"[dim]{_indent(ev['text'])}[/]", markup=True)
+                console.print(_indent(ev["text"]), style="dim")
             elif kind in ("paused", "resumed"):
                 console.print(f"{kind} at step {ev['step']}")
             elif kind == "note":
-                console.print(f"[yellow]note:[/] {escape(ev['message'])}", markup=True,
-                              highlight=False)
+                console.print(Text.assemble(("note:", "yellow"), " ", ev["message"]))
             elif kind == "done":
                 progress.update(task, completed=state.progress)  # a timed run's final evaluation
                 where = ev["checkpoint"]
@@ -209,7 +207,7 @@ def run_training(trainer, quiet: bool = False) -> str:
 
 def _indent(text: str, width: int = 400) -> str:
     text = text if len(text) <= width else text[:width] + "…"
-    return "\n".join("  | " + escape(line) for line in text.splitlines())
+    return "\n".join("  | " + line for line in text.splitlines())
 
 
 def run_ablation(runner, quiet: bool = False) -> list[dict]:
@@ -245,7 +243,7 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
             console.print(r["evidence"])
     for r in results:
         console.print(Text.assemble((r["variant"], "bold"), " ", (f"({r['description']})", "dim")))
-        console.print(f"[dim]{_indent(r['sample'], 240)}[/]", markup=True)
+        console.print(_indent(r["sample"], 240), style="dim")
     return results
 
 

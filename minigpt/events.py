@@ -298,6 +298,7 @@ def run_lock(run_dir: str | os.PathLike):
 # what a run leaves that a second run in its folder must not be mixed with: a saved model, an end,
 # an ablation's result
 RUN_RECORDS = ("checkpoint", "done", "result", "ablation_done")
+_RUN_RECORD_NAMES = tuple(f'"{kind}"'.encode() for kind in RUN_RECORDS)  # to skip other lines fast
 
 
 def refuse_another_run(run_dir: str | os.PathLike) -> None:
@@ -312,7 +313,7 @@ def refuse_another_run(run_dir: str | os.PathLike) -> None:
     try:
         with open(Path(run_dir) / EVENTS_NAME, "rb") as f:
             for line in f:
-                if not any(f'"{kind}"'.encode() in line for kind in RUN_RECORDS):
+                if not any(name in line for name in _RUN_RECORD_NAMES):
                     continue
                 try:
                     ev = json.loads(line)

@@ -397,9 +397,9 @@ class Trainer:
 
         if reason != "finished" and self.saved_step != self.step:  # not twice at one step
             yield self._save()
+        losses = self.losses_now()
         yield event("done", step=self.step, reason=reason,
-                    train_loss=self.losses_now().get("train_loss"),
-                    val_loss=self.losses_now().get("val_loss"),
+                    train_loss=losses.get("train_loss"), val_loss=losses.get("val_loss"),
                     tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
                     elapsed=self.clock() - started, time_spent=self.time_spent(),
                     final_eval_seconds=final_eval_seconds,
