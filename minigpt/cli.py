@@ -123,7 +123,7 @@ def train(
                        "clock, and the final evaluation is inside the time.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Checkpoint file (x.pt) or run directory (default: a new run directory "
-                      "under checkpoints/).")] = None,
+                      "under checkpoints/); not a folder where another run saved a model.")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="Run name under checkpoints/ (default: date and time).")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -435,7 +435,7 @@ def ablate(
                        "replaced; any other file is refused).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Run directory for events.jsonl (default: a new one under "
-                      "checkpoints/).")] = None,
+                      "checkpoints/); not a folder where another run left its results.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
 ) -> None:
