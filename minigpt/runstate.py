@@ -258,6 +258,7 @@ class RunState:
             self.skipped += 1
             return
         self.val_loss, self.val_step = val, step
+        self._last_step = None  # an evaluation is not slowness
         if (text(ev, "variant") is None and train is not None and math.isfinite(train)
                 and math.isfinite(val)):
             self.eval_xs.append(step)
@@ -273,6 +274,7 @@ class RunState:
 
     def _checkpoint(self, ev: dict) -> None:
         self.checkpoint = text(ev, "path") or self.checkpoint
+        self._last_step = None  # nor is a save
 
     def _paused(self, ev: dict) -> None:
         self.status = "paused"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,16 +123,17 @@ class Throughput:
     on the device until then: reading a number off a GPU waits for it, and doing that every step
     would stall the queue of kernels."""
 
-    def __init__(self) -> None:
-        self.restart(time.perf_counter())
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.restart(clock())
 
     def restart(self, now: float) -> None:
         self.loss, self.steps, self.tokens, self.start = 0.0, 0, 0, now
 
     def restart_clock(self) -> None:
-        """Count tokens/s from now (after an evaluation or a pause, which are not slowness); the
-        losses stay in the window."""
-        self.tokens, self.start = 0, time.perf_counter()
+        """Count tokens/s from now (after an evaluation, a save or a pause, which are not
+        slowness); the losses stay in the window."""
+        self.tokens, self.start = 0, self.clock()
 
     def add(self, loss: torch.Tensor, tokens: int) -> None:
         self.loss += loss
@@ -344,7 +345,7 @@ class Trainer:
             yield event("note", step=self.step, message=slow)
 
         train_seconds = 0.0
-        window = Throughput()
+        window = Throughput(self.clock)
         reason = "finished"
         final_eval_seconds = None
         compile_failure_noted = False
@@ -385,8 +386,10 @@ class Trainer:
                     self.eval_seconds = distributed.all_reduce_mean(self.clock() - began)
                     if last:
                         final_eval_seconds = self.eval_seconds
+                    window.restart_clock()
                 elif self._save_requested:
                     yield self._save()
+                    window.restart_clock()
                 if self._paused and not self._stop_reason:
                     yield from self._wait_while_paused()
                     window.restart_clock()
@@ -418,7 +421,7 @@ class Trainer:
         # the loss of the global batch: the mean over processes of each one's mean
         # (reading it waits for the device, so the clock is read after)
         loss = distributed.all_reduce_mean(window.mean_loss())
-        now = time.perf_counter()
+        now = self.clock()
         elapsed = self.clock() - started
         tokens_per_s = window.tokens_per_s(now)
         flops_per_s = tokens_per_s * self.flops_per_token

@@ -84,6 +84,20 @@ def test_whether_the_process_lives_is_said_by_the_caller():
     assert finished.status == "finished"
 
 
+def test_steps_per_second_leave_out_evaluations_and_saves():
+    """Ten steps a second, an evaluation and a save of 10 s between two logged steps: the speed
+    and the ETA stay what the steps take, not what the pause for the evaluation made them."""
+    state = replay([event("start", step=0, max_steps=100),
+                    event("step", step=10, max_steps=100, loss=3.0, time=1.0),
+                    event("step", step=20, max_steps=100, loss=2.9, time=2.0),
+                    event("eval", step=20, train_loss=2.9, val_loss=3.0),
+                    event("checkpoint", step=20, path="model.pt"),
+                    event("step", step=30, max_steps=100, loss=2.8, time=13.0)])
+    assert (state.steps_per_s, state.eta_s) == (10.0, 7.0)
+    state.apply(event("step", step=40, max_steps=100, loss=2.7, time=14.0))
+    assert state.steps_per_s == 10.0
+
+
 def test_a_timed_runs_length_and_eta_are_its_clock():
     """--time: its progress is the time spent of its budget, its ETA what is left of it (as of
     its latest step), whatever max_steps says; a run by steps goes by its steps."""

@@ -367,6 +367,23 @@ def timed_config(tiny_train_config):
         eval_interval=10_000, sample_tokens=0)
 
 
+def test_tokens_per_second_leave_out_evaluations_and_saves(timed_config, corpus, tmp_path):
+    """Each step takes a second, each evaluation and each save ten: every logged step's speed is
+    a step's tokens a second, the first after an evaluation or a requested save too."""
+    def slow_saves(trainer, ev):
+        if ev["type"] == "checkpoint":
+            clock.now += 10.0
+        elif ev["type"] == "step" and ev["step"] == 7:
+            trainer.request_save()
+
+    clock = FakeClock()
+    cfg = timed_config.with_overrides(eval_interval=5)
+    trainer, events = timed_run(cfg, corpus, clock, eval_s=10.0, on_event=slow_saves,
+                                run_dir=tmp_path)
+    assert [e["step"] for e in of(events, "checkpoint")][:2] == [5, 7]
+    assert {e["tokens_per_s"] for e in of(events, "step")} == {trainer.tokens_per_step}
+
+
 def test_a_timed_runs_learning_rate_follows_the_clock(timed_config, corpus):
     """Each step takes a second: step k starts at k-1 s of 100, where the 1000-step schedule is
     at step 10(k-1). The run ends when the time is spent, not at max_steps, at min_lr."""
