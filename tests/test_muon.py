@@ -16,6 +16,18 @@ def test_orthogonalize_sets_every_singular_value_near_one(shape):
     assert s.min() > 0.5 and s.max() < 1.5
 
 
+@pytest.mark.parametrize("shape", [(96, 32), (32, 128)])
+def test_a_stack_of_matrices_is_orthogonalized_one_matrix_at_a_time(shape):
+    """Muon orthogonalizes the matrices of one shape together, as a stack: each must come out as
+    it would alone (its own norm, its own iteration), however different their scales."""
+    stack = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    stack[1] *= 1000
+    together = orthogonalize(stack, dtype=torch.float32)
+    assert together.shape == stack.shape
+    for G, Q in zip(stack, together, strict=True):
+        assert torch.allclose(Q, orthogonalize(G, dtype=torch.float32), atol=1e-5)
+
+
 def test_a_muon_run_moves_block_matrices_orthogonally_and_the_rest_by_adamw(
         tiny_train_config, corpus):
     cfg = tiny_train_config.with_overrides(optimizer="muon", muon_lr=0.02, warmup_steps=0,
