@@ -45,6 +45,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from minigpt.onednn import limit_for_decoding, limited_here
+
+limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/onednn.py)
+
 import torch
 
 from minigpt import sampling
@@ -226,7 +230,8 @@ def main(argv=None) -> None:
     print("== chat tokens/s against generate, same model, same run ==")
     print(f"cpu {cpu_name()}, os cpus {os.cpu_count()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads of its own), python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.2f} (1 min)")
+          f"load average {os.getloadavg()[0]:.2f} (1 min)"
+          + ("; oneDNN limited to AVX-512 BF16 (no AMX), as chat does here" if limited_here() else ""))
     print(f"{args.new_tokens} new tokens, temperature 1, seed {SEED}, terminal {args.size}, "
           f"{args.rounds} rounds, alternating")
     shapes = ["gpt2", "cpu"] if args.shape == "both" else [args.shape]

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from minigpt.config import PRESETS, STRATEGIES, TRAIN_RULES, SamplingConfig, default_preset_name
 from minigpt.errors import MinigptError
+from minigpt.onednn import limit_for_decoding
 
 try:  # Typer >= 0.23 carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -309,6 +310,7 @@ def generate(
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
+    limit_for_decoding()  # before torch loads
     from minigpt.hardware import describe_device
     from minigpt.inference import load_for_inference
     from minigpt.sampling import GenerationStats, compiled_decoder, stream_text
@@ -356,6 +358,7 @@ def chat(
     weights: WeightsOpt = "auto",
 ) -> None:
     """Talk to a model: each line you type is continued by the model."""
+    limit_for_decoding()  # before torch loads
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
     from minigpt.inference import load_for_inference
@@ -554,6 +557,7 @@ def tui(
 
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
+    limit_for_decoding()  # before torch loads, for the Chat pane (its training runs go without)
     from minigpt.config import TrainConfig, preset
     from minigpt.runstate import summarize_run
 

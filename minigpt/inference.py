@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from minigpt import onednn
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import ConfigError
 from minigpt.hardware import describe_device, has_native_bf16, pick_device
@@ -38,8 +39,13 @@ class InferenceModel:
                 f"step {self.step}, {describe_device(self.device)}, {self.weights_said()}")
 
     def weights_said(self) -> str:
-        """'bf16 weights (auto)': the format, and whether the device chose it."""
-        return f"{self.weights} weights" + (" (auto)" if self.asked == AUTO else "")
+        """'bf16 weights (auto)': the format, whether the device chose it, and the kernels where
+        they are not oneDNN's own choice (onednn.py): 'bf16 weights (auto; AVX-512 BF16 kernels,
+        not AMX)'."""
+        notes = ["auto"] if self.asked == AUTO else []
+        if self.weights == "bf16" and self.device.type == "cpu" and onednn.limited_here():
+            notes.append(onednn.SAID)
+        return f"{self.weights} weights" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # the default: the fastest format whose cost is negligible, decided by the device (weights_for)

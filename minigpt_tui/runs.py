@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from minigpt import control
+from minigpt.onednn import environment_for_training
 
 LOG_NAME = "output.log"
 
@@ -25,6 +26,7 @@ def _launch(args: list[str], run_dir: Path) -> subprocess.Popen:
             [sys.executable, "-m", "minigpt", *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: our SIGHUP is not its SIGHUP
+            env=environment_for_training(),  # with AMX, whatever the Chat pane decodes with
         )
 
 

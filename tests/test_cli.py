@@ -74,9 +74,12 @@ def test_generate_prints_prompt_and_continuation(trained):
     import torch
 
     from minigpt.hardware import has_native_bf16  # the default weights: as this CPU suits
+    from minigpt.onednn import SAID, cpu_flags
 
     held = "bf16" if has_native_bf16(torch.device("cpu")) else "fp32"
-    assert f"{held} weights (auto), cpu" in result.stderr
+    # bf16 on a CPU with AMX: decoded with oneDNN's AVX-512 BF16 kernels (minigpt/onednn.py)
+    note = f"; {SAID}" if held == "bf16" and "amx_bf16" in cpu_flags() else ""
+    assert f"{held} weights (auto{note}), cpu" in result.stderr
     again = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
                     "--strategy", "greedy")
     assert again.stdout == result.stdout
@@ -89,6 +92,33 @@ def test_generate_with_smaller_weights(trained, weights):
                      "--weights", weights)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The ") and len(result.stdout) > len("The ") + 10
+
+
+def onednn_kernels(verbose_output: str) -> set[str]:
+    """The implementations oneDNN ran, from its ONEDNN_VERBOSE lines ('brg_matmul:avx512_...')."""
+    return {line.split(",")[6] for line in verbose_output.splitlines()
+            if line.startswith("onednn_verbose,") and ",exec,cpu," in line}
+
+
+def test_generate_reads_bf16_weights_with_avx512_kernels_where_the_cpu_has_amx(trained):
+    """On a CPU with AMX, oneDNN's AMX kernels read a batch-1 product's bf16 weights at half the
+    bandwidth its AVX-512 BF16 ones do: generate limits it to those, says so, and leaves a limit
+    the user set alone. Elsewhere nothing changes, and nothing is said."""
+    _, ckpt, _, _ = trained
+    from minigpt.onednn import SAID, VARIABLE, cpu_flags
+
+    env = {k: v for k, v in os.environ.items() if k != VARIABLE} | {"ONEDNN_VERBOSE": "1"}
+    args = ("generate", "--ckpt", ckpt, "-p", "The ", "-n", 5, "--weights", "bf16", "--stats")
+    ours = minigpt(*args, env=env)
+    users = minigpt(*args, env=env | {VARIABLE: "ALL"})  # oneDNN's name for no limit
+    assert ours.returncode == 0 and users.returncode == 0, ours.stderr + users.stderr
+    if "amx_bf16" in cpu_flags():
+        assert onednn_kernels(ours.stdout) and not any("amx" in k for k in onednn_kernels(ours.stdout))
+        assert SAID in ours.stderr
+        assert any("amx" in k for k in onednn_kernels(users.stdout))
+    else:
+        assert SAID not in ours.stderr
+    assert SAID not in users.stderr
 
 
 @pytest.mark.parametrize("strategy", ["temperature", "top-k", "top-p", "min-p"])
