@@ -63,9 +63,10 @@ def weights_for(weights: str, device: torch.device) -> str:
     bf16 natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX) and fp32 elsewhere, where
     bf16 is emulated (on an AVX2-only CPU, bf16 decodes 1.4x faster but reads a prompt 2.5-5x
     slower). bf16's cost, measured (benchmarks/RESULTS.md): perplexity
-    +0.01% (the cpu preset on tinyshakespeare); its gain: decoding 1.9x fp32's speed on an AMD
-    EPYC with AVX-512 BF16, 1.08x on an Intel CPU with AMX. int8 is faster still but costs
-    +0.05%: a choice, never the default."""
+    +0.01% (the cpu preset on tinyshakespeare); its gain: decoding 1.5x fp32's speed on an AMD
+    EPYC with AVX-512 BF16 and 1.6x on an Intel Xeon with AMX (with oneDNN's AVX-512 BF16
+    kernels there: onednn.py). int8 is faster still but costs +0.05%: a choice, never the
+    default."""
     if weights != AUTO:
         return weights
     return "bf16" if has_native_bf16(device) else "fp32"
