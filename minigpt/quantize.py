@@ -42,8 +42,20 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none",
-                                                  [], "")
+        return packed_linear(x, self.weight, self.bias)
+
+
+@torch.library.custom_op("minigpt::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias, weight laid out for oneDNN. An operator of its own, so that
+    torch.compile (generate --compile) calls it as it is: Inductor's lowering of the oneDNN call
+    expects weights it laid out itself, and refused these, so the decode step was not compiled."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+
+
+@packed_linear.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight.size(0))  # a packed weight keeps its [out, in] size
 
 
 @functools.cache

@@ -1,9 +1,12 @@
+import copy
+
 import pytest
 import torch
 
 from minigpt.config import GPTConfig
 from minigpt.errors import SamplingError
 from minigpt.model import GPT
+from minigpt.quantize import PackedLinear
 from minigpt.sampling import (
     SamplingConfig,
     apply_repetition_penalty,
@@ -117,6 +120,25 @@ def test_compiled_decoding_equals_the_plain_model(model):
     # cache filled up (the spare slot)
     assert counters["stats"]["unique_graphs"] == 2
     assert not [k for k in model.state_dict() if "_orig_mod" in k]  # the model is untouched
+
+
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_compiled_decoding_takes_weights_packed_for_onednn(model, weights):
+    """generate --compile with the weights as generate holds them: packed for oneDNN on x86
+    (quantize.PackedLinear), which Inductor's own lowering refused, so the step ran uncompiled."""
+    from minigpt.quantize import convert_weights, packed_dtypes
+
+    if torch.float32 not in packed_dtypes():
+        pytest.skip("oneDNN packs no weights on this CPU (not x86): nothing to compile here")
+    held = convert_weights(copy.deepcopy(model), weights)
+    if not any(isinstance(m, PackedLinear) for m in held.modules()):
+        pytest.skip(f"{weights} weights are not packed on this CPU (oneDNN's bf16 needs AVX-512)")
+    torch._dynamo.reset()
+    prompt = [1, 2, 3, 4, 5]
+    cfg = SamplingConfig(strategy="greedy", max_new_tokens=10)
+    compiled = [t.id for t in generate(held, prompt, cfg, compile=True)]
+    assert compiled_decoder(held).failure is None
+    assert compiled == [t.id for t in generate(held, prompt, cfg)]
 
 
 def test_decoding_falls_back_when_compiling_fails(model, broken_compile):
