@@ -45,7 +45,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from minigpt.onednn import limit_for_decoding, limited_here
+from minigpt.onednn import SAID, limit_for_decoding, limited_here
 
 limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/onednn.py)
 
@@ -231,7 +231,7 @@ def main(argv=None) -> None:
     print(f"cpu {cpu_name()}, os cpus {os.cpu_count()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads of its own), python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f} (1 min)"
-          + ("; oneDNN limited to AVX-512 BF16 (no AMX), as chat does here" if limited_here() else ""))
+          + (f"; bf16 with oneDNN's {SAID}, as chat does here" if limited_here() else ""))
     print(f"{args.new_tokens} new tokens, temperature 1, seed {SEED}, terminal {args.size}, "
           f"{args.rounds} rounds, alternating")
     shapes = ["gpt2", "cpu"] if args.shape == "both" else [args.shape]

@@ -35,7 +35,7 @@ import platform
 import statistics
 import time
 
-from minigpt.onednn import limit_for_decoding, limited_here
+from minigpt.onednn import SAID, limit_for_decoding, limited_here
 
 limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/onednn.py)
 
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
           f"{torch.backends.cpu.get_cpu_capability()}, torch threads {torch.get_num_threads()}, "
           f"os cpus {os.cpu_count()}; {cpu_name()}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-          + ("; oneDNN limited to AVX-512 BF16 (no AMX), as generate does here"
+          + (f"; bf16 with oneDNN's {SAID}, as generate does here"
              if limited_here() else ""))
     print(f"GPT-2 124M shape, random weights, batch 1, greedy, {args.prompt_tokens}-token "
           f"prompt, {args.new_tokens} new tokens; minigpt {', '.join(settings)}, "

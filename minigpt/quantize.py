@@ -42,18 +42,24 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return packed_linear(x, self.weight, self.bias)
+        # under torch.compile, the same product as an operator of its own (see packed_op); in
+        # eager code, the call itself, without the operator's few microseconds of dispatch
+        product = packed_op if torch.compiler.is_compiling() else packed_product
+        return product(x, self.weight, self.bias)
 
 
-@torch.library.custom_op("minigpt::packed_linear", mutates_args=())
-def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T + bias, weight laid out for oneDNN. An operator of its own, so that
-    torch.compile (generate --compile) calls it as it is: Inductor's lowering of the oneDNN call
-    expects weights it laid out itself, and refused these, so the decode step was not compiled."""
+def packed_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias, with weight laid out for oneDNN."""
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
 
 
-@packed_linear.register_fake
+# An operator of its own, which compiled code (generate --compile) calls as it is: Inductor's
+# lowering of the oneDNN call expects weights it laid out itself, and refused these, so the decode
+# step was not compiled.
+packed_op = torch.library.custom_op("minigpt::packed_linear", packed_product, mutates_args=())
+
+
+@packed_op.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return x.new_empty(*x.shape[:-1], weight.size(0))  # a packed weight keeps its [out, in] size
 
