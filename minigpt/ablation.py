@@ -89,11 +89,11 @@ class AblationRunner:
         self._trainer = None
         self._cancelled = False
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stopped", why: str | None = None) -> None:
         """Cancel: stop the variant in training (its result is dropped); finished ones stay."""
         self._cancelled = True
         if self._trainer is not None:
-            self._trainer.request_stop("stopped")
+            self._trainer.request_stop(reason, why)
 
     def run(self) -> Iterator[dict]:
         """The events of every variant; with a run directory, also appended to its events.jsonl."""

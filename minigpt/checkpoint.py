@@ -24,11 +24,11 @@ import torch
 from minigpt import control
 from minigpt.config import GPTConfig, Real, TrainConfig, Whole
 from minigpt.errors import CheckpointError, MinigptError
+from minigpt.events import CHECKPOINT_NAME  # noqa: F401 (a run directory's, named there)
 from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
-CHECKPOINT_NAME = "model.pt"
 
 
 @dataclass

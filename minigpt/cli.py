@@ -8,14 +8,18 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import gc
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from minigpt import control
 from minigpt.config import PRESETS, STRATEGIES, TRAIN_RULES, SamplingConfig, default_preset_name
+from minigpt.control import Stopped, exit_status
 from minigpt.errors import MinigptError
 from minigpt.onednn import limit_for_decoding
 
@@ -27,10 +31,24 @@ except ImportError:  # older Typer uses the click package
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell says of `yes | head`'s yes
 
 
 def print_error(message: str) -> None:
     print(f"minigpt: error: {message}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """Standard output to nowhere: what is still buffered for a closed pipe would otherwise fail
+    again, with a message, when Python flushes it at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind it (tests)
+        pass
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -68,10 +86,17 @@ class MinigptGroup(TyperGroup):
             command = e.ctx.command_path if e.ctx else ctx.command_path
             print_error(f"{e.format_message()} (see '{command} --help')")
             raise typer.Exit(EXIT_USAGE) from None
+        except BrokenPipeError:  # `minigpt generate | head`: the reader has what it wanted
+            _quiet_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except OSError as e:  # the disk or the file system said no: a full disk, a read-only folder
             where = f" {e.filename}" if e.filename else ""
             print_error(f"cannot write or read{where}: {e.strerror or e}")
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except Stopped as e:  # a run stopped before it had anything to save
+            print(f"minigpt: stopped ({control.why_stopped(e.signum)}) before training began; "
+                  "nothing was saved", file=sys.stderr)
+            raise typer.Exit(exit_status(e.signum)) from None
         except KeyboardInterrupt:  # before a command's own Ctrl-C handling is in place
             print("minigpt: interrupted", file=sys.stderr)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -175,25 +200,49 @@ def train(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         eval_interval=eval_interval,
     )
-    torch_device = distributed.setup(pick_device(device))
-    try:
-        resolve_precision(torch_device, dtype)  # a bad --dtype is said before any data or folder
-        plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
-                             resume=resume, init=init)
-        with plan.claim():  # the run directory is ours before any time goes into the data
-            prepared = _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer,
-                                      plan.run_dir, quiet)
-            trainer = plan.trainer(prepared, torch_device, dtype=dtype, compile=compile_model)
-            from minigpt.console import console, run_training
+    from minigpt.console import RunSignals, console, run_training, signal_handlers
 
-            if not distributed.is_main():
-                console.quiet = True  # one process speaks for the run: rank 0
-            reason = run_training(trainer, quiet=quiet)
-        if reason == "interrupted":
-            raise typer.Exit(EXIT_INTERRUPTED)
-        distributed.teardown(together=True)
-    finally:
-        distributed.teardown()  # after an error: leave at once (a no-op if already left)
+    signals = RunSignals()  # from here on a stop ends the run: at once while nothing is trained
+    with signal_handlers(signals.handlers()):
+        torch_device = distributed.setup(pick_device(device))
+        try:
+            resolve_precision(torch_device, dtype)  # a bad --dtype: said before data or folder
+            plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
+                                 resume=resume, init=init)
+            with plan.claim():  # the run directory is ours before any time goes into the data
+                with _stopped_before_training(plan.run_dir):
+                    prepared = _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer,
+                                              plan.run_dir, quiet)
+                    signals.run = plan.trainer(prepared, torch_device, dtype=dtype,
+                                               compile=compile_model)
+                if not distributed.is_main():
+                    console.quiet = True  # one process speaks for the run: rank 0
+                run_training(signals.run, quiet=quiet)
+            if signals.received is not None:  # stopped, and saved: not a finished run
+                raise typer.Exit(exit_status(signals.received))
+            distributed.teardown(together=True)
+        finally:
+            distributed.teardown()  # after an error: leave at once (a no-op if already left)
+
+
+@contextmanager
+def _stopped_before_training(run_dir):
+    """A run stopped while its data is prepared or its model built ends with a done event that
+    says so (and saves nothing: there is nothing yet), so that whoever follows it (the TUI) sees
+    a stopped run, not a failed or a killed one."""
+    try:
+        yield
+    except Stopped as e:
+        if run_dir is not None:
+            from minigpt.events import EventLog, event
+
+            log = EventLog(run_dir)
+            reason = "interrupted" if e.signum == control.INTERRUPT else "stopped"
+            log.try_write(event("done", reason=reason, signal=control.why_stopped(e.signum),
+                                train_loss=None, val_loss=None, tokens_per_s=0.0,
+                                checkpoint=None))
+            log.close()
+        raise
 
 
 def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="train"):
@@ -218,9 +267,10 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="tr
         with distributed.main_first(), preparing(quiet or not distributed.is_main(),
                                                  also=write if log else None) as on_event:
             return load_prepared(open_source(data, text_field), cfg, tokenizer, on_event)
-    except MinigptError as e:  # the run ends before its start: its last event says why
+    except Exception as e:  # the run ends before its start: its last event says why
         if log is not None:
-            log.try_write(event("error", message=str(e)))
+            message = str(e) if isinstance(e, MinigptError) else f"{type(e).__name__}: {e}"
+            log.try_write(event("error", message=message))
         raise
     finally:
         if log is not None:
@@ -391,7 +441,7 @@ def inspect_command(
     head: Annotated[int | None, typer.Option("--head", help="The head to draw, in --layer.")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write every number (attention, head measures, logit lens) here "
-                       "(an earlier JSON file is replaced; any other file is refused).")] = None,
+                       "(a new file, or one an earlier --json wrote; any other is refused).")] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Look inside a model on a prompt: a head's attention, every head's type, the logit lens."""
@@ -417,7 +467,7 @@ def inspect_command(
     print_inspection(found, console, layer, head)
     sys.stdout.flush()  # before the line on stderr, so the two never interleave
     if json_path is not None:
-        _write_json(json_path, found.to_dict())
+        _write_json(json_path, "inspect", found.to_dict())
 
 
 # --- ablate ----------------------------------------------------------------------------------------
@@ -434,8 +484,8 @@ def ablate(
     seed: Annotated[int, typer.Option("--seed")] = 1337,
     device: DeviceOpt = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the results as a JSON list here (an earlier JSON file is "
-                       "replaced; any other file is refused).")] = None,
+        "--json", help="Also write the results here, as JSON (a new file, or one an earlier --json "
+                       "wrote; any other is refused).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Run directory for events.jsonl (default: a new one under "
                       "checkpoints/); not a folder where another run left its results.")] = None,
@@ -447,7 +497,7 @@ def ablate(
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
     from minigpt.ablation import AblationRunner, ablation_config, expand_variants, new_ablation_dir
     from minigpt.config import preset
-    from minigpt.console import run_ablation
+    from minigpt.console import RunSignals, run_ablation, signal_handlers
     from minigpt.events import refuse_another_run, run_lock
     from minigpt.hardware import pick_device
 
@@ -455,40 +505,77 @@ def ablate(
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
     expand_variants(variants)  # an unknown name too
     _check_json_output(json_path)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    run_dir = out or new_ablation_dir()
-    with run_lock(run_dir):  # one writer, from the data's preparation on
-        refuse_another_run(run_dir)
-        prepared = _prepared_data(data, text_field, base, None, run_dir, quiet, command="ablate")
-        runner = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
-                                device=pick_device(device), run_dir=run_dir)
-        results = run_ablation(runner, quiet=quiet)
+    signals = RunSignals()  # a stop cancels: at once while the data is prepared
+    with signal_handlers(signals.handlers()):
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        run_dir = out or new_ablation_dir()
+        with run_lock(run_dir):  # one writer, from the data's preparation on
+            refuse_another_run(run_dir)
+            with _stopped_before_training(run_dir):
+                prepared = _prepared_data(data, text_field, base, None, run_dir, quiet,
+                                          command="ablate")
+                signals.run = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
+                                             device=pick_device(device), run_dir=run_dir)
+            results = run_ablation(signals.run, quiet=quiet)
     if json_path is not None:
-        _write_json(json_path, results, indent=2)
+        _write_json(json_path, "ablate", {"results": results}, indent=2)
+    if signals.received is not None:  # cancelled: the finished variants are shown and kept
+        raise typer.Exit(exit_status(signals.received))
+
+
+# --json writes one JSON object whose first key marks it as this command's: only a file that starts
+# so is replaced by a later --json, never a user's own JSON, a JSON Lines corpus, a checkpoint or
+# a run's files (their names are refused even when new)
+JSON_MARK = "written_by"
+_MARKED = re.compile(rb'\s*\{\s*"' + JSON_MARK.encode() + rb'"\s*:\s*"minigpt ')
+NEVER_JSON_OUTPUT = (".jsonl", ".ndjson", ".pt", ".lock", ".log")
 
 
 def _check_json_output(path: Path | None) -> None:
-    """Before any work: --json may replace an earlier JSON file, never another kind of file (the
-    checkpoint just read, say), and its folder must exist."""
+    """Before any work: --json writes a new file, or replaces one that an earlier --json wrote
+    (it starts with the mark), never any other file; its folder must exist."""
     if path is None:
         return
-    if path.is_dir() or (path.exists() and not _is_json(path)):
-        raise MinigptError(f"{path} exists and is not a JSON file: --json would replace it; "
-                           "choose another path")
+    if str(path) == "" or path.name == "":
+        raise MinigptError("--json needs a file name")
+    if path.name.lower().endswith(NEVER_JSON_OUTPUT):
+        raise MinigptError(f"--json writes one JSON document and never a file named like "
+                           f"{path.name} (JSON Lines, a checkpoint or a run's files): name it "
+                           ".json")
+    if path.is_dir():
+        raise MinigptError(f"{path} is a folder: --json needs a file name")
+    if path.exists() and not _written_by_json_output(path):
+        raise MinigptError(f"{path} exists and was not written by --json: it would be "
+                           "replaced; choose another path")
     if not path.parent.is_dir():
         raise MinigptError(f"no such folder: {path.parent} (for --json {path})")
 
 
-def _is_json(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(64).lstrip()[:1] in (b"{", b"[")
+def _written_by_json_output(path: Path) -> bool:
+    if not path.is_file():  # a device or a pipe is no earlier output (and a pipe would block)
+        return False
+    try:
+        with open(path, "rb") as f:
+            return _MARKED.match(f.read(256)) is not None
+    except OSError:
+        return False
 
 
-def _write_json(path: Path, value, indent: int | None = None) -> None:
+def _write_json(path: Path, command: str, value: dict, indent: int | None = None) -> None:
+    """value with the mark first, written beside path and renamed over it: an earlier output
+    stays whole if the disk fills."""
     import json
+    import os
 
-    path.write_text(json.dumps(value, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    target = path.resolve() if path.is_symlink() else path
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({JSON_MARK: f"minigpt {command}", **value}, indent=indent,
+                                  ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -508,6 +595,9 @@ def import_gpt2(
     from minigpt.checkpoint import CHECKPOINT_NAME
     from minigpt.hf import import_gpt2 as convert
 
+    if out.suffix != ".pt" and out.exists() and not out.is_dir():
+        raise MinigptError(f"{out} is a file and not a checkpoint: --out takes a path ending in "
+                           ".pt, or a folder")
     path, imported = convert(src, out if out.suffix == ".pt" else out / CHECKPOINT_NAME)
     cfg = imported.model.config
     print(f"imported {src}: {imported.model.num_params() / 1e6:.2f}M parameters ({cfg.n_layer} "
@@ -519,13 +609,15 @@ def import_gpt2(
 @app.command("export-hf")
 def export_hf(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
-    outdir: Annotated[Path, typer.Argument(help="Folder to write the Hugging Face model to: "
-                                                "new, or an earlier export, which is replaced.")],
+    outdir: Annotated[str, typer.Argument(help="Folder to write the Hugging Face model to: "
+                                               "new, or an earlier export, which is replaced.")],
 ) -> None:
     """Write a model as a Hugging Face GPT-2 folder that transformers loads."""
     from minigpt.checkpoint import load_checkpoint
     from minigpt.hf import export_hf as convert
 
+    if not outdir:  # as a Path, "" would be the current folder
+        raise MinigptError("the folder to export to is empty: name one ('.' for this one)")
     written = convert(load_checkpoint(ckpt), outdir)
     print(f"wrote {', '.join(written)} to {outdir}")
     print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(outdir)!r})")
@@ -550,7 +642,8 @@ def tui(
         "--preset", help=f"{PRESET_NAMES} for a new run (default: by device).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Steps for a new run.")] = None,
     attach: Annotated[Path | None, typer.Option(
-        "--attach", help="Follow this run directory (running or finished).")] = None,
+        "--attach", help="Follow this run (running or finished): its run directory, its "
+                         "checkpoint, or a NAME.events.jsonl.")] = None,
     text_field: TextFieldOpt = None,
 ) -> None:
     """The terminal UI: watch training live, chat with a model, run ablations.
@@ -559,15 +652,18 @@ def tui(
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
     limit_for_decoding()  # before torch loads, for the Chat pane (its training runs go without)
     from minigpt.config import TrainConfig, preset
+    from minigpt.events import find_run
     from minigpt.runstate import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process
     if steps is not None:
         TrainConfig.check_setting("max_steps", steps)  # the rule the child's train applies
-    if attach is not None and summarize_run(attach) is None:
-        raise MinigptError(f"{attach} is not a run directory (no events.jsonl with a start or a "
-                           "data preparation)")
+    if attach is not None:
+        attach = find_run(attach)  # a checkpoint stands for the run that saves it
+        if summarize_run(attach) is None:
+            raise MinigptError(f"{attach} is not a run (no events file with a start or a data "
+                               "preparation)")
     if data and data != "builtin" and not data.startswith(("http://", "https://", "hf:")) \
             and not Path(data).expanduser().exists():
         raise MinigptError(f"no such file or folder: {data}")

@@ -26,7 +26,7 @@ from rich.text import Text
 from minigpt import control
 from minigpt.config import format_duration
 from minigpt.errors import TokenizerError
-from minigpt.events import PREPARE_STAGES
+from minigpt.events import PREPARE_STAGES, run_files, run_of_checkpoint
 from minigpt.gradflow import layer_order
 from minigpt.runstate import RunState
 
@@ -62,53 +62,63 @@ def signal_handlers(handlers: dict):
             signal.signal(sig, handler)
 
 
-class TrainerSignals:
-    """How other processes (and Ctrl-C) steer a run (minigpt.control has the map; the TUI sends
-    these to its training child):
+class RunSignals:
+    """How other processes, the terminal and Ctrl-C steer a run (minigpt.control has the map; the
+    TUI sends these to its children). Installed from a command's start, before its data is
+    prepared; `run` is set once there is a Trainer or an AblationRunner to stop cleanly.
 
-    INTERRUPT (Ctrl-C), STOP   stop after the current step and save; a second Ctrl-C interrupts
-                               the step (or evaluation) itself, and the trainer still saves before
-                               it ends; a checkpoint being written is never interrupted
+    INTERRUPT (Ctrl-C), STOP,  before `run`: Stopped at once (nothing to save yet). Then: stop
+    HANGUP                     after the current step and save (an ablation: cancel); a second
+                               Ctrl-C interrupts the step (or evaluation) itself, and the trainer
+                               still saves before it ends; a checkpoint being written is never
+                               interrupted. HANGUP also sends what would be printed nowhere.
     SAVE_NOW                   save a checkpoint now
     TOGGLE_PAUSE               pause, or resume a paused run
+
+    `received` is the signal that ended the run (the first one), for its exit status.
     """
 
-    def __init__(self, trainer):
-        self.trainer = trainer
+    def __init__(self, run=None):
+        self.run = run
+        self.received: int | None = None
 
     def handlers(self) -> dict:
-        handlers = {control.INTERRUPT: self._on_interrupt, control.STOP: self._on_stop}
+        handlers = {sig: self._on_ending for sig in control.ENDING
+                    if not control.ignored(sig)}  # `nohup minigpt train`: hangups are not stops
         if control.SAVE_NOW is not None:  # POSIX only
             handlers[control.SAVE_NOW] = self._on_save_now
         if control.TOGGLE_PAUSE is not None:
             handlers[control.TOGGLE_PAUSE] = self._on_toggle_pause
         return handlers
 
-    def _on_interrupt(self, signum, frame):
-        signal.signal(control.INTERRUPT, self._on_second_interrupt)
-        self._stop("interrupted")
-        console.print("[yellow]stopping: finishing this step and saving a checkpoint "
-                      "(Ctrl-C again to interrupt the step)", markup=True)
-
-    def _stop(self, reason: str) -> None:
-        self.trainer.request_stop(reason)
-        if self.trainer.evaluating:  # an evaluation changes nothing: no need to wait for it
-            raise KeyboardInterrupt
-
-    def _on_second_interrupt(self, signum, frame):
-        # only a step or an evaluation is cut short; elsewhere (saving, printing) the run is
-        # already on its way out, and an exception there would lose the checkpoint
-        if self.trainer.interruptible:
-            raise KeyboardInterrupt
-
-    def _on_stop(self, signum, frame):
-        self._stop("stopped")
+    def _on_ending(self, signum, frame):
+        if signum == control.HANGUP:
+            control.detach_from_terminal()
+        again, self.received = self.received is not None, self.received or signum
+        if self.run is None:  # preparing the data, building the model: nothing to save yet
+            raise control.Stopped(signum)
+        if again:
+            # only a step or an evaluation is cut short; elsewhere (saving, printing) the run is
+            # already on its way out, and an exception there would lose the checkpoint
+            if signum == control.INTERRUPT and getattr(self.run, "interruptible", False):
+                raise KeyboardInterrupt
+            return
+        reason = "interrupted" if signum == control.INTERRUPT else "stopped"
+        self.run.request_stop(reason, control.why_stopped(signum))
+        if hasattr(self.run, "evaluating"):  # a trainer: say what happens next
+            again = " (Ctrl-C again to interrupt the step)" if signum == control.INTERRUPT else ""
+            console.print(f"[yellow]stopping ({control.signal_name(signum)}): finishing this step "
+                          f"and saving a checkpoint{again}", markup=True)
+            if self.run.evaluating:  # an evaluation changes nothing: no need to wait for it
+                raise KeyboardInterrupt
 
     def _on_save_now(self, signum, frame):
-        self.trainer.request_save()
+        if self.run is not None and hasattr(self.run, "request_save"):
+            self.run.request_save()
 
     def _on_toggle_pause(self, signum, frame):
-        self.trainer.request_pause(not self.trainer.paused)
+        if self.run is not None and hasattr(self.run, "request_pause"):
+            self.run.request_pause(not self.run.paused)
 
 
 @contextmanager
@@ -144,18 +154,21 @@ def preparing(quiet: bool = False, also=None, announce: bool = True):
             how = "found in the cache" if ev["cached"] else f"prepared in {ev['seconds']:.1f} s"
             console.print(f"data    {ev['tokens']:,} {ev['tokenizer']} tokens {how}: "
                           f"{ev['path']}", highlight=False)
+        elif ev["type"] == "note":  # a damaged cache entry, made again
+            console.print(_note(ev["message"]), soft_wrap=True)  # a path whole, to copy
 
     with progress:
         yield on_event
 
 
 def run_training(trainer, quiet: bool = False) -> str:
-    """Consume the trainer's events, showing progress; the reason the run ended."""
+    """Consume the trainer's events, showing progress; the reason the run ended. The caller
+    steers it (RunSignals)."""
     state = RunState()  # what the events mean, as every other reader of them folds them
     progress = _progress(timed=trainer.timed)
     if quiet:
         progress.disable = True
-    with signal_handlers(TrainerSignals(trainer).handlers()), progress:
+    with progress:
         task = None
         length = (f"for {format_duration(trainer.cfg.time_budget)}" if trainer.timed
                   else f"for {trainer.cfg.max_steps:,} steps")
@@ -187,13 +200,15 @@ def run_training(trainer, quiet: bool = False) -> str:
             elif kind in ("paused", "resumed"):
                 console.print(f"{kind} at step {ev['step']}")
             elif kind == "note":
-                console.print(Text.assemble(("note:", "yellow"), " ", ev["message"]))
+                console.print(_note(ev["message"]), soft_wrap=True)
             elif kind == "done":
                 progress.update(task, completed=state.progress)  # a timed run's final evaluation
                 where = ev["checkpoint"]
                 verb = {"finished": "done", "interrupted": "interrupted",
                         "stopped": "stopped"}[state.status]
                 val = f", val loss {ev['val_loss']:.4f}" if ev["val_loss"] is not None else ""
+                if ev.get("signal") and state.status == "stopped":  # Ctrl-C's is known
+                    verb += f" ({ev['signal']})"
                 if trainer.timed:  # the time it took, and the final evaluation's share
                     final = ev["final_eval_seconds"]
                     val = (f" after {format_duration(ev['time_spent'])} of "
@@ -203,6 +218,10 @@ def run_training(trainer, quiet: bool = False) -> str:
                 console.print(f"{verb} at step {ev['step']}{val}; "
                               f"{ev['tokens_per_s']:,.0f} tokens/s; checkpoint saved to {where}")
     return state.status
+
+
+def _note(message: str) -> Text:
+    return Text.assemble(("note:", "yellow"), " ", message)
 
 
 def _indent(text: str, width: int = 400) -> str:
@@ -215,9 +234,7 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
     if quiet:
         progress.disable = True
     tasks = {}
-    # Ctrl-C or SIGTERM cancels; the variants already finished are kept
-    cancel = {sig: lambda signum, frame: runner.request_stop() for sig in control.ENDING}
-    with signal_handlers(cancel), progress:
+    with progress:  # a stop (RunSignals) cancels; the variants already finished are kept
         for ev in runner.run():
             kind = ev["type"]
             if kind == "variant":
@@ -304,6 +321,9 @@ def print_info(ckpt) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # a long path folds onto more lines, never cut short
     table.add_row("checkpoint", str(ckpt.path))
+    events = run_files(run_of_checkpoint(ckpt.path)).events if ckpt.path else None
+    if events is not None and events.is_file():  # the history of the run that saved it
+        table.add_row("events", str(events))
     if ckpt.meta.get("source"):  # imported from Hugging Face, or fine-tuned from another model
         table.add_row("source", ckpt.meta["source"])
     table.add_row("parameters", f"{n_params:,} ({n_params / 1e6:.2f}M)")

@@ -106,7 +106,9 @@ def _size(text: str) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MINIGPT_CACHE", Path.home() / ".cache" / "minigpt"))
+    """$MINIGPT_CACHE, else ~/.cache/minigpt (an empty $MINIGPT_CACHE counts as unset: as a
+    path it would be the current folder)."""
+    return Path(os.environ.get("MINIGPT_CACHE") or Path.home() / ".cache" / "minigpt")
 
 
 def download(url: str) -> Path:

@@ -2,7 +2,10 @@
 
 `minigpt train` writes `checkpoints/<run>/` with `model.pt` and `events.jsonl`: one JSON object a
 line, appended and flushed as training goes, so another process (the TUI, `--attach`, a test) can
-replay a run's history and follow it live. What each kind of event carries is written once, as
+replay a run's history and follow it live. A run named by its checkpoint file (`train --out
+NAME.pt`) keeps its files beside it instead, under its name (NAME.events.jsonl, .NAME.lock), so
+that several such runs share a folder: see RunFiles. Everything here that takes a run takes
+either: a run directory, or a named run's events file. What each kind of event carries is written once, as
 code, in the schema below (SCHEMA); event() refuses a type or a field outside it, and
 runstate.py folds a stream of events into what a run is doing.
 
@@ -23,15 +26,18 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
 
 EVENTS_NAME = "events.jsonl"
 LOCK_NAME = ".lock"
+CHECKPOINT_NAME = "model.pt"  # a run directory's checkpoint
+EVENTS_SUFFIX = ".events.jsonl"  # a named run's events: NAME.events.jsonl beside NAME.pt
 DEFAULT_RUNS_ROOT = Path("checkpoints")
 PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BPE sample",
-                  "encode": "tokenizing"}  # what each stage of a "prepare" event is doing
+                  "encode": "tokenizing", "check": "checking the cached tokens"}  # what each stage of a "prepare" event is doing
 
 
 # --- the schema: what each kind of event carries ------------------------------------------------
@@ -114,11 +120,12 @@ class Checkpoint(_Event, _OfVariant):
 
 
 class Done(_Event, _OfVariant):
-    step: int
+    step: int  # absent when the run was stopped before training began
     reason: str  # "finished", "interrupted" or "stopped"
+    signal: str | None  # what stopped it: "SIGTERM", "SIGHUP: the terminal closed"; else None
     train_loss: float | None
     val_loss: float | None
-    tokens_per_s: float
+    tokens_per_s: float  # of this start's steps (a resumed run's earlier ones are not counted)
     elapsed: float
     time_spent: float  # as a step's: a timed run's is about its time_budget
     final_eval_seconds: float | None  # of the final evaluation and save (in time_spent); None
@@ -230,6 +237,53 @@ def event(type_: str, **fields) -> dict:
     return {"type": type_, "time": time.time(), **fields}
 
 
+# --- where a run's files are ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run. A run directory holds its own: events.jsonl, .lock, model.pt (every run
+    under checkpoints/, and `--out DIR`). A run named by its checkpoint (`--out NAME.pt`, any
+    name but model.pt) keeps them beside it, NAME.events.jsonl and .NAME.lock, so that two
+    models trained in one folder keep their histories apart."""
+
+    events: Path
+    lock: Path
+    checkpoint: Path  # where the run saves, unless it was told another path
+    folder: Path
+    name: str  # for people: the directory's name, or NAME
+    own_folder: bool  # a run directory (its folder is the run's alone)
+
+
+def run_files(run: str | os.PathLike) -> RunFiles:
+    """The files of a run given as a run directory or as a named run's events file."""
+    path = Path(run)
+    if path.name.endswith(EVENTS_SUFFIX):
+        name = path.name[: -len(EVENTS_SUFFIX)]
+        return RunFiles(path, path.with_name(f".{name}.lock"), path.with_name(f"{name}.pt"),
+                        path.parent, name, own_folder=False)
+    return RunFiles(path / EVENTS_NAME, path / LOCK_NAME, path / CHECKPOINT_NAME, path,
+                    path.name or str(path), own_folder=True)
+
+
+def run_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """The run a checkpoint file is saved by: its folder where it is named model.pt, else the
+    named run NAME.events.jsonl beside it."""
+    path = Path(checkpoint)
+    if path.name == CHECKPOINT_NAME:
+        return path.parent
+    return path.with_name(path.stem + EVENTS_SUFFIX)
+
+
+def find_run(path: str | os.PathLike) -> Path:
+    """What a user names as a run (`tui --attach`): a run directory, a named run's events file,
+    or a checkpoint file, which stands for the run that saves it."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return run_of_checkpoint(path)
+    return path
+
+
 def new_run_dir(root: str | os.PathLike = DEFAULT_RUNS_ROOT, name: str | None = None) -> Path:
     """A fresh directory under root: the given name, or '<date>-<time>', made unique with a suffix."""
     root = Path(root)
@@ -251,11 +305,12 @@ _held_locks: dict[str, list] = {}  # run directory -> [lock file descriptor, hol
 
 @contextmanager
 def run_lock(run_dir: str | os.PathLike):
-    """Hold the run directory's writer lock for the block; refused (RunDirectoryError) while
-    another process holds it. Nested holds in one process share one lock."""
+    """Hold the run's writer lock for the block; refused (RunDirectoryError) while another
+    process holds it. Nested holds in one process share one lock."""
     from minigpt.errors import RunDirectoryError
 
-    key = os.path.realpath(run_dir)
+    files = run_files(run_dir)
+    key = os.path.realpath(files.lock)
     if key in _held_locks:
         _held_locks[key][1] += 1
         try:
@@ -268,23 +323,23 @@ def run_lock(run_dir: str | os.PathLike):
     except ImportError:  # Windows: no advisory locks; one writer is then the user's to keep
         yield
         return
-    path = Path(run_dir) / LOCK_NAME
-    if Path(run_dir).exists() and not Path(run_dir).is_dir():
-        raise RunDirectoryError(f"{run_dir} is a file, not a run directory: give a folder, or a "
+    path, folder = files.lock, files.folder
+    if folder.exists() and not folder.is_dir():
+        raise RunDirectoryError(f"{folder} is a file, not a run directory: give a folder, or a "
                                 "path ending in .pt for the checkpoint")
     try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise RunDirectoryError(f"cannot write to {run_dir}: {e.strerror or e}") from None
+        raise RunDirectoryError(f"cannot write to {folder}: {e.strerror or e}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise RunDirectoryError(
-            f"{run_dir} is in use by another run (pid {holder}): wait for it to end, stop it, "
-            "or choose another --out") from None
+            f"{_shown(files)} is in use by another run (pid {holder}): wait for it to end, stop "
+            "it, or choose another --out") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _held_locks[key] = [fd, 1]
@@ -295,23 +350,38 @@ def run_lock(run_dir: str | os.PathLike):
         os.close(fd)  # closing drops the lock
 
 
-# what a run leaves that a second run in its folder must not be mixed with: a saved model, an end,
-# an ablation's result
+# what a run leaves that a second run in its folder must not be mixed with: a saved model (a
+# checkpoint event, or the end of a run that names its checkpoint), an ablation's result or end
 RUN_RECORDS = ("checkpoint", "done", "result", "ablation_done")
 _RUN_RECORD_NAMES = tuple(f'"{kind}"'.encode() for kind in RUN_RECORDS)  # to skip other lines fast
 
 
+def is_run_record(ev) -> bool:
+    """Whether an event records something of a run's to keep. A checkpoint event or an end with
+    no checkpoint (an ablation's variants save none; a run stopped before training saved
+    nothing) leaves nothing."""
+    if not isinstance(ev, dict) or ev.get("type") not in RUN_RECORDS:
+        return False
+    if ev["type"] == "checkpoint":
+        return isinstance(ev.get("path"), str)
+    if ev["type"] == "done":
+        return isinstance(ev.get("checkpoint"), str)
+    return True
+
+
 def refuse_another_run(run_dir: str | os.PathLike) -> None:
     """Refuse (RunDirectoryError) to begin a run in a folder whose events.jsonl records a run
-    with something to keep (a checkpoint it saved, its end, an ablation's result): the two runs'
-    events would be mixed into one log, and whoever reads it (the TUI, `minigpt tui --attach`)
-    would show one as the other. A folder whose run failed or was killed before any of that (bad
-    data, out of memory at the first step) can be used again, as the same command retried
-    would. The log is read a line at a time, as far as the first such record."""
+    with something to keep (is_run_record: a checkpoint it saved, an ablation's result): the two
+    runs' events would be mixed into one log, and whoever reads it (the TUI, `minigpt tui
+    --attach`) would show one as the other. A folder whose run failed, was killed or was stopped
+    before any of that (bad data, out of memory at the first step, a stop while preparing) can
+    be used again, as the same command retried would. The log is read a line at a time, as far
+    as the first such record."""
     from minigpt.errors import RunDirectoryError
 
+    files = run_files(run_dir)
     try:
-        with open(Path(run_dir) / EVENTS_NAME, "rb") as f:
+        with open(files.events, "rb") as f:
             for line in f:
                 if not any(name in line for name in _RUN_RECORD_NAMES):
                     continue
@@ -319,19 +389,24 @@ def refuse_another_run(run_dir: str | os.PathLike) -> None:
                     ev = json.loads(line)
                 except (ValueError, RecursionError):
                     continue
-                if isinstance(ev, dict) and ev.get("type") in RUN_RECORDS:
+                if is_run_record(ev):
                     raise RunDirectoryError(
-                        f"{run_dir} holds another run (its {EVENTS_NAME}): a new run there "
-                        "would mix its events with that run's; choose another --out")
+                        f"{_shown(files)} holds another run (its {files.events.name}): a new "
+                        "run there would mix its events with that run's; choose another --out")
     except OSError:  # no log yet (or none readable): no run to mix with
         return
 
 
+def _shown(files: RunFiles) -> str:
+    """A run as a message names it: its folder, or a named run's events file."""
+    return str(files.folder if files.own_folder else files.events)
+
+
 class EventLog:
-    """Appends events to <run_dir>/events.jsonl, one flushed line each."""
+    """Appends events to the run's events file, one flushed line each."""
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / EVENTS_NAME
+        self.path = run_files(run_dir).events
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
@@ -395,7 +470,7 @@ class EventTail:
     None where a field is missing or of the wrong kind."""
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / EVENTS_NAME
+        self.path = run_files(run_dir).events
         self._offset = 0
         self._pending = b""
         self.skipped = 0

@@ -401,9 +401,12 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
         raise ConversionError(f"{outdir} exists and is not a folder")
     _check_export_folder(outdir)
     model = checkpoint.build_model("cpu")
-    # Every file is written into a folder beside outdir, then moved in: a full disk or an error
-    # half-way leaves outdir as it was (a previous export in it stays whole).
-    staging = outdir.with_name(f".{outdir.name}.{os.getpid()}.tmp")
+    # Every file is written into a folder inside outdir (on its disk, and writable where outdir
+    # is: "." has no name to put one beside), then moved into place: a full disk or an error
+    # half-way leaves outdir as it was (a previous export in it stays whole; a folder this
+    # export made is removed).
+    made = not outdir.exists()
+    staging = outdir / f".export.{os.getpid()}.tmp"
     try:
         staging.mkdir(parents=True, exist_ok=True)
         (staging / "config.json").write_text(
@@ -413,10 +416,12 @@ def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
         written = ["config.json", "model.safetensors"]
         written += write_tokenizer_files(checkpoint.tokenizer, staging, config.block_size)
         give_new_file_modes(staging, written)
-        outdir.mkdir(parents=True, exist_ok=True)
         for name in written:
             os.replace(staging / name, outdir / name)
     except Exception as e:  # OSError, or safetensors' own error for the same I/O failures
+        shutil.rmtree(staging, ignore_errors=True)
+        if made:
+            shutil.rmtree(outdir, ignore_errors=True)
         if isinstance(e, MinigptError):
             raise
         raise ConversionError(_export_failure(outdir, e)) from None

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from minigpt import distributed
-from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
+from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.config import (
     TrainConfig,
     check_run_length,
@@ -29,7 +29,13 @@ from minigpt.config import (
     preset,
 )
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
-from minigpt.events import new_run_dir, refuse_another_run, run_lock
+from minigpt.events import (
+    CHECKPOINT_NAME,
+    new_run_dir,
+    refuse_another_run,
+    run_lock,
+    run_of_checkpoint,
+)
 from minigpt.tokenizer import Tokenizer
 from minigpt.train import PreparedData, Trainer
 
@@ -41,7 +47,9 @@ RESUME_MAY_CHANGE = ("max_steps", "time_budget", "eval_interval")
 class TrainingPlan:
     cfg: TrainConfig
     data: str | None  # the data to train on, as --data names it (None: the built-in corpus)
-    run_dir: Path | None  # events.jsonl and the lock; None: this process writes nothing (DDP rank > 0)
+    # the run: a run directory, or a named run's events file (events.run_files); None: this
+    # process writes nothing (DDP rank > 0)
+    run_dir: Path | None
     checkpoint_path: Path | None
     resume: Checkpoint | None = None  # the run that --resume continues
     init: Checkpoint | None = None  # the model that --init fine-tunes, fit to cfg's context
@@ -89,7 +97,8 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
                   resume: Path | None = None, init: Path | None = None) -> TrainingPlan:
     """The plan for `minigpt train`'s options. overrides: settings by TrainConfig name (None for
     one not given); a run is as long as max_steps or time_budget (seconds), not both. out: a
-    checkpoint file (x.pt) or a run directory; else the resumed run's own file, else a new
+    checkpoint file (x.pt: its events beside it as x.events.jsonl, unless it is named model.pt,
+    whose folder is the run's) or a run directory; else the resumed run's own file, else a new
     directory under checkpoints/ (named `name`, else by date and time)."""
     overrides = overrides or {}
     check_run_length(overrides.get("max_steps"), overrides.get("time_budget"))
@@ -113,10 +122,10 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
         run_dir = checkpoint_path = None
     elif out is not None:
         checkpoint_path = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
-        run_dir = checkpoint_path.parent
+        run_dir = run_of_checkpoint(checkpoint_path)
     elif checkpoint is not None:
         checkpoint_path = checkpoint.path
-        run_dir = checkpoint_path.parent
+        run_dir = run_of_checkpoint(checkpoint_path)
     else:
         run_dir = new_run_dir(name=name)
         checkpoint_path = run_dir / CHECKPOINT_NAME

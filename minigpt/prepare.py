@@ -24,6 +24,13 @@ written in a temporary sibling folder and renamed into place when complete: a pr
 killed leaves only that folder, never used, removed by the next preparation; a full disk is one
 line and leaves nothing behind.
 
+What is found in the cache is checked before it is used: the manifest parses and is minigpt's,
+the tokenizer stored beside the tokens is the one asked for, tokens.bin holds exactly the
+manifest's count of ids, and every id is inside the vocabulary (a pass over the file, at the
+speed memory or the disk reads it). A cached tokenizer carries its own checksum. Whatever fails a
+check is damaged: a note says so, naming the folder, and it is prepared again (`minigpt prepare`
+repairs it the same way).
+
 The split is made when the data is opened, not stored: the last val_fraction of the token stream
 validates, the rest trains, as for text held in memory (TokenData.split).
 """
@@ -56,6 +63,7 @@ FORMAT = 1
 BPE_SAMPLE_BYTES = 16 << 20
 ENCODE_BATCH_CHARS = 4 << 20  # text encoded per batch: enough for every core to have work
 EVENT_INTERVAL_S = 0.25  # progress events at most this often
+CHECK_CHUNK_BYTES = 64 << 20  # a cached token file is checked this much at a time
 TOKENS_NAME, MANIFEST_NAME, TOKENIZER_NAME = "tokens.bin", "manifest.json", "tokenizer.json"
 
 OnEvent = Callable[[dict], None]
@@ -97,11 +105,16 @@ def prepare(source: Source, kind: str = "char", vocab_size: int = 4096,
     key = _hash({"format": FORMAT, "source": source.identity(),
                  "tokenizer": hashlib.sha256(tokenizer_json.encode()).hexdigest()})
     folder = _cache() / "prepared" / key
-    if (folder / MANIFEST_NAME).is_file():
-        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        done = Prepared(folder, manifest, tokenizer, cached=True)
-        on_event(_event("prepared", done, time.perf_counter() - started))
-        return done
+    if folder.exists():
+        try:
+            manifest = _check_prepared(folder, tokenizer, tokenizer_json, source, on_event)
+        except _Damaged as e:
+            on_event(_note(f"the prepared data in {folder} is damaged ({e}): preparing it again"))
+            _discard(folder)
+        else:
+            done = Prepared(folder, manifest, tokenizer, cached=True)
+            on_event(_event("prepared", done, time.perf_counter() - started))
+            return done
     _remove_abandoned(folder.parent)
     tmp = folder.parent / f".{key}.tmp-{os.getpid()}"
     try:
@@ -144,8 +157,11 @@ def corpus_tokenizer(source: Source, kind: str, vocab_size: int,
     if kind == "bpe":
         settings.update(vocab_size=vocab_size, sample_bytes=BPE_SAMPLE_BYTES)
     path = _cache() / "tokenizers" / f"{_hash({'source': source.identity(), **settings})}.json"
-    if path.is_file():
-        return tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    if path.exists():
+        try:
+            return _read_tokenizer(path)
+        except _Damaged as e:
+            on_event(_note(f"the cached tokenizer {path} is damaged ({e}): building it again"))
     if kind == "char":
         chars: set[str] = set()
         for text in _texts(_documents(source, "\n\n", _Meter(source, "vocabulary", on_event))):
@@ -156,19 +172,123 @@ def corpus_tokenizer(source: Source, kind: str, vocab_size: int,
     else:
         meter = _Meter(source, "sample", on_event, total=min(BPE_SAMPLE_BYTES, source.total_bytes))
         tokenizer = BPETokenizer.train_from(_sample(source, meter), vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_tokenizer(path, tokenizer)
+    return tokenizer
+
+
+def _read_tokenizer(path: Path) -> Tokenizer:
+    """A cached tokenizer, if its record parses and its checksum matches; else _Damaged."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        body = json.dumps(record["tokenizer"], sort_keys=True, ensure_ascii=False)
+        if hashlib.sha256(body.encode()).hexdigest() != record["sha256"]:
+            raise _Damaged("its checksum does not match")
+        return tokenizer_from_dict(record["tokenizer"])
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, TokenizerError) as e:
+        raise _Damaged(_why(e)) from None
+
+
+def _write_tokenizer(path: Path, tokenizer: Tokenizer) -> None:
+    """Written beside its name and renamed: a kill or a full disk leaves no half of one."""
+    body = tokenizer.to_dict()
+    checksum = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode())
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(tokenizer.to_dict(), ensure_ascii=False), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(path.parent)
+        tmp.write_text(json.dumps({"tokenizer": body, "sha256": checksum.hexdigest()},
+                                  ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise _disk_error(e, path.parent) from None
-    return tokenizer
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _no_text(source: Source) -> DataError:
     return DataError(f"{source.name} has no text")
+
+
+# --- what the cache holds, checked before it is used -------------------------------------------------
+
+
+class _Damaged(Exception):
+    """A cache entry that cannot be trusted; the message says why, in a few words."""
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return f"{Path(e.filename).name} is missing" if e.filename else "a file is missing"
+    if isinstance(e, KeyError):
+        return f"its record has no {e}"
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return first[:120]
+
+
+def _check_prepared(folder: Path, tokenizer: Tokenizer, tokenizer_json: str, source: Source,
+                    on_event: OnEvent) -> dict:
+    """The manifest of a prepared folder whose files are whole (see the module's docstring);
+    _Damaged otherwise."""
+    try:
+        text = (folder / MANIFEST_NAME).read_text(encoding="utf-8")
+        stored = (folder / TOKENIZER_NAME).read_text(encoding="utf-8")
+        size = (folder / TOKENS_NAME).stat().st_size
+    except (OSError, ValueError) as e:
+        raise _Damaged(_why(e)) from None
+    try:
+        manifest = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _Damaged(f"its {MANIFEST_NAME} is not JSON: {_why(e)}") from None
+    if not isinstance(manifest, dict):
+        raise _Damaged(f"its {MANIFEST_NAME} is not a record")
+    tokens, dtype = manifest.get("tokens"), manifest.get("dtype")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise _Damaged(f"its {MANIFEST_NAME} gives no count of tokens")
+    if dtype not in ("uint16", "uint32"):
+        raise _Damaged(f"its {MANIFEST_NAME} gives no type of token (uint16 or uint32)")
+    if (manifest.get("tokenizer"), manifest.get("vocab_size")) != (tokenizer.kind,
+                                                                   tokenizer.vocab_size):
+        raise _Damaged(f"its {MANIFEST_NAME} names another tokenizer")
+    if stored != tokenizer_json:
+        raise _Damaged(f"its {TOKENIZER_NAME} is not the tokenizer it was made with")
+    expected = tokens * np.dtype(dtype).itemsize
+    if size != expected:
+        raise _Damaged(f"{TOKENS_NAME} holds {size:,} bytes, its {MANIFEST_NAME} says "
+                       f"{expected:,}")
+    highest = _highest_id(folder / TOKENS_NAME, dtype, tokens, source, on_event)
+    if highest >= tokenizer.vocab_size:
+        raise _Damaged(f"{TOKENS_NAME} holds id {highest:,}, past the vocabulary of "
+                       f"{tokenizer.vocab_size:,}")
+    return manifest
+
+
+def _highest_id(path: Path, dtype: str, count: int, source: Source, on_event: OnEvent) -> int:
+    """The largest id in a token file, read in chunks (progress as the "check" stage)."""
+    ids = np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+    meter = _Meter(source, "check", on_event, total=ids.nbytes)
+    highest, step = 0, CHECK_CHUNK_BYTES // ids.itemsize
+    for at in range(0, count, step):
+        highest = max(highest, int(ids[at:at + step].max()))
+        meter.read(min(step, count - at) * ids.itemsize)
+    meter.emit(force=True)
+    return highest
+
+
+def _discard(folder: Path) -> None:
+    """A damaged folder out of the way at once (renamed), then removed: the name is free for the
+    preparation that replaces it; a removal cut short is a temporary folder the next one clears."""
+    aside = folder.with_name(f".{folder.name}.old.tmp-{os.getpid()}")
+    try:
+        os.replace(folder, aside)
+    except OSError as e:
+        raise _disk_error(e, folder.parent) from None
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _note(message: str) -> dict:
+    from minigpt.events import event
+
+    return event("note", step=0, message=message)
 
 
 # --- the passes ------------------------------------------------------------------------------------
@@ -303,7 +423,7 @@ def _event(type_: str, done: Prepared, seconds: float) -> dict:
 
 
 def _remove_abandoned(folder: Path) -> None:
-    """Temporary folders of preparations whose process is gone (killed half-way)."""
+    """Temporary folders and files of preparations whose process is gone (killed half-way)."""
     from minigpt.events import process_alive
 
     if not folder.is_dir():
@@ -312,7 +432,10 @@ def _remove_abandoned(folder: Path) -> None:
         pid = tmp.name.rsplit("-", 1)[-1]
         # ours is from an earlier, failed attempt in this process: abandoned too
         if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _disk_error(e: OSError, where: Path) -> DataError:

@@ -21,10 +21,12 @@ from pathlib import Path
 from minigpt.events import (
     DEFAULT_RUNS_ROOT,
     EVENTS_NAME,
+    EVENTS_SUFFIX,
     number,
     pid_of,
     process_alive,
     read_events,
+    run_files,
     text,
     whole,
 )
@@ -94,7 +96,7 @@ def by_layer(ev: dict, key: str) -> dict[str, float]:
 class RunState:
     """What a run is doing, as far as its events say."""
 
-    run_dir: Path | None = None  # where the events come from, for whoever shows them
+    run_dir: Path | None = None  # where the events come from (events.run_files), for whoever shows them
     kind: str = "train"  # "train" or "ablate"
     status: str = "starting"  # LIVE, or "finished", "stopped", "interrupted", "cancelled",
     #                           "failed" (its last event says why), "ended" (killed: no word)
@@ -122,6 +124,7 @@ class RunState:
     checkpoint: str | None = None
     error: str = ""
     note: str = ""
+    stopped_by: str = ""  # what stopped it: "SIGHUP: the terminal closed" (the done event's signal)
     prep: Preparation = field(default_factory=Preparation)
     # the curves: logged steps' losses, and the evaluations' train and validation losses
     step_xs: list[int] = field(default_factory=list)
@@ -147,10 +150,15 @@ class RunState:
         if handler is not None:
             handler(self, ev)
 
-    def process_ended(self, last_words: str = "") -> None:
+    def process_ended(self, last_words: str = "", asked_to_stop: bool = False) -> None:
         """The run's process is gone. A run that had not said how it ended was killed ("ended"),
-        or never got to its first event ("failed"); last_words (what it printed last) say why."""
+        or never got to its first event ("failed"); last_words (what it printed last) say why.
+        asked_to_stop: the caller stopped it before it trained (a stop that lands while Python
+        starts ends it with no word): "stopped"."""
         if self.status not in LIVE:
+            return
+        if asked_to_stop and self.status in ("starting", "preparing"):
+            self.status = "stopped"
             return
         self.status = "failed" if self.status == "starting" else "ended"
         if last_words:
@@ -290,6 +298,7 @@ class RunState:
         if text(ev, "variant") is not None:  # a variant finished: its result follows
             return
         self.status = text(ev, "reason") or "finished"
+        self.stopped_by = text(ev, "signal") or ""
         self.checkpoint = text(ev, "checkpoint") or self.checkpoint
 
     def _error(self, ev: dict) -> None:
@@ -396,7 +405,7 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
     if state.status in LIVE and not process_alive(state.pid):
         state.process_ended()
     try:
-        modified = (run_dir / EVENTS_NAME).stat().st_mtime
+        modified = run_files(run_dir).events.stat().st_mtime
     except OSError:  # removed since we read it
         modified = 0.0
     return RunSummary(path=run_dir, kind=state.kind, status=state.status, step=state.step,
@@ -406,9 +415,15 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary | None:
 
 
 def list_runs(root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> list[RunSummary]:
-    """Every run directory under root, newest first."""
+    """Every run under root, newest first: the run directories in it, and the named runs
+    (NAME.events.jsonl beside NAME.pt) in it and in its folders."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [summarize_run(p) for p in root.iterdir() if (p / EVENTS_NAME).is_file()]
+    found = []
+    for folder in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
+        if folder is not root and (folder / EVENTS_NAME).is_file():
+            found.append(folder)
+        found.extend(sorted(folder.glob(f"*{EVENTS_SUFFIX}")))
+    runs = [summarize_run(p) for p in found]
     return sorted((r for r in runs if r), key=lambda r: r.modified, reverse=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ PARQUET_SUFFIXES = (".parquet",)
 # what a folder is searched for; a file named directly is read whatever its name
 FOLDER_SUFFIXES = tuple(s + z for s in TEXT_SUFFIXES + JSONL_SUFFIXES for z in ("", ".gz")) \
     + PARQUET_SUFFIXES
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # (text, ends_document): a piece of a document; a document may span many pieces
 Piece = tuple[str, bool]
@@ -145,7 +148,8 @@ def _folder(name: str, folder: Path, field: str, shown: str | None = None) -> So
     if not files:
         raise DataError(f"no .txt, .jsonl or .parquet files in folder {shown}")
     size = sum(p.stat().st_size for p in files)
-    return Source(name, f"{len(files)} files in {shown}, {_size(size)}", files, field)
+    count = "1 file" if len(files) == 1 else f"{len(files)} files"
+    return Source(name, f"{count} in {shown}, {_size(size)}", files, field)
 
 
 def _hub_dataset(repo_id: str) -> Path:
@@ -276,6 +280,11 @@ def _jsonl_pieces(path: Path, field: str, progress: Progress) -> Iterator[Piece]
             if not isinstance(text, str):
                 raise DataError(f"{path}:{number}: the {field!r} field is "
                                 f"{type(text).__name__}, not text")
+            lone = _SURROGATE.search(text)
+            if lone:  # valid JSON ("\\ud800"), but no character: UTF-8 cannot encode it
+                raise DataError(f"{path}:{number}: the {field!r} field holds a lone surrogate, "
+                                f"\\u{ord(lone.group()):04x} at character {lone.start() + 1}, "
+                                "which is not a character (half of a UTF-16 pair)")
             if text:
                 yield text, True
         f.report()
@@ -295,9 +304,9 @@ def _parquet_pieces(path: Path, field: str, progress: Progress) -> Iterator[Piec
     if field not in names:
         raise DataError(f"{path} has no column {field!r} (its columns: {', '.join(names)}); "
                         "name the text's column with --text-field")
-    if not pa.types.is_string(pf.schema_arrow.field(field).type) and \
-            not pa.types.is_large_string(pf.schema_arrow.field(field).type):
-        raise DataError(f"{path}: column {field!r} is {pf.schema_arrow.field(field).type}, not text")
+    kind = pf.schema_arrow.field(field).type
+    if not _is_text(kind):
+        raise DataError(f"{path}: column {field!r} is {kind}, not text")
     size, rows = path.stat().st_size, max(1, pf.metadata.num_rows)
     done_rows, reported = 0, 0
     try:
@@ -309,6 +318,17 @@ def _parquet_pieces(path: Path, field: str, progress: Progress) -> Iterator[Piec
             now = size * done_rows // rows
             progress(now - reported)
             reported = now
-    except pa.ArrowException as e:
+    except (OSError, pa.ArrowException) as e:  # corrupt pages: pyarrow's OSError names no file
         raise DataError(f"cannot read {path} as Parquet: {e}") from None
     progress(size - reported)
+
+
+def _is_text(kind) -> bool:
+    """Whether a Parquet column reads as Python strings: string, large_string, string_view, or a
+    dictionary of those (what pandas writes for a category column)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or getattr(pa.types, "is_string_view", lambda k: False)(kind))

@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 
 from minigpt import distributed
-from minigpt.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from minigpt.checkpoint import Checkpoint, save_checkpoint
 from minigpt.compiling import CompiledOrEager
 from minigpt.config import TrainConfig
 from minigpt.data import Corpus, TokenData, get_batch
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from minigpt.events import event, logged
+from minigpt.events import event, logged, run_files
 from minigpt.gradflow import GradientFlow
 from minigpt.hardware import (
     allow_tf32,
@@ -171,7 +171,7 @@ class Trainer:
         if checkpoint_path is not None:
             self.checkpoint_path = Path(checkpoint_path)
         else:
-            self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
+            self.checkpoint_path = run_files(self.run_dir).checkpoint if self.run_dir else None
         if not distributed.is_main():  # under DDP only rank 0 writes events and checkpoints
             self.run_dir, self.checkpoint_path = None, None
         # where the starting weights came from, kept in the run's checkpoints for `minigpt info`
@@ -189,11 +189,12 @@ class Trainer:
 
         # control from outside (see request_stop and the others below)
         self._stop_reason: str | None = None
+        self._stop_why: str | None = None
         self._save_requested = False
         self._paused = False
         # True while a step or an evaluation runs: the only time a second Ctrl-C may interrupt
         # (a checkpoint write never is); an evaluation, which changes nothing, is cut short at once
-        # by a stop request (see console.TrainerSignals)
+        # by a stop request (see console.RunSignals)
         self.interruptible = False
         self.evaluating = False
 
@@ -264,9 +265,11 @@ class Trainer:
 
     # --- control from outside (signal handlers, the TUI) -------------------------------------------
 
-    def request_stop(self, reason: str = "stopped") -> None:
-        """Finish the current step, save a checkpoint and end the run."""
+    def request_stop(self, reason: str = "stopped", why: str | None = None) -> None:
+        """Finish the current step, save a checkpoint and end the run. why: what asked, for the
+        done event ("SIGTERM", "SIGHUP: the terminal closed")."""
         self._stop_reason = reason
+        self._stop_why = why
 
     def request_save(self) -> None:
         """Save a checkpoint after the current step."""
@@ -345,6 +348,7 @@ class Trainer:
             yield event("note", step=self.step, message=slow)
 
         train_seconds = 0.0
+        tokens_before = self.tokens_seen  # a resumed run's earlier tokens are not this start's
         window = Throughput(self.clock)
         reason = "finished"
         final_eval_seconds = None
@@ -401,9 +405,11 @@ class Trainer:
         if reason != "finished" and self.saved_step != self.step:  # not twice at one step
             yield self._save()
         losses = self.losses_now()
+        tokens = self.tokens_seen - tokens_before
         yield event("done", step=self.step, reason=reason,
+                    signal=self._stop_why if reason != "finished" else None,
                     train_loss=losses.get("train_loss"), val_loss=losses.get("val_loss"),
-                    tokens_per_s=self.tokens_seen / train_seconds if train_seconds else 0.0,
+                    tokens_per_s=tokens / train_seconds if train_seconds else 0.0,
                     elapsed=self.clock() - started, time_spent=self.time_spent(),
                     final_eval_seconds=final_eval_seconds,
                     checkpoint=str(self.checkpoint_path) if self.checkpoint_path else None)

@@ -266,9 +266,9 @@ class AblatePane(Widget, can_focus=False):
         if not self.is_live:
             self.notify("no ablation is running", severity="warning", markup=False)
             return
-        runs.stop(self.state.pid)
+        self.follower.ask_to_stop()
         self.notify("cancelling: finished variants stay in the table", markup=False)
 
     def stop_run(self) -> None:
         if self.is_live:
-            runs.stop(self.state.pid)
+            self.follower.ask_to_stop()

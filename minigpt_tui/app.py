@@ -140,9 +140,9 @@ class MinigptApp(App):
         state = self.query_one(TrainPane).state
         if state is None:
             return None
-        from minigpt.checkpoint import CHECKPOINT_NAME
+        from minigpt.events import run_files
 
-        path = Path(state.checkpoint) if state.checkpoint else state.run_dir / CHECKPOINT_NAME
+        path = Path(state.checkpoint) if state.checkpoint else run_files(state.run_dir).checkpoint
         try:
             return path if path.exists() else None
         except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it

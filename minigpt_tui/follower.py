@@ -44,6 +44,7 @@ class RunFollower:
         self.tail = EventTail(run_dir)
         self.process = process
         self.state = RunState(Path(run_dir), pid=process.pid if process else None)
+        self.stop_sent = False  # the pane asked the run to stop (see RunState.process_ended)
         self._timer = owner.set_interval(self.INTERVAL_S, self.poll)
         self.poll()
 
@@ -62,7 +63,7 @@ class RunFollower:
             self.process = None  # reaped; what happened is in the events or its last words
         # asked only when nothing came, so the events a run writes as it ends are read first
         if self.state.status in LIVE and not events and not self._alive():
-            self.state.process_ended(runs.last_output_line(self.state.run_dir))
+            self.state.process_ended(runs.last_output_line(self.state.run_dir), self.stop_sent)
             self.owner.post_message(self.Ended(self))
 
     def _alive(self) -> bool:
@@ -70,5 +71,13 @@ class RunFollower:
             return self.process.poll() is None
         return process_alive(self.state.pid)
 
+    def ask_to_stop(self) -> bool:
+        """Send the run STOP (it saves and ends; before training it ends at once); False if its
+        process is gone."""
+        sent = runs.stop(self.state.pid)
+        self.stop_sent = self.stop_sent or sent
+        return sent
+
     def stop(self) -> None:
+        """Stop following (the run goes on)."""
         self._timer.stop()

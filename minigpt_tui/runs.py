@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from minigpt import control
+from minigpt.events import run_files
 from minigpt.onednn import environment_for_training
 
 LOG_NAME = "output.log"
@@ -61,7 +62,10 @@ def launch_ablation(run_dir: Path, variants: list[str], data: str | None, steps:
 
 
 def last_output_line(run_dir: Path) -> str:
-    """The child's last words (its one-line error, if it failed before writing events)."""
+    """The child's last words (its one-line error, if it failed before writing events); the
+    TUI's runs are run directories, where it writes them."""
+    if not run_files(run_dir).own_folder:
+        return ""
     try:
         lines = (run_dir / LOG_NAME).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from minigpt.events import PREPARE_STAGES, new_run_dir
+from minigpt.events import PREPARE_STAGES, new_run_dir, run_files
 from minigpt.runstate import LIVE, RunState, measured_at
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
@@ -154,7 +154,9 @@ class TrainPane(Widget, can_focus=True):
         if s.status == "preparing":
             self._redraw_preparing(s)
             return
-        title = assemble((s.run_dir.name, "bold"), f"  {s.status}")
+        title = assemble((run_files(s.run_dir).name, "bold"), f"  {s.status}")
+        if s.stopped_by:
+            title.append_text(plain(f" ({s.stopped_by})"))
         if s.status not in LIVE:
             title.append("  (read-only)")
         if self.follower.skipped:
@@ -201,11 +203,13 @@ class TrainPane(Widget, can_focus=True):
         if p.ready:
             how = ("cached" if p.cached else
                    f"prepared in {p.seconds:.1f} s" if p.seconds is not None else "prepared")
-            title = assemble((s.run_dir.name, "bold"), "  ",
+            title = assemble((run_files(s.run_dir).name, "bold"), "  ",
                              (f"data ready: {_fmt(p.tokens, ',')} tokens, {how}", "green"))
         else:
-            title = assemble((s.run_dir.name, "bold"), "  preparing data: ",
+            title = assemble((run_files(s.run_dir).name, "bold"), "  preparing data: ",
                              PREPARE_STAGES.get(p.stage, p.stage))
+        if s.note:  # a damaged cache entry, prepared again
+            title.append_text(plain(f"  {s.note}", "yellow"))
         if self.follower.skipped:
             title.append(f"  {self.follower.skipped} unreadable event(s) skipped", style="dim")
         self.query_one("#train-title", Static).update(title)
@@ -262,11 +266,12 @@ class TrainPane(Widget, can_focus=True):
         self._signal(runs.save_now, "saving a checkpoint after this step")
 
     def action_stop(self) -> None:
+        stop = lambda pid: self.follower.ask_to_stop()  # noqa: E731 (the follower knows the pid)
         if self.state is not None and self.state.status in ("starting", "preparing"):
-            self._signal(runs.stop, "stopping: the run ends before training", training_only=False)
+            self._signal(stop, "stopping: the run ends before training", training_only=False)
             return
-        self._signal(runs.stop, "stopping: the run saves a checkpoint and ends")
+        self._signal(stop, "stopping: the run saves a checkpoint and ends")
 
     def stop_run(self) -> None:
         if self.is_live:
-            runs.stop(self.state.pid)
+            self.follower.ask_to_stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,42 @@ def assert_one_line_error(result, *fragments) -> None:
     assert len(lines) == 1 and lines[0].startswith("minigpt: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@dataclass
+class Ran:
+    """What a command printed and its exit status: a child process's, or an in-process run's."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args, input=None) -> Ran:
+    """Run the command line in this process (Typer's CliRunner): a user's view of it, without the
+    second a new process spends importing torch. A traceback is a bug: it is raised here."""
+    from typer.testing import CliRunner
+
+    from minigpt.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, english_text) -> Path:
+    """A tiny char-level model saved as `minigpt train` saves one (resumable), built in this
+    process in a second: for commands that read a checkpoint."""
+    from minigpt.checkpoint import save_checkpoint
+    from minigpt.model import GPT
+    from minigpt.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.from_text(english_text)
+    cfg = preset("tiny").with_overrides(vocab_size=tok.vocab_size, block_size=32, n_embd=32,
+                                        n_head=2, n_layer=2)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "model.pt"
+    save_checkpoint(path, GPT(cfg.model), tok, cfg, {"step": 0}, {"step": 0, "data": "test"})
+    return path

@@ -169,7 +169,9 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
                      "--json", out, "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "baseline" in result.stdout and "attention" in result.stdout
-    rows = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    assert written["written_by"] == "minigpt ablate"
+    rows = written["results"]
     assert [r["variant"] for r in rows] == ["baseline", "attention"]
     assert len(list((tmp_path / "checkpoints").glob("ablate-*/events.jsonl"))) == 1  # its run
     for r in rows:
@@ -198,7 +200,7 @@ def test_ablate_prints_a_table_and_writes_json(trained, tmp_path):
     (["frobnicate"], ["No such command"]),
     (["train", "--device", "cuda:9"], []),
     (["tui", "--data", "missing.txt"], ["no such file or folder"]),
-    (["tui", "--attach", "."], ["not a run directory"]),
+    (["tui", "--attach", "."], ["not a run"]),
     (["tui", "--preset", "huge"], ["unknown preset"]),
     (["chat", "--ckpt", "missing.pt"], ["no such checkpoint"]),
 ])
@@ -213,25 +215,15 @@ def test_a_bad_dtype_is_refused_before_the_run_begins(tmp_path):
 
 
 def test_json_output_never_replaces_another_kind_of_file(trained, tmp_path):
+    """ablate refuses before any training (inspect's cases: test_hostile_inputs.py)."""
     _, ckpt, data, _ = trained
-    copy = tmp_path / "model.pt"
-    copy.write_bytes(ckpt.read_bytes())
     notes = tmp_path / "notes.txt"
     notes.write_text("mine\n", encoding="utf-8")
-    for target in (copy, notes):  # the checkpoint just read; a file of the user's
-        before = target.read_bytes()
-        assert_one_line_error(minigpt("inspect", "--ckpt", copy, "-p", "the", "--json", target),
-                              "not a JSON file")
-        assert_one_line_error(minigpt("ablate", "attention", "--data", data, "--steps", 2,
-                                      "--preset", "tiny", "--json", target, cwd=tmp_path),
-                              "not a JSON file")
-        assert target.read_bytes() == before
+    assert_one_line_error(minigpt("ablate", "attention", "--data", data, "--steps", 2,
+                                  "--preset", "tiny", "--json", notes, cwd=tmp_path),
+                          "was not written by --json")
+    assert notes.read_text(encoding="utf-8") == "mine\n"
     assert not (tmp_path / "checkpoints").exists()  # refused before any training
-    earlier = tmp_path / "earlier.json"
-    earlier.write_text("[]\n", encoding="utf-8")  # an earlier result is replaced, as asked
-    result = minigpt("inspect", "--ckpt", copy, "-p", "the", "--json", earlier)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(earlier.read_text(encoding="utf-8"))["tokens"]
 
 
 def test_bad_sampling_values_are_one_line(trained):
@@ -414,21 +406,23 @@ def test_a_new_run_never_overwrites_a_trained_model(trained, tmp_path):
 
 
 def test_a_new_run_never_writes_into_another_runs_log(trained, tmp_path):
-    """A run's folder is its events' log: a second run there (another checkpoint name, or an
-    ablation) is refused before it writes a line; before, a run that failed on its data appended
-    its preparation and its error to the trained run's events.jsonl."""
+    """A run directory's events.jsonl is its own: an ablation there is refused before it writes a
+    line (before, a run that failed on its data appended its preparation and its error to the
+    trained run's log); another model named in the folder keeps its own log beside it."""
     root, ckpt, data, _ = trained
     events = ckpt.parent / "events.jsonl"
     before = events.read_bytes()
+    result = minigpt("ablate", "residual", "--steps", 2, "--out", ckpt.parent, "--preset", "tiny",
+                     cwd=tmp_path)
+    assert_one_line_error(result, f"{ckpt.parent} holds another run (its events.jsonl)")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    for args in (["train", "--data", empty, "--steps", 5, "--out", ckpt.parent / "other.pt", *TINY],
-                 ["train", "--data", data, "--steps", 5, "--out", ckpt.parent / "other.pt", *TINY],
-                 ["ablate", "residual", "--steps", 2, "--out", ckpt.parent, "--preset", "tiny"]):
-        result = minigpt(*args, cwd=tmp_path)
-        assert_one_line_error(result, f"{ckpt.parent} holds another run (its events.jsonl)")
+    failed = minigpt("train", "--data", empty, "--steps", 5, "--out", ckpt.parent / "other.pt",
+                     *TINY, cwd=tmp_path)
+    assert_one_line_error(failed, "has no text")
     assert events.read_bytes() == before
     assert not (ckpt.parent / "other.pt").exists()
+    assert (ckpt.parent / "other.events.jsonl").read_text().splitlines()[-1].count('"error"')
 
 
 @pytest.mark.parametrize("out, fragment", [

@@ -3,7 +3,7 @@
 import pytest
 
 from minigpt import control
-from minigpt.console import TrainerSignals
+from minigpt.console import RunSignals
 from minigpt_tui import runs
 
 
@@ -13,8 +13,8 @@ class FakeTrainer:
         self.paused = False
         self.evaluating = False
 
-    def request_stop(self, reason):
-        self.asked.append(("stop", reason))
+    def request_stop(self, reason, why=None):
+        self.asked.append(("stop", reason, why))
 
     def request_save(self):
         self.asked.append(("save",))
@@ -25,7 +25,7 @@ class FakeTrainer:
 
 @pytest.mark.skipif(control.SAVE_NOW is None, reason="POSIX signals")
 @pytest.mark.parametrize("send, asked", [
-    (runs.stop, ("stop", "stopped")),
+    (runs.stop, ("stop", "stopped", "SIGTERM")),
     (runs.save_now, ("save",)),
     (runs.toggle_pause, ("pause", True)),
 ])
@@ -35,5 +35,27 @@ def test_what_the_tui_sends_the_trainer_answers(monkeypatch, send, asked):
     assert send(4242)
     [(pid, sig)] = sent
     trainer = FakeTrainer()
-    TrainerSignals(trainer).handlers()[sig](sig, None)
+    RunSignals(trainer).handlers()[sig](sig, None)
     assert pid == 4242 and trainer.asked == [asked]
+
+
+@pytest.mark.parametrize("sig", control.ENDING)
+def test_a_stop_before_there_is_a_run_ends_it_at_once(sig):
+    """While the data is prepared there is nothing to save: Stopped, naming the signal, whose
+    exit status is the shell's for it (130, 143, 129)."""
+    signals = RunSignals()
+    with pytest.raises(control.Stopped) as stopped:
+        signals.handlers()[sig](sig, None)
+    assert stopped.value.signum == sig and signals.received == sig
+    assert control.exit_status(sig) == 128 + int(sig)
+
+
+@pytest.mark.skipif(control.HANGUP is None, reason="POSIX signals")
+def test_a_hangup_stops_the_run_as_sigterm_does(monkeypatch):
+    detached = []
+    monkeypatch.setattr(control, "detach_from_terminal", lambda: detached.append(True))
+    trainer = FakeTrainer()
+    signals = RunSignals(trainer)
+    signals.handlers()[control.HANGUP](control.HANGUP, None)
+    assert trainer.asked == [("stop", "stopped", "SIGHUP: the terminal closed")]
+    assert detached and signals.received == control.HANGUP

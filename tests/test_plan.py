@@ -33,7 +33,9 @@ def test_a_new_run_is_written_where_out_says(tmp_path):
     assert plan.cfg.max_steps == 7 and plan.resume is None and plan.init is None
     assert plan.tokenizer is None  # built from the data
     file_plan = plan_training(CPU, preset_name="tiny", out=tmp_path / "elsewhere" / "x.pt")
-    assert file_plan.run_dir == tmp_path / "elsewhere"
+    assert file_plan.run_dir == tmp_path / "elsewhere" / "x.events.jsonl"  # beside its model
+    named = plan_training(CPU, preset_name="tiny", out=tmp_path / "elsewhere" / "model.pt")
+    assert named.run_dir == tmp_path / "elsewhere"  # a run directory's own checkpoint
 
 
 def test_a_new_run_without_out_gets_a_fresh_folder(tmp_path, monkeypatch):
@@ -196,10 +198,21 @@ def test_a_folder_is_claimed_again_only_if_no_run_left_anything_there(saved_run,
     for plan in allowed:
         with plan.claim():
             pass
-    refused = [plan_training(CPU, preset_name="tiny", out=ckpt.parent / "second.pt"),
-               plan_training(CPU, preset_name="tiny", init=ckpt, out=ckpt.parent / "ft.pt"),
-               plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
-                             out=ckpt.parent / "fork.pt")]
+    # another model named beside it is a run of its own, with its own events file
+    beside = [plan_training(CPU, preset_name="tiny", out=ckpt.parent / "second.pt"),
+              plan_training(CPU, preset_name="tiny", init=ckpt, out=ckpt.parent / "ft.pt"),
+              plan_training(CPU, overrides={"max_steps": 4}, resume=ckpt,
+                            out=ckpt.parent / "fork.pt")]
+    for plan in beside:
+        assert plan.run_dir == plan.checkpoint_path.with_suffix(".events.jsonl")
+        with plan.claim():
+            pass
+    # a folder, or a named run, whose log records a saved model is refused, model or not
+    saved = folder_with("saved", {"type": "checkpoint", "time": 1.0, "step": 5, "path": "x"})
+    (tmp_path / "named.events.jsonl").write_text(json.dumps(
+        {"type": "done", "time": 1.0, "step": 5, "reason": "finished", "checkpoint": "named.pt"}))
+    refused = [plan_training(CPU, preset_name="tiny", out=saved),
+               plan_training(CPU, preset_name="tiny", out=tmp_path / "named.pt")]
     for plan in refused:
         with pytest.raises(RunDirectoryError, match="holds another run"), plan.claim():
             pass

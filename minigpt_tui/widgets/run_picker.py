@@ -13,6 +13,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from minigpt.config import format_duration
+from minigpt.events import run_files
 from minigpt.runstate import RunSummary, measured_at
 from minigpt_tui.text import plain
 
@@ -24,7 +25,7 @@ def describe(run: RunSummary) -> Text:
     val = "no eval yet" if run.val_loss is None else \
         f"val {run.val_loss:.3f}{measured_at(run.val_step, run.step)}"
     length = run.max_steps if run.time_budget is None else format_duration(run.time_budget)
-    return plain(f"{run.path.name:<26} {run.kind:<6} {run.status:<11} "
+    return plain(f"{run_files(run.path).name:<26} {run.kind:<6} {run.status:<11} "
                  f"{run.step:>6}/{length:<6} {val}")
 
 

@@ -53,7 +53,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
     subprocess.run([sys.executable, "-m", "minigpt", "ablate", "attention", "tying", "--data",
                     str(corpus_file), "--steps", "15", "--preset", "tiny", "--json", str(out),
                     "--out", str(tmp_path / "headless"), "-q"], check=True, capture_output=True)
-    headless = json.loads(out.read_text())
+    headless = json.loads(out.read_text())["results"]
     for mine, theirs in zip(pane_results, headless, strict=True):
         assert mine["variant"] == theirs["variant"]
         assert mine["train_loss"] == theirs["train_loss"]
