@@ -1,5 +1,5 @@
 """Chat keeps pace with generate: the Chat pane's tokens/s for a long reply against
-`minigpt.sampling.generate`'s on the same model, in the same process.
+`minigpt.infer.sampling.generate`'s on the same model, in the same process.
 
     python benchmarks/bench_chat.py                      # GPT-2 124M shape and the cpu preset's
     python benchmarks/bench_chat.py --shape cpu --rounds 5
@@ -45,19 +45,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from minigpt.onednn import SAID, limit_for_decoding, limited_here
+from minigpt.backends.onednn import SAID, limit_for_decoding, limited_here
 
-limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/onednn.py)
+limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/onednn.py)
 
 import torch
 
-from minigpt import sampling
+from minigpt.backends.hardware import cpu_name
 from minigpt.config import GPTConfig, SamplingConfig
-from minigpt.hardware import cpu_name
-from minigpt.inference import AUTO, WEIGHT_CHOICES, InferenceModel, weights_for
-from minigpt.model import GPT
-from minigpt.quantize import convert_weights
-from minigpt.tokenizer import CharTokenizer
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.infer import sampling
+from minigpt.infer.load import AUTO, WEIGHT_CHOICES, InferenceModel, weights_for
+from minigpt.infer.quantize import convert_weights
+from minigpt.model.gpt import GPT
 
 SEED = 1337
 PROMPT = "the"

@@ -16,7 +16,7 @@ whose peak resident memory is read with os.wait4 (that process and its children)
 2. `minigpt prepare --tokenizer bpe --vocab-size 8192`: training the BPE on the first 16 MB
    included.
 3. The peer, nanoGPT's prepare.py with the same vocabulary: minigpt's BPE from step 2 converted to
-   a `tiktoken.Encoding` (minigpt.tokenizer.as_tiktoken: GPT-2's regex, the same merges, so the
+   a `tiktoken.Encoding` (minigpt.data.tokenizer.as_tiktoken: GPT-2's regex, the same merges, so the
    same tokens; minigpt prepare encodes with it too, its own way), then documents read
    line by line, `encode_ordinary_batch` (one thread per core) plus <|endoftext|> after each,
    written into a uint16 `np.memmap`. Encoding only: the peer's vocabulary is given.
@@ -66,7 +66,7 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
     """JSON Lines of documents made of the built-in text's sentences, shuffled; returns documents."""
     import numpy as np
 
-    from minigpt.data import builtin_text
+    from minigpt.data.corpus import builtin_text
 
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", builtin_text()) if len(s.strip()) > 3]
     escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in sentences]  # JSON string bodies
@@ -103,7 +103,7 @@ def peer(tokenizer_path: str, corpus: str, out: str) -> None:
     """Run as its own process: the corpus into a uint16 memmap; prints the token count."""
     import numpy as np
 
-    from minigpt.tokenizer import as_tiktoken, tokenizer_from_dict
+    from minigpt.data.tokenizer import as_tiktoken, tokenizer_from_dict
 
     # minigpt's trained BPE as a tiktoken Encoding: GPT-2's regex, the same merges, the same ids
     enc = as_tiktoken(tokenizer_from_dict(json.loads(Path(tokenizer_path).read_text("utf-8"))))
@@ -247,7 +247,7 @@ def main(argv=None) -> None:
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     import tiktoken
 
-    from minigpt.hardware import cpu_name
+    from minigpt.backends.hardware import cpu_name
 
     peer_version = f"tiktoken {tiktoken.__version__}"
     print(f"== preparing corpora: minigpt prepare against tiktoken into memmap ==\n"

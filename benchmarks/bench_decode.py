@@ -6,18 +6,18 @@
 
 minigpt runs in each of the `--minigpt` settings: a weight format (auto, fp32, bf16 or int8, as
 `minigpt generate --weights` offers them, auto being its default: bf16 where the CPU multiplies
-bf16 natively; see minigpt/quantize.py), "+compile" for a compiled decode step (`generate
+bf16 natively; see minigpt/infer/quantize.py), "+compile" for a compiled decode step (`generate
 --compile`; compiling happens in the warm-up, before the rounds). transformers runs in fp32, as it
 comes. The quality each weight format costs is measured by bench_weights.py, not here.
 
 The limit: one token at batch 1 reads every weight once (and the KV cache so far), so memory
 bandwidth bounds it at bandwidth / bytes read per token. The benchmark measures this machine's
-read bandwidth (minigpt.hardware.measured_read_bandwidth: the sum of a 512 MB buffer) before and
+read bandwidth (minigpt.backends.hardware.measured_read_bandwidth: the sum of a 512 MB buffer) before and
 after the rounds, and prints each setting's tokens/s as a percent of its limit.
 
 Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
 weights: speed does not depend on what the weights say. Each gets the same 16-token prompt and
-generates 128 new tokens greedily, batch 1: minigpt through `minigpt.sampling.generate` (prefill,
+generates 128 new tokens greedily, batch 1: minigpt through `minigpt.infer.sampling.generate` (prefill,
 then one position per token from its KV cache), transformers through `model.generate` with
 `use_cache=True` (its default cache). The time covers the whole call: prefill and every decode step.
 The two take turns for --rounds rounds, the order flipping each round; the figure for each is the
@@ -35,18 +35,18 @@ import platform
 import statistics
 import time
 
-from minigpt.onednn import SAID, limit_for_decoding, limited_here
+from minigpt.backends.onednn import SAID, limit_for_decoding, limited_here
 
-limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/onednn.py)
+limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/onednn.py)
 
 import torch
 
+from minigpt.backends.hardware import cpu_name, measured_read_bandwidth
 from minigpt.config import GPTConfig
-from minigpt.hardware import cpu_name, measured_read_bandwidth
-from minigpt.inference import AUTO, WEIGHT_CHOICES, weights_for
-from minigpt.model import GPT
-from minigpt.quantize import convert_weights
-from minigpt.sampling import SamplingConfig, generate
+from minigpt.infer.load import AUTO, WEIGHT_CHOICES, weights_for
+from minigpt.infer.quantize import convert_weights
+from minigpt.infer.sampling import SamplingConfig, generate
+from minigpt.model.gpt import GPT
 
 SEED = 1337
 

@@ -4,7 +4,7 @@
     python benchmarks/bench_gradflow.py --log-interval 1  # the worst case: every step logged
 
 Two trainers on the same data and recipe, one measuring each layer's gradient norm and update
-ratio on its logged steps (minigpt/gradflow.py) and one not (Trainer.measure_gradient_flow).
+ratio on its logged steps (minigpt/train/gradflow.py) and one not (Trainer.measure_gradient_flow).
 Each round times --steps optimizer steps of one, then of the other (the order flips every
 round), reading the measures off the device at each logged step as the training loop does; so a
 noisy neighbour on a shared machine slows both rather than one. The headline is the median over
@@ -21,10 +21,10 @@ import time
 
 import torch
 
+from minigpt.backends.hardware import cpu_name
 from minigpt.config import preset
-from minigpt.data import Corpus, builtin_text
-from minigpt.hardware import cpu_name
-from minigpt.train import Trainer, prepare_data
+from minigpt.data.corpus import Corpus, builtin_text
+from minigpt.train.trainer import Trainer, prepare_data
 
 
 def timed_steps(trainer: Trainer, steps: int) -> float:

@@ -48,10 +48,10 @@ def main(argv=None) -> int:
 
     import torch
 
+    from minigpt.backends.hardware import cpu_name, measured_matmul_flops
     from minigpt.config import preset
-    from minigpt.data import load_corpus
-    from minigpt.hardware import cpu_name, measured_matmul_flops
-    from minigpt.train import Trainer, prepare_data
+    from minigpt.data.corpus import load_corpus
+    from minigpt.train.trainer import Trainer, prepare_data
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0, time_budget=args.budget)
     trainer = Trainer(cfg, prepare_data(load_corpus(args.data), cfg), device="cpu",

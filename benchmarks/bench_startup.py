@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minigpt.hardware import cpu_name
+from minigpt.backends.hardware import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,8 +60,8 @@ def until_output(cmd: list[str], env: dict, stdin: str, n_chars: int) -> float:
 def make_checkpoint(path: Path) -> None:
     from minigpt.checkpoint import save_checkpoint
     from minigpt.config import preset
-    from minigpt.model import GPT
-    from minigpt.tokenizer import build_tokenizer
+    from minigpt.data.tokenizer import build_tokenizer
+    from minigpt.model.gpt import GPT
 
     tok = build_tokenizer("char", "abcdefghijklmnopqrstuvwxyz ,.\n", 4096)
     cfg = preset("cpu").with_overrides(vocab_size=tok.vocab_size)
@@ -73,8 +73,8 @@ def make_gpt2_checkpoint(path: Path) -> None:
 
     from minigpt.checkpoint import save_checkpoint
     from minigpt.config import GPTConfig
-    from minigpt.model import GPT
-    from minigpt.tokenizer import CharTokenizer
+    from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.model.gpt import GPT
 
     chars = "".join(c for c in map(chr, range(0x21, 0x30000))
                     if c.isprintable() and not c.isspace())[:GPTConfig().vocab_size]

@@ -41,9 +41,14 @@ from dataclasses import dataclass
 
 import torch
 
+from minigpt.backends.hardware import (
+    autocast_for,
+    measured_matmul_flops,
+    peak_flops,
+    resolve_precision,
+)
 from minigpt.config import GPTConfig
-from minigpt.hardware import autocast_for, measured_matmul_flops, peak_flops, resolve_precision
-from minigpt.model import GPT
+from minigpt.model.gpt import GPT
 
 # Per-shape defaults. "small" is configuration (a) of the project guide, with a char vocabulary;
 # "gpt2" is GPT-2 small's shape at a shorter context, with fewer steps so it stays about two minutes.

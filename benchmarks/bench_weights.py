@@ -3,7 +3,7 @@
     python benchmarks/bench_weights.py                       # trains the cpu preset first (~2 min)
     python benchmarks/bench_weights.py --ckpt run/model.pt   # a model you have, on its own data
 
-The same model is converted with `minigpt.quantize.convert_weights` (what `minigpt generate
+The same model is converted with `minigpt.infer.quantize.convert_weights` (what `minigpt generate
 --weights` does) and evaluated on the whole validation split of its data, cut into consecutive
 windows of the model's context: mean cross-entropy, and perplexity = exp(loss). The headline is
 each format's perplexity change against fp32. Without --ckpt, the `cpu` preset is trained on
@@ -53,9 +53,9 @@ def main(argv=None) -> int:
 
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import preset
-    from minigpt.data import TokenData, load_corpus
-    from minigpt.quantize import WEIGHT_FORMATS, convert_weights
-    from minigpt.train import Trainer, prepare_data
+    from minigpt.data.corpus import TokenData, load_corpus
+    from minigpt.infer.quantize import WEIGHT_FORMATS, convert_weights
+    from minigpt.train.trainer import Trainer, prepare_data
 
     if args.ckpt:
         ckpt = load_checkpoint(args.ckpt)

@@ -7,10 +7,10 @@ def main() -> None:
     """The `minigpt` command. A Ctrl-C before a command has set up its own handling (while Python
     imports torch, say) ends it with one line and the shell's status for an interrupt, 130."""
     try:
-        from minigpt.control import watch_terminal
+        from minigpt.runs.control import watch_terminal
 
         watch_terminal()  # a closed terminal is a hangup, not an error (see TerminalStream)
-        from minigpt.cli import main as cli_main
+        from minigpt.cli.app import main as cli_main
 
         cli_main()
     except KeyboardInterrupt:

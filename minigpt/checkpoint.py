@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from minigpt import control
 from minigpt.config import GPTConfig, Real, TrainConfig, Whole
+from minigpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from minigpt.errors import CheckpointError, MinigptError
-from minigpt.events import CHECKPOINT_NAME  # noqa: F401 (a run directory's, named there)
-from minigpt.tokenizer import Tokenizer, tokenizer_from_dict
+from minigpt.runs import control
+from minigpt.runs.events import CHECKPOINT_NAME  # noqa: F401 (a run directory's, named there)
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
@@ -48,7 +48,7 @@ class Checkpoint:
     def build_model(self, device: str | torch.device = "cpu"):
         """The model, holding this checkpoint's tensors themselves (no copy) in float32 on
         `device`: a model built on the meta device takes them over (load_state_dict's assign)."""
-        from minigpt.model import empty_model
+        from minigpt.model.gpt import empty_model
 
         model = empty_model(self.model_config, "meta")
         try:
@@ -144,7 +144,7 @@ def _write_failure(path: Path, error: BaseException) -> str:
 def _remove_orphans(path: Path) -> None:
     """Delete the temporary files of saves that were killed half-way (.<name>.<pid>.tmp), where
     the process that wrote them is gone."""
-    from minigpt.events import process_alive
+    from minigpt.runs.events import process_alive
 
     for orphan in path.parent.glob(f".{path.name}.*.tmp"):
         pid = orphan.name[len(path.name) + 2:-len(".tmp")]
@@ -259,7 +259,7 @@ def check_weights(state, config: GPTConfig) -> dict:
     if wte is not None and tuple(wte.shape) != (config.vocab_size, config.n_embd):
         raise CheckpointError(f"its weight transformer.wte.weight has shape {list(wte.shape)}, its "
                               f"configuration needs {[config.vocab_size, config.n_embd]}")
-    from minigpt.model import empty_model
+    from minigpt.model.gpt import empty_model
 
     try:
         expected = {name: t.shape for name, t in empty_model(config, "meta").state_dict().items()}

@@ -368,7 +368,7 @@ def default_preset_name(device_type: str) -> str:
 
 
 # --- sampling ---------------------------------------------------------------------------------------
-# How minigpt.sampling turns the model's scores into tokens. The defaults here are the command
+# How minigpt.infer.sampling turns the model's scores into tokens. The defaults here are the command
 # line's and the Chat pane's defaults.
 
 STRATEGIES = ("greedy", "temperature", "top-k", "top-p", "min-p")

@@ -20,8 +20,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
 
 from minigpt.config import SamplingConfig
-from minigpt.events import DEFAULT_RUNS_ROOT
-from minigpt.runstate import list_runs, summarize_run
+from minigpt.runs.events import DEFAULT_RUNS_ROOT
+from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.inspect_pane import InspectPane
@@ -140,7 +140,7 @@ class MinigptApp(App):
         state = self.query_one(TrainPane).state
         if state is None:
             return None
-        from minigpt.events import run_files
+        from minigpt.runs.events import run_files
 
         path = Path(state.checkpoint) if state.checkpoint else run_files(state.run_dir).checkpoint
         try:

@@ -207,7 +207,7 @@ class ChatPane(Widget, can_focus=False):
     # --- model -------------------------------------------------------------------------------------
 
     def load(self, path, weights: str | None = None) -> None:
-        """Load a checkpoint; weights: auto, fp32, bf16 or int8 (see minigpt.inference), else as
+        """Load a checkpoint; weights: auto, fp32, bf16 or int8 (see minigpt.infer.load), else as
         before.
         path may be a model loaded already (an InferenceModel: minigpt chat loads it before the
         screen opens, so a bad file is one line there), which is used as it is."""
@@ -228,7 +228,7 @@ class ChatPane(Widget, can_focus=False):
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: Path, weights: str) -> None:
         from minigpt.errors import MinigptError
-        from minigpt.inference import load_for_inference
+        from minigpt.infer.load import load_for_inference
 
         try:
             loaded = load_for_inference(path, self.device, weights)
@@ -329,7 +329,7 @@ class ChatPane(Widget, can_focus=False):
     def _generate(self, prompt_ids: list[int], cfg, threads: int) -> None:
         import torch
 
-        from minigpt.sampling import GenerationStats, stream_pieces
+        from minigpt.infer.sampling import GenerationStats, stream_pieces
 
         torch.set_num_threads(threads)
 

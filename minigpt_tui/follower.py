@@ -2,7 +2,7 @@
 
 Like toolong's watcher, it does the reading and the panes only draw: twice a second it reads
 what the run appended to events.jsonl (EventTail: a non-blocking read of what is new), folds
-each event into the run's state (minigpt.runstate, the one reducer), and watches the run's
+each event into the run's state (minigpt.runs.state, the one reducer), and watches the run's
 process. It posts to the widget that owns it:
 
     RunFollower.Changed   new events, already folded into follower.state
@@ -18,8 +18,8 @@ from pathlib import Path
 from textual.message import Message
 from textual.widget import Widget
 
-from minigpt.events import EventTail, process_alive
-from minigpt.runstate import LIVE, RunState
+from minigpt.runs.events import EventTail, process_alive
+from minigpt.runs.state import LIVE, RunState
 from minigpt_tui import runs
 
 

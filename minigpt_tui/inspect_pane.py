@@ -1,5 +1,5 @@
 """The Inspect pane: on the Chat pane's model, what each head of a prompt attends to, the kind of
-every head, and the logit lens. minigpt.inspect computes them, minigpt.inspect_view draws them.
+every head, and the logit lens. minigpt.infer.inspect computes them, minigpt.cli.inspect_view draws them.
 
 Enter runs inspect_prompt in a thread worker; the arrow keys (or h j k l) then move through the
 layers (up, down) and heads (left, right) without computing again: the Inspection holds every
@@ -22,8 +22,8 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from minigpt.inspect import Inspection
-from minigpt.inspect_view import RAMP, chosen_head, head_overview, heatmap, lens_table
+from minigpt.cli.inspect_view import RAMP, chosen_head, head_overview, heatmap, lens_table
+from minigpt.infer.inspect import Inspection
 from minigpt_tui.text import assemble, clean, plain
 
 NO_MODEL = ("No model: open a checkpoint in the Chat pane (2, then ctrl+o), or start with "
@@ -110,7 +110,7 @@ class InspectPane(Widget, can_focus=False):
     @work(thread=True, exclusive=True, group="inspect")
     def _inspect(self, prompt: str) -> None:
         from minigpt.errors import MinigptError
-        from minigpt.inspect import inspect_prompt
+        from minigpt.infer.inspect import inspect_prompt
 
         try:
             with self.model_lock:

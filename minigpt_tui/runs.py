@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minigpt import control
-from minigpt.events import run_files
-from minigpt.onednn import environment_for_training
+from minigpt.backends.onednn import environment_for_training
+from minigpt.runs import control
+from minigpt.runs.events import run_files
 
 LOG_NAME = "output.log"
 
@@ -74,7 +74,7 @@ def last_output_line(run_dir: Path) -> str:
 
 
 def send(pid: int | None, sig) -> bool:
-    """Signal a run's process (one of minigpt.control's); False if it is gone."""
+    """Signal a run's process (one of minigpt.runs.control's); False if it is gone."""
     if not pid:
         return False
     try:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from minigpt.config import GPTConfig, preset
-from minigpt.data import Corpus, builtin_text
+from minigpt.data.corpus import Corpus, builtin_text
 
 # The reference corpora live beside the project (../shared/corpora), never inside it.
 SHARED_CORPORA = Path(os.environ.get(
@@ -128,7 +128,7 @@ def cli(*args, input=None) -> Ran:
     second a new process spends importing torch. A traceback is a bug: it is raised here."""
     from typer.testing import CliRunner
 
-    from minigpt.cli import app
+    from minigpt.cli.app import app
 
     result = CliRunner().invoke(app, [str(a) for a in args], input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -141,8 +141,8 @@ def tiny_checkpoint(tmp_path_factory, english_text) -> Path:
     """A tiny char-level model saved as `minigpt train` saves one (resumable), built in this
     process in a second: for commands that read a checkpoint."""
     from minigpt.checkpoint import save_checkpoint
-    from minigpt.model import GPT
-    from minigpt.tokenizer import CharTokenizer
+    from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.model.gpt import GPT
 
     tok = CharTokenizer.from_text(english_text)
     cfg = preset("tiny").with_overrides(vocab_size=tok.vocab_size, block_size=32, n_embd=32,

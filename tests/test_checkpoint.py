@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
+from minigpt.data.tokenizer import CharTokenizer
 from minigpt.errors import CheckpointError
-from minigpt.model import GPT
-from minigpt.tokenizer import CharTokenizer
+from minigpt.model.gpt import GPT
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     """A tiny model trained once through `minigpt train`, shared by the tests below."""
     root = tmp_path_factory.mktemp("cli")
     data = root / "corpus.txt"
-    from minigpt.data import builtin_text
+    from minigpt.data.corpus import builtin_text
 
     data.write_text(builtin_text()[:40_000], encoding="utf-8")
     result = minigpt("train", "--data", data, "--steps", 40, "--out", root / "run" / "model.pt",
@@ -73,11 +73,11 @@ def test_generate_prints_prompt_and_continuation(trained):
     assert "tokens/s" in result.stderr
     import torch
 
-    from minigpt.hardware import has_native_bf16  # the default weights: as this CPU suits
-    from minigpt.onednn import SAID, cpu_flags
+    from minigpt.backends.hardware import has_native_bf16  # the default weights: as this CPU suits
+    from minigpt.backends.onednn import SAID, cpu_flags
 
     held = "bf16" if has_native_bf16(torch.device("cpu")) else "fp32"
-    # bf16 on a CPU with AMX: decoded with oneDNN's AVX-512 BF16 kernels (minigpt/onednn.py)
+    # bf16 on a CPU with AMX: decoded with oneDNN's AVX-512 BF16 kernels (minigpt/backends/onednn.py)
     note = f"; {SAID}" if held == "bf16" and "amx_bf16" in cpu_flags() else ""
     assert f"{held} weights (auto{note}), cpu" in result.stderr
     again = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
@@ -105,7 +105,7 @@ def test_generate_reads_bf16_weights_with_avx512_kernels_where_the_cpu_has_amx(t
     bandwidth its AVX-512 BF16 ones do: generate limits it to those, says so, and leaves a limit
     the user set alone. Elsewhere nothing changes, and nothing is said."""
     _, ckpt, _, _ = trained
-    from minigpt.onednn import SAID, VARIABLE, cpu_flags
+    from minigpt.backends.onednn import SAID, VARIABLE, cpu_flags
 
     env = {k: v for k, v in os.environ.items() if k != VARIABLE} | {"ONEDNN_VERBOSE": "1"}
     args = ("generate", "--ckpt", ckpt, "-p", "The ", "-n", 5, "--weights", "bf16", "--stats")
@@ -344,7 +344,7 @@ def test_resume_refuses_another_preset_or_other_data(trained, tmp_path):
 
 def test_help_does_not_import_torch():
     code = ("import sys; sys.argv = ['minigpt', '--help']\n"
-            "from minigpt.cli import main\n"
+            "from minigpt.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('torch imported:', 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -459,7 +459,7 @@ def test_help_lists_the_engines_choices_and_defaults():
     """The presets, strategies and sampling defaults the help shows are the engine's own."""
     from typer.testing import CliRunner
 
-    from minigpt.cli import app
+    from minigpt.cli.app import app
     from minigpt.config import PRESETS, STRATEGIES, SamplingConfig
 
     def help_of(command: str) -> str:
@@ -480,7 +480,7 @@ def test_a_command_leaves_what_it_made_to_the_end_of_the_process(monkeypatch):
     a second on the way out of every command: main() freezes it, even when the command fails."""
     import gc
 
-    from minigpt import cli
+    from minigpt.cli import app as cli
 
     monkeypatch.setattr(sys, "argv", ["minigpt", "generate", "--ckpt", "no-such.pt"])
     gc.unfreeze()

@@ -1,9 +1,9 @@
-"""The signals the TUI sends to a run are the ones the run answers: one map, minigpt.control."""
+"""The signals the TUI sends to a run are the ones the run answers: one map, minigpt.runs.control."""
 
 import pytest
 
-from minigpt import control
-from minigpt.console import RunSignals
+from minigpt.cli.console import RunSignals
+from minigpt.runs import control
 from minigpt_tui import runs
 
 

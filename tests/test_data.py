@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import torch
 
-from minigpt.data import TokenData, builtin_text, get_batch, load_corpus
+from minigpt.data.corpus import TokenData, builtin_text, get_batch, load_corpus
 from minigpt.errors import DataError
 
 

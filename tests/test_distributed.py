@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from minigpt.data import Corpus, builtin_text
+from minigpt.data.corpus import Corpus, builtin_text
 
 STEPS = 10
 B = 4
@@ -43,7 +43,7 @@ def fixed_batch(data: torch.Tensor, block_size: int, step: int, rank: int):
 
 def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
     """Train STEPS steps; world_size 1 takes both ranks' batches at once."""
-    from minigpt import distributed
+    from minigpt.train import distributed
 
     torch.set_num_threads(1)
     device = distributed.setup(torch.device("cpu"))
@@ -58,7 +58,7 @@ def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
 
 
 def _train(rank: int, world_size: int, device: torch.device) -> dict:
-    import minigpt.train as train_module
+    import minigpt.train.trainer as train_module
     from minigpt.config import preset
 
     cfg = preset("tiny").with_overrides(
@@ -126,7 +126,7 @@ def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("minigpt train") == 1, proc.stdout  # rank 1 prints nothing
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.events import read_events
+    from minigpt.runs.events import read_events
 
     events = read_events(tmp_path / "run")
     start = next(e for e in events if e["type"] == "start")

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from minigpt.ablation import evidence
 from minigpt.config import GPTConfig
-from minigpt.gradflow import GradientFlow, layer_groups
-from minigpt.model import GPT
-from minigpt.runstate import replay
+from minigpt.model.gpt import GPT
+from minigpt.runs.state import replay
+from minigpt.train.ablation import evidence
+from minigpt.train.gradflow import GradientFlow, layer_groups
 
 
 def test_layer_norms_equal_norms_computed_directly():
@@ -63,7 +63,7 @@ def test_the_update_ratio_of_a_known_step():
 
 
 def test_logged_steps_carry_the_layers_and_the_fold_keeps_them(tiny_train_config, corpus):
-    from minigpt.train import Trainer, prepare_data
+    from minigpt.train.trainer import Trainer, prepare_data
 
     trainer = Trainer(tiny_train_config.with_overrides(max_steps=10),
                       prepare_data(corpus, tiny_train_config))

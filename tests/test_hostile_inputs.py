@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import assert_one_line_error, cli
 
-from minigpt.events import read_events
+from minigpt.runs.events import read_events
 
 # --- round three -----------------------------------------------------------------------------------
 
@@ -129,8 +129,8 @@ def test_a_damaged_cached_tokenizer_is_built_again(cache_dir, tmp_path, english_
 def test_a_failed_preparation_is_the_run_s_last_event(cache_dir, tmp_path, monkeypatch):
     """A preparation that failed on something unforeseen left no error event: the TUI showed the
     run as 'ended', as if it had been killed."""
-    from minigpt import prepare as prepare_module
-    from minigpt.events import read_events
+    from minigpt.data import prepare as prepare_module
+    from minigpt.runs.events import read_events
 
     def broken(*args, **kwargs):
         raise RuntimeError("the unforeseen")
@@ -145,7 +145,7 @@ def test_a_failed_preparation_is_the_run_s_last_event(cache_dir, tmp_path, monke
 
 
 def test_an_empty_cache_variable_is_the_default_not_the_current_folder(monkeypatch, tmp_path):
-    from minigpt.data import cache_dir
+    from minigpt.data.corpus import cache_dir
 
     monkeypatch.setenv("MINIGPT_CACHE", "")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -329,7 +329,7 @@ def test_nohup_keeps_a_run_going_through_a_hangup(tmp_path, english_text):
 def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir):
     """Stopped with `x` while preparing, the TUI showed the run 'failed (read-only)' with no
     reason; it was stopped, and its folder can be used again."""
-    from minigpt.data import builtin_text
+    from minigpt.data.corpus import builtin_text
 
     data = tmp_path / "corpus.txt"
     data.write_text(builtin_text(), encoding="utf-8")  # a BPE of 8,000 takes a few seconds
@@ -346,7 +346,7 @@ def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir):
     events = read_events(run_dir)
     assert events[-1]["type"] == "done" and events[-1]["reason"] == "stopped"
     assert "start" not in [e["type"] for e in events]
-    from minigpt.runstate import summarize_run
+    from minigpt.runs.state import summarize_run
 
     assert summarize_run(run_dir).status == "stopped"
     assert not list(cache_dir.rglob(".*tmp*"))  # nothing half-made left in the cache
@@ -358,7 +358,7 @@ def test_two_models_train_side_by_side_in_one_folder(tmp_path, monkeypatch, engl
     """`train --out m.pt` then `train --data other.txt --out ja.pt` in the same folder was refused
     ('. holds another run (its events.jsonl)')."""
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.runstate import list_runs
+    from minigpt.runs.state import list_runs
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "en.txt").write_text(english_text[:8000], encoding="utf-8")
@@ -384,8 +384,8 @@ def test_two_models_train_side_by_side_in_one_folder(tmp_path, monkeypatch, engl
     kinds = [e["type"] for e in read_events(tmp_path / "m.events.jsonl")]
     assert kinds.count("start") == 2 and kinds[-1] == "done"  # its history goes on in its file
     assert {r.path.name for r in list_runs(tmp_path)} == {"m.events.jsonl", "ja.events.jsonl"}
-    from minigpt.events import find_run
-    from minigpt.runstate import summarize_run
+    from minigpt.runs.events import find_run
+    from minigpt.runs.state import summarize_run
 
     assert summarize_run(find_run(tmp_path / "ja.pt")).step == 3  # what tui --attach ja.pt follows
 
@@ -417,12 +417,12 @@ def test_resumed_runs_report_their_own_speed(tmp_path, english_text, monkeypatch
     the rate is one step's tokens a second, however many steps ran before."""
     import itertools
 
-    from minigpt import train as train_module
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import preset
-    from minigpt.data import TokenData
-    from minigpt.tokenizer import CharTokenizer
-    from minigpt.train import PreparedData, Trainer
+    from minigpt.data.corpus import TokenData
+    from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.train import trainer as train_module
+    from minigpt.train.trainer import PreparedData, Trainer
 
     tok = CharTokenizer.from_text(english_text)
     data = PreparedData(tok, TokenData.from_ids(tok.encode(english_text[:20_000]), 0.1, 16),
@@ -458,7 +458,7 @@ def test_generate_into_a_closed_pipe_is_quiet(tiny_checkpoint):
 def test_a_stop_from_the_tui_before_any_event_reads_as_stopped():
     """A stop that lands while Python starts ends the run with no word: the pane that sent it
     knows it was stopped, not that it failed."""
-    from minigpt.runstate import RunState
+    from minigpt.runs.state import RunState
 
     for status in ("starting", "preparing"):
         state = RunState(status=status)

@@ -6,14 +6,14 @@ import sys
 import pytest
 import torch
 
+from minigpt.backends.hardware import describe_device
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
+from minigpt.data.tokenizer import CharTokenizer
 from minigpt.errors import ConfigError
-from minigpt.hardware import describe_device
-from minigpt.inference import load_for_inference
-from minigpt.model import GPT
-from minigpt.quantize import Int8Linear
-from minigpt.tokenizer import CharTokenizer
+from minigpt.infer.load import load_for_inference
+from minigpt.infer.quantize import Int8Linear
+from minigpt.model.gpt import GPT
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def test_weights_are_held_as_asked(run_dir):
 
 
 def test_loading_to_sample_never_imports_the_training_module(run_dir):
-    code = ("import sys\nfrom minigpt.inference import load_for_inference\n"
+    code = ("import sys\nfrom minigpt.infer.load import load_for_inference\n"
             f"load_for_inference({str(run_dir)!r})\n"
-            "print('minigpt.train' in sys.modules)")
+            "print('minigpt.train.trainer' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
@@ -55,7 +55,7 @@ def test_loading_to_sample_never_imports_the_training_module(run_dir):
 @pytest.mark.parametrize("native, held", [(True, "bf16"), (False, "fp32")])
 def test_auto_weights_follow_what_the_device_multiplies_natively(run_dir, monkeypatch, native,
                                                                  held):
-    from minigpt import inference
+    from minigpt.infer import load as inference
 
     monkeypatch.setattr(inference, "has_native_bf16", lambda device: native)
     loaded = load_for_inference(run_dir, "cpu")  # auto is the default

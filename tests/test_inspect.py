@@ -11,11 +11,8 @@ import torch.nn.functional as F
 from conftest import assert_one_line_error, minigpt
 from rich.console import Console
 
-from minigpt.ablation import distinct_ngrams
 from minigpt.checkpoint import save_checkpoint
-from minigpt.config import GPTConfig
-from minigpt.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
-from minigpt.inspect_view import (
+from minigpt.cli.inspect_view import (
     RAMP,
     SELECTED_MARK,
     chosen_head,
@@ -25,8 +22,11 @@ from minigpt.inspect_view import (
     print_inspection,
     token_label,
 )
-from minigpt.model import GPT
-from minigpt.tokenizer import BPETokenizer, CharTokenizer
+from minigpt.config import GPTConfig
+from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
+from minigpt.infer.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
+from minigpt.model.gpt import GPT
+from minigpt.train.ablation import distinct_ngrams
 
 CHARS = "".join(sorted(set("abcdefghijklmnopqrstuvwxyz ,.\n[]/\x1b")))
 
@@ -149,9 +149,9 @@ def test_cli_inspects_fp32_weights_whatever_the_device_would_choose(checkpoints,
     from typer.testing import CliRunner
 
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.cli import app
+    from minigpt.cli.app import app
 
-    monkeypatch.setattr("minigpt.inference.has_native_bf16", lambda device: True)
+    monkeypatch.setattr("minigpt.infer.load.has_native_bf16", lambda device: True)
     prompt = "the cat sat on the mat"
     result = CliRunner().invoke(app, ["inspect", "--ckpt", str(checkpoints / "char.pt"),
                                       "--prompt", prompt, "--json", str(tmp_path / "out.json")])
@@ -282,7 +282,7 @@ def test_token_texts_are_never_markup():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from minigpt.data import builtin_text
+    from minigpt.data.corpus import builtin_text
 
     root = tmp_path_factory.mktemp("inspect")
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.config import GPTConfig
-from minigpt.model import GPT, Block
+from minigpt.model.gpt import GPT, Block
 
 
 def make(cfg: GPTConfig, **changes) -> GPT:
@@ -87,7 +87,7 @@ def test_mlp_uses_gpt2_tanh_gelu(tiny_model_config):
 
 
 def test_the_compiled_form_of_gelu_is_the_same_function(monkeypatch):
-    from minigpt.model import gelu_tanh
+    from minigpt.model.gpt import gelu_tanh
 
     x = torch.linspace(-8, 8, 10_001)
     eager = gelu_tanh(x)
@@ -240,7 +240,7 @@ def test_loss_is_cross_entropy_of_the_logits(tiny_model_config):
     {"layer_norm": "none", "bias": False, "attention": False, "tie_weights": False},
 ])
 def test_parameters_are_counted_without_building_the_model(tiny_model_config, changes):
-    from minigpt.model import count_params
+    from minigpt.model.gpt import count_params
 
     config = replace(tiny_model_config, **changes)
     assert count_params(config) == GPT(config).num_params()
@@ -249,7 +249,7 @@ def test_parameters_are_counted_without_building_the_model(tiny_model_config, ch
 def test_a_model_too_large_for_memory_is_refused_before_it_is_built(tiny_model_config):
     """A huge --n-layer would otherwise allocate layer after layer until the OOM killer came."""
     from minigpt.errors import ConfigError
-    from minigpt.model import check_fits_in_memory, count_params
+    from minigpt.model.gpt import check_fits_in_memory, count_params
 
     check_fits_in_memory(tiny_model_config, torch.device("cpu"))
     huge = replace(tiny_model_config, n_layer=10**9)

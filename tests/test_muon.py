@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from minigpt.checkpoint import load_checkpoint
-from minigpt.muon import Muon, orthogonalize
-from minigpt.train import Trainer, prepare_data
+from minigpt.train.muon import Muon, orthogonalize
+from minigpt.train.trainer import Trainer, prepare_data
 
 
 @pytest.mark.parametrize("shape", [(96, 32), (32, 128)])  # tall and wide, well conditioned
@@ -70,7 +70,7 @@ def test_newton_schulz_runs_in_the_training_precision(tiny_train_config, corpus,
                                                       dtype, expected):
     """bf16 where the matmuls train in bf16; fp32 where bf16 would be emulated (an AVX2-only CPU,
     where bf16 Newton-Schulz took most of each step)."""
-    from minigpt import muon
+    from minigpt.train import muon
 
     seen = []
     real = muon.orthogonalize

@@ -1,4 +1,4 @@
-"""Planning a run (minigpt/plan.py): the decisions `minigpt train` asks the engine for, without
+"""Planning a run (minigpt/train/plan.py): the decisions `minigpt train` asks the engine for, without
 a subprocess; the same refusals, in the same words, as tests/test_cli.py sees them."""
 
 import json
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import distributed
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
-from minigpt.plan import plan_training, same_data_source
-from minigpt.train import Trainer, prepare_data
+from minigpt.train import distributed
+from minigpt.train.plan import plan_training, same_data_source
+from minigpt.train.trainer import Trainer, prepare_data
 
 CPU = torch.device("cpu")
 

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from minigpt import hardware, train
+from minigpt.backends import hardware
+from minigpt.backends.hardware import autocast_for, peak_flops, resolve_precision
 from minigpt.errors import ConfigError
-from minigpt.hardware import autocast_for, peak_flops, resolve_precision
-from minigpt.train import Trainer, prepare_data
+from minigpt.train import trainer as train
+from minigpt.train.trainer import Trainer, prepare_data
 
 # bf16 keeps 8 bits of mantissa, so losses may drift apart by about 0.01 over a run; over these 30
 # steps of a tiny model we measured 1e-4 (the loss itself falls by more than 0.5)

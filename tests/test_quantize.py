@@ -6,16 +6,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from minigpt import quantize
 from minigpt.errors import ConfigError
-from minigpt.model import GPT
-from minigpt.quantize import Int8Linear, PackedLinear, convert_weights, packed_dtypes
-from minigpt.sampling import SamplingConfig, generate
+from minigpt.infer import quantize
+from minigpt.infer.quantize import Int8Linear, PackedLinear, convert_weights, packed_dtypes
+from minigpt.infer.sampling import SamplingConfig, generate
+from minigpt.model.gpt import GPT
 
 
 def trained_model(tiny_train_config, corpus) -> tuple[GPT, object]:
     """int8's error depends on how the weights are spread: use weights that learned something."""
-    from minigpt.train import Trainer, prepare_data
+    from minigpt.train.trainer import Trainer, prepare_data
 
     cfg = tiny_train_config.with_overrides(max_steps=60, sample_tokens=0)
     trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")

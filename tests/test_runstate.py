@@ -5,14 +5,14 @@ import json
 import pytest
 from conftest import minigpt
 
-from minigpt.events import EVENTS_NAME, SCHEMA, event, read_events
-from minigpt.runstate import HANDLERS, RunState, replay, summarize_run
+from minigpt.runs.events import EVENTS_NAME, SCHEMA, event, read_events
+from minigpt.runs.state import HANDLERS, RunState, replay, summarize_run
 
 
 @pytest.fixture(scope="module")
 def ablation_events(tmp_path_factory) -> list[dict]:
     """Every event of a real `minigpt ablate`: its data's preparation, its variants' training."""
-    from minigpt.data import builtin_text
+    from minigpt.data.corpus import builtin_text
 
     root = tmp_path_factory.mktemp("ablation")
     data = root / "corpus.txt"

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from minigpt.config import GPTConfig
+from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
 from minigpt.errors import SamplingError
-from minigpt.model import GPT
-from minigpt.quantize import PackedLinear
-from minigpt.sampling import (
+from minigpt.infer.quantize import PackedLinear
+from minigpt.infer.sampling import (
     SamplingConfig,
     apply_repetition_penalty,
     compiled_decoder,
@@ -15,7 +15,7 @@ from minigpt.sampling import (
     logits_to_probs,
     stream_text,
 )
-from minigpt.tokenizer import BPETokenizer, CharTokenizer
+from minigpt.model.gpt import GPT
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -126,7 +126,7 @@ def test_compiled_decoding_equals_the_plain_model(model):
 def test_compiled_decoding_takes_weights_packed_for_onednn(model, weights):
     """generate --compile with the weights as generate holds them: packed for oneDNN on x86
     (quantize.PackedLinear), which Inductor's own lowering refused, so the step ran uncompiled."""
-    from minigpt.quantize import convert_weights, packed_dtypes
+    from minigpt.infer.quantize import convert_weights, packed_dtypes
 
     if torch.float32 not in packed_dtypes():
         pytest.skip("oneDNN packs no weights on this CPU (not x86): nothing to compile here")
@@ -223,7 +223,7 @@ def test_a_model_with_broken_weights_is_a_clear_error(model):
 
 def fake_generation(monkeypatch, token_ids):
     """Make generate() yield these ids, to test the text layer on its own."""
-    from minigpt import sampling
+    from minigpt.infer import sampling
 
     def fake(model, prompt_ids, cfg, generator=None, compile=False, vocab_size=None):
         for i in token_ids[: cfg.max_new_tokens]:
@@ -250,7 +250,7 @@ def test_stream_never_splits_a_multibyte_character(monkeypatch, english_text):
 
 
 def test_stats_tell_the_first_token_from_the_steady_pace():
-    from minigpt.sampling import GenerationStats
+    from minigpt.infer.sampling import GenerationStats
 
     # a slow start (prefill, then compiling at the first decode steps), then 10 tokens/s
     stats = GenerationStats(new_tokens=6, seconds=11.4,
@@ -301,7 +301,7 @@ def test_a_reply_that_ends_halfway_through_a_character_still_shows_it(monkeypatc
 
 
 def test_prefill_sends_only_the_last_position_through_the_head(model):
-    from minigpt.sampling import prefill
+    from minigpt.infer.sampling import prefill
 
     ids = list(range(1, 11))
     full, _ = model(torch.tensor([ids]))

@@ -1,8 +1,7 @@
 import pytest
 from conftest import shared_corpus
 
-from minigpt.errors import TokenizerError
-from minigpt.tokenizer import (
+from minigpt.data.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
     CharTokenizer,
@@ -10,6 +9,7 @@ from minigpt.tokenizer import (
     bytes_to_unicode,
     tokenizer_from_dict,
 )
+from minigpt.errors import TokenizerError
 
 JAPANESE = "吾輩は猫である。名前はまだ無い。\nどこで生れたかとんと見当がつかぬ。"
 MIXED = "Hello, world! 日本語のテキスト 🙂 café\n\tdef f(x): return x ** 2\n"

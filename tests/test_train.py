@@ -8,8 +8,8 @@ import torch
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import TrainingDiverged
-from minigpt.events import read_events
-from minigpt.train import Throughput, Trainer, decay_shape, lr_at, prepare_data
+from minigpt.runs.events import read_events
+from minigpt.train.trainer import Throughput, Trainer, decay_shape, lr_at, prepare_data
 
 
 def run(cfg, corpus, **kw):
@@ -121,7 +121,7 @@ def test_stop_request_saves_and_ends(tiny_train_config, corpus, tmp_path):
 
 def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, monkeypatch):
     """Two micro-batches of 4 give the same update as one batch of the same 8 sequences."""
-    import minigpt.train as train_module
+    import minigpt.train.trainer as train_module
 
     fixed = torch.randint(50, (8, 33), generator=torch.Generator().manual_seed(0))
 
@@ -178,8 +178,8 @@ def test_a_failed_compile_falls_back_to_eager_with_a_note(tiny_train_config, cor
 
 
 def test_a_real_error_is_not_taken_for_a_compile_failure(tiny_model_config):
-    from minigpt.compiling import CompiledOrEager
-    from minigpt.model import GPT
+    from minigpt.backends.compiling import CompiledOrEager
+    from minigpt.model.gpt import GPT
 
     model = CompiledOrEager(GPT(tiny_model_config))
     too_long = torch.zeros(1, tiny_model_config.block_size + 1, dtype=torch.long)
@@ -250,7 +250,7 @@ def test_a_stop_cuts_the_evaluation_short(tiny_train_config, corpus, tmp_path):
 
 
 def test_two_ctrl_c_during_the_first_evaluation_still_save(tiny_train_config, corpus, tmp_path):
-    from minigpt.console import run_training
+    from minigpt.cli.console import run_training
 
     cfg = tiny_train_config.with_overrides(eval_iters=1000)
     trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
@@ -271,7 +271,7 @@ def test_two_ctrl_c_during_the_first_evaluation_still_save(tiny_train_config, co
 
 
 def test_a_step_that_would_take_minutes_is_announced(tiny_train_config, corpus, monkeypatch):
-    import minigpt.train as train_module
+    import minigpt.train.trainer as train_module
 
     monkeypatch.setattr(train_module, "measured_matmul_flops", lambda device, precision: 1e9)
     cfg = tiny_train_config.with_overrides(block_size=4096, batch_size=64, n_layer=4, n_embd=128)
@@ -292,7 +292,7 @@ def test_a_step_that_would_take_minutes_is_announced(tiny_train_config, corpus, 
 def test_a_training_state_that_does_not_fit_is_a_clear_error(tiny_train_config, corpus, tmp_path,
                                                              damage, fragment):
     from minigpt.errors import CheckpointError
-    from minigpt.model import GPT
+    from minigpt.model.gpt import GPT
 
     cfg = tiny_train_config.with_overrides(max_steps=2, eval_interval=2)
     run(cfg, corpus, run_dir=tmp_path)

@@ -8,7 +8,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from minigpt.gradflow import layer_order
+from minigpt.train.gradflow import layer_order
 from minigpt_tui.text import plain
 
 BLOCKS = " ▏▎▍▌▋▊▉█"  # eighths of a cell

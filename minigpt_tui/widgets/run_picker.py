@@ -13,8 +13,8 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from minigpt.config import format_duration
-from minigpt.events import run_files
-from minigpt.runstate import RunSummary, measured_at
+from minigpt.runs.events import run_files
+from minigpt.runs.state import RunSummary, measured_at
 from minigpt_tui.text import plain
 
 NEW_RUN = "new"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from minigpt.config import preset
-from minigpt.data import Corpus
-from minigpt.events import process_alive, read_events
-from minigpt.train import Trainer, prepare_data
+from minigpt.data.corpus import Corpus
+from minigpt.runs.events import process_alive, read_events
+from minigpt.train.trainer import Trainer, prepare_data
 
 TINY = dict(block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=8, eval_iters=2,
             sample_tokens=30, warmup_steps=5)

@@ -3,11 +3,11 @@ import time
 import pytest
 import torch
 
-from minigpt import sampling
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.model import GPT
-from minigpt.tokenizer import CharTokenizer
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.infer import sampling
+from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
@@ -145,7 +145,7 @@ async def test_a_bad_checkpoint_is_reported_in_the_pane(tmp_path):
 
 async def test_chat_with_int8_weights(checkpoint):
     """`minigpt chat --weights int8`: the pane decodes with the quantized model and says so."""
-    from minigpt.quantize import Int8Linear
+    from minigpt.infer.quantize import Int8Linear
 
     app = MinigptApp(ckpt=checkpoint, autostart=False, weights="int8")
     async with app.run_test(size=SIZE) as pilot:
@@ -160,7 +160,7 @@ async def test_chat_with_int8_weights(checkpoint):
 async def test_options_given_to_the_app_are_shown_and_used(checkpoint):
     """`minigpt chat --strategy greedy --temperature 0.2 ...` (no --plain): the pane opens with
     those settings in its inputs and decodes with them."""
-    from minigpt.sampling import SamplingConfig, stream_text
+    from minigpt.infer.sampling import SamplingConfig, stream_text
 
     given = SamplingConfig(strategy="greedy", temperature=0.2, top_k=7, top_p=0.5, min_p=0.25,
                            repetition_penalty=1.3, max_new_tokens=12, stop=("zz", "\n"), seed=3)
@@ -192,8 +192,8 @@ async def test_the_device_given_to_the_app_is_the_one_loaded_on(checkpoint):
 def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
     from typer.testing import CliRunner
 
-    from minigpt.cli import app as cli
-    from minigpt.sampling import SamplingConfig
+    from minigpt.cli.app import app as cli
+    from minigpt.infer.sampling import SamplingConfig
 
     opened = []
     monkeypatch.setattr(MinigptApp, "run", lambda self: opened.append(self))
@@ -229,7 +229,7 @@ def test_stop_strings_as_typed(typed, stop):
 async def test_a_long_reply_is_drawn_as_it_was_decoded(checkpoint):
     from textual.content import Content
 
-    from minigpt.sampling import SamplingConfig, stream_text
+    from minigpt.infer.sampling import SamplingConfig, stream_text
     from minigpt_tui.text import plain
 
     app = MinigptApp(ckpt=checkpoint, autostart=False,

@@ -23,7 +23,7 @@ CRASH = {
 
 def run_command(prelude: str, args: list[str], cwd) -> subprocess.CompletedProcess:
     """The real command line, in a headless Textual (no terminal here), after prelude."""
-    script = prelude + ("import sys\nfrom minigpt.cli import main\n"
+    script = prelude + ("import sys\nfrom minigpt.cli.app import main\n"
                         f"sys.argv = ['minigpt', *{[str(a) for a in args]!r}]\nmain()\n")
     env = dict(os.environ, TEXTUAL_DRIVER="textual.drivers.headless_driver:HeadlessDriver")
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -34,8 +34,8 @@ def run_command(prelude: str, args: list[str], cwd) -> subprocess.CompletedProce
 def chat_checkpoint(tmp_path):
     from minigpt.checkpoint import save_checkpoint
     from minigpt.config import GPTConfig
-    from minigpt.model import GPT
-    from minigpt.tokenizer import CharTokenizer
+    from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.model.gpt import GPT
 
     model = GPT(GPTConfig(vocab_size=4, block_size=8, n_layer=1, n_head=1, n_embd=8))
     return save_checkpoint(tmp_path / "model.pt", model, CharTokenizer("abc "))

@@ -13,7 +13,7 @@ from .waiting import wait_for
 
 KILLED = """
 import sys
-from minigpt.events import EventLog, event
+from minigpt.runs.events import EventLog, event
 EventLog(sys.argv[1]).write(event("start", step=0, max_steps=10))
 print("the last line it printed")
 """  # a run that ends without its "done", as a killed one does

@@ -11,10 +11,10 @@ from textual.widgets import DataTable, Sparkline
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.events import EVENTS_NAME, EventTail, read_events
-from minigpt.model import GPT
-from minigpt.runstate import list_runs, summarize_run
-from minigpt.tokenizer import CharTokenizer
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.gpt import GPT
+from minigpt.runs.events import EVENTS_NAME, EventTail, read_events
+from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane

@@ -9,9 +9,9 @@ from textual.widgets import DataTable, OptionList
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.config import GPTConfig
-from minigpt.events import EVENTS_NAME
-from minigpt.model import GPT
-from minigpt.tokenizer import CharTokenizer
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.gpt import GPT
+from minigpt.runs.events import EVENTS_NAME
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane

@@ -10,10 +10,10 @@ import torch
 from rich.console import Console
 
 from minigpt.checkpoint import save_checkpoint
+from minigpt.cli.inspect_view import RAMP, SELECTED_MARK
 from minigpt.config import GPTConfig
-from minigpt.inspect_view import RAMP, SELECTED_MARK
-from minigpt.model import GPT
-from minigpt.tokenizer import CharTokenizer
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane
 from minigpt_tui.inspect_pane import NO_MODEL, InspectPane

@@ -6,8 +6,8 @@ import sys
 
 from textual.widgets import ProgressBar
 
-from minigpt.events import EventLog, event, process_alive, read_events
-from minigpt.runstate import list_runs, summarize_run
+from minigpt.runs.events import EventLog, event, process_alive, read_events
+from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.loss_chart import LossChart
@@ -351,7 +351,7 @@ async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
     """Stopped at step 30, during the evaluation there, the run's last validation loss is the
     untrained model's at step 0: said with its step, in the stats line and in the runs' list,
     not as the loss of the model at step 30."""
-    from minigpt.runstate import summarize_run
+    from minigpt.runs.state import summarize_run
     from minigpt_tui.widgets.run_picker import describe
 
     run_dir = tmp_path / "runs" / "stopped"

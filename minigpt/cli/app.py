@@ -17,11 +17,11 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from minigpt import control
+from minigpt.backends.onednn import limit_for_decoding
 from minigpt.config import PRESETS, STRATEGIES, TRAIN_RULES, SamplingConfig, default_preset_name
-from minigpt.control import Stopped, exit_status
 from minigpt.errors import MinigptError
-from minigpt.onednn import limit_for_decoding
+from minigpt.runs import control
+from minigpt.runs.control import Stopped, exit_status
 
 try:  # Typer >= 0.23 carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -188,10 +188,10 @@ def train(
 
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
-    from minigpt import distributed
+    from minigpt.backends.hardware import pick_device, resolve_precision
     from minigpt.config import parse_duration
-    from minigpt.hardware import pick_device, resolve_precision
-    from minigpt.plan import plan_training
+    from minigpt.train import distributed
+    from minigpt.train.plan import plan_training
 
     overrides = dict(
         max_steps=steps, time_budget=None if time_budget is None else parse_duration(time_budget),
@@ -200,7 +200,7 @@ def train(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
         eval_interval=eval_interval,
     )
-    from minigpt.console import RunSignals, console, run_training, signal_handlers
+    from minigpt.cli.console import RunSignals, console, run_training, signal_handlers
 
     signals = RunSignals()  # from here on a stop ends the run: at once while nothing is trained
     with signal_handlers(signals.handlers()):
@@ -234,7 +234,7 @@ def _stopped_before_training(run_dir):
         yield
     except Stopped as e:
         if run_dir is not None:
-            from minigpt.events import EventLog, event
+            from minigpt.runs.events import EventLog, event
 
             log = EventLog(run_dir)
             reason = "interrupted" if e.signum == control.INTERRUPT else "stopped"
@@ -251,11 +251,11 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="tr
     Its events name the command ("train" or "ablate"): what the run is, from its first event."""
     import os
 
-    from minigpt import distributed
-    from minigpt.console import preparing
-    from minigpt.events import EventLog, event
-    from minigpt.sources import open_source
-    from minigpt.train import load_prepared
+    from minigpt.cli.console import preparing
+    from minigpt.data.sources import open_source
+    from minigpt.runs.events import EventLog, event
+    from minigpt.train import distributed
+    from minigpt.train.trainer import load_prepared
 
     log = EventLog(run_dir) if run_dir is not None else None
     pid = os.getpid()  # so a TUI attached during a long preparation can tell the run lives
@@ -292,10 +292,10 @@ def prepare(
 ) -> None:
     """Tokenize a corpus once into the cache ($MINIGPT_CACHE, else ~/.cache/minigpt), for every
     later train, --resume and ablate on it; train does this itself when it has not been done."""
+    from minigpt.cli.console import preparing
     from minigpt.config import preset
-    from minigpt.console import preparing
-    from minigpt.prepare import prepare as prepare_source
-    from minigpt.sources import open_source
+    from minigpt.data.prepare import prepare as prepare_source
+    from minigpt.data.sources import open_source
 
     base = preset(preset_name or "cpu")  # every preset but gpt2 tokenizes as the defaults say
     cfg = base.with_overrides(tokenizer=tokenizer, bpe_vocab_size=vocab_size)
@@ -361,9 +361,9 @@ def generate(
 ) -> None:
     """Print the prompt and its continuation, token by token."""
     limit_for_decoding()  # before torch loads
-    from minigpt.hardware import describe_device
-    from minigpt.inference import load_for_inference
-    from minigpt.sampling import GenerationStats, compiled_decoder, stream_text
+    from minigpt.backends.hardware import describe_device
+    from minigpt.infer.load import load_for_inference
+    from minigpt.infer.sampling import GenerationStats, compiled_decoder, stream_text
 
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
@@ -411,12 +411,12 @@ def chat(
     limit_for_decoding()  # before torch loads
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
-    from minigpt.inference import load_for_inference
+    from minigpt.infer.load import load_for_inference
 
     # loaded once, here: a bad setting, device or file is one line, not a screen later
     loaded = load_for_inference(ckpt, device, weights)
     if plain:
-        from minigpt.console import plain_chat
+        from minigpt.cli.console import plain_chat
 
         plain_chat(loaded.model, loaded.tokenizer, cfg)
         return
@@ -445,8 +445,8 @@ def inspect_command(
     device: DeviceOpt = None,
 ) -> None:
     """Look inside a model on a prompt: a head's attention, every head's type, the logit lens."""
-    from minigpt.inference import load_for_inference
-    from minigpt.inspect import check_head, inspect_prompt
+    from minigpt.infer.inspect import check_head, inspect_prompt
+    from minigpt.infer.load import load_for_inference
 
     if not prompt:
         raise MinigptError("the prompt is empty")
@@ -454,8 +454,8 @@ def inspect_command(
     # fp32 weights whatever the device: the probabilities shown are the model's own, not rounded
     loaded = load_for_inference(ckpt, device, weights="fp32")
     check_head(loaded.model.config, layer, head)
-    from minigpt.console import console
-    from minigpt.inspect_view import lens_fits, print_inspection
+    from minigpt.cli.console import console
+    from minigpt.cli.inspect_view import lens_fits, print_inspection
 
     # the logit lens where the table shows it, unless --json asks for every position
     found = inspect_prompt(loaded.model, loaded.tokenizer, prompt,
@@ -495,11 +495,16 @@ def ablate(
     """Train the baseline and each variant on the same data, seed and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
-    from minigpt.ablation import AblationRunner, ablation_config, expand_variants, new_ablation_dir
+    from minigpt.backends.hardware import pick_device
+    from minigpt.cli.console import RunSignals, run_ablation, signal_handlers
     from minigpt.config import preset
-    from minigpt.console import RunSignals, run_ablation, signal_handlers
-    from minigpt.events import refuse_another_run, run_lock
-    from minigpt.hardware import pick_device
+    from minigpt.runs.events import refuse_another_run, run_lock
+    from minigpt.train.ablation import (
+        AblationRunner,
+        ablation_config,
+        expand_variants,
+        new_ablation_dir,
+    )
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
@@ -593,7 +598,7 @@ def import_gpt2(
 ) -> None:
     """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
     from minigpt.checkpoint import CHECKPOINT_NAME
-    from minigpt.hf import import_gpt2 as convert
+    from minigpt.hf.gpt2 import import_gpt2 as convert
 
     if out.suffix != ".pt" and out.exists() and not out.is_dir():
         raise MinigptError(f"{out} is a file and not a checkpoint: --out takes a path ending in "
@@ -614,7 +619,7 @@ def export_hf(
 ) -> None:
     """Write a model as a Hugging Face GPT-2 folder that transformers loads."""
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.hf import export_hf as convert
+    from minigpt.hf.gpt2 import export_hf as convert
 
     if not outdir:  # as a Path, "" would be the current folder
         raise MinigptError("the folder to export to is empty: name one ('.' for this one)")
@@ -630,7 +635,7 @@ def export_hf(
 def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")]) -> None:
     """Show a checkpoint's configuration, size, tokenizer, training step and data."""
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.console import print_info
+    from minigpt.cli.console import print_info
 
     print_info(load_checkpoint(ckpt))
 
@@ -652,8 +657,8 @@ def tui(
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
     limit_for_decoding()  # before torch loads, for the Chat pane (its training runs go without)
     from minigpt.config import TrainConfig, preset
-    from minigpt.events import find_run
-    from minigpt.runstate import summarize_run
+    from minigpt.runs.events import find_run
+    from minigpt.runs.state import summarize_run
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minigpt.events import (
+from minigpt.runs.events import (
     DEFAULT_RUNS_ROOT,
     EVENTS_NAME,
     EVENTS_SUFFIX,

@@ -28,9 +28,9 @@ import torch
 
 from minigpt.checkpoint import safe_torch_load
 from minigpt.config import GPTConfig
+from minigpt.data.tokenizer import END_OF_TEXT, BPETokenizer, CharTokenizer, Tokenizer
 from minigpt.errors import ConversionError, MinigptError
-from minigpt.model import GPT, empty_model
-from minigpt.tokenizer import END_OF_TEXT, BPETokenizer, CharTokenizer, Tokenizer
+from minigpt.model.gpt import GPT, empty_model
 
 # Conv1D in Hugging Face's GPT-2, (in, out): transposed on the way in and on the way out.
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
@@ -229,7 +229,7 @@ def load_gpt2(src: str) -> ImportedModel:
     """A Hugging Face GPT-2 (folder or hub id) as a minigpt model and tokenizer."""
     folder = resolve_source(src)
     config = gpt_config_from_hf(read_hf_config(folder), f"{folder / 'config.json'}")
-    from minigpt.tokenizer import gpt2_tokenizer_from_folder
+    from minigpt.data.tokenizer import gpt2_tokenizer_from_folder
 
     tokenizer = gpt2_tokenizer_from_folder(folder)
     if tokenizer.vocab_size > config.vocab_size:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from minigpt.backends.hardware import torch_dtype
 from minigpt.config import TrainConfig
-from minigpt.hardware import torch_dtype
 
 
 def orthogonalize(G: torch.Tensor, steps: int = 5,

@@ -23,12 +23,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from minigpt import control
 from minigpt.config import format_duration
 from minigpt.errors import TokenizerError
-from minigpt.events import PREPARE_STAGES, run_files, run_of_checkpoint
-from minigpt.gradflow import layer_order
-from minigpt.runstate import RunState
+from minigpt.runs import control
+from minigpt.runs.events import PREPARE_STAGES, run_files, run_of_checkpoint
+from minigpt.runs.state import RunState
+from minigpt.train.gradflow import layer_order
 
 # Markup is asked for where it is meant (markup=True); everything else, file names and text
 # from a model or a checkpoint among it, is printed as it is.
@@ -63,7 +63,7 @@ def signal_handlers(handlers: dict):
 
 
 class RunSignals:
-    """How other processes, the terminal and Ctrl-C steer a run (minigpt.control has the map; the
+    """How other processes, the terminal and Ctrl-C steer a run (minigpt.runs.control has the map; the
     TUI sends these to its children). Installed from a command's start, before its data is
     prepared; `run` is set once there is a Trainer or an AblationRunner to stop cleanly.
 
@@ -313,7 +313,7 @@ def print_info(ckpt) -> None:
     cfg = ckpt.model_config
     import torch
 
-    from minigpt.model import GPT
+    from minigpt.model.gpt import GPT
 
     with torch.device("meta"):  # counted, not allocated: no memory, no random initialization
         n_params = GPT(cfg).num_params()
@@ -358,7 +358,7 @@ def print_info(ckpt) -> None:
 
 def plain_chat(model, tokenizer, cfg) -> None:
     """The seed's interactive mode: each line typed is continued by the model."""
-    from minigpt.sampling import stream_text
+    from minigpt.infer.sampling import stream_text
 
     print("minigpt chat: type a prompt and press Enter; the model continues it. "
           "Ctrl-C stops a reply, Ctrl-D or /quit leaves.", file=sys.stderr)

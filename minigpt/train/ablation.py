@@ -70,7 +70,7 @@ def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
 def new_ablation_dir(root: str | os.PathLike | None = None) -> Path:
     """A fresh run directory for an ablation under root (default: the runs' root):
     ablate-<date>-<time>, as `minigpt ablate` and the TUI's Ablate pane both name theirs."""
-    from minigpt.events import DEFAULT_RUNS_ROOT, new_run_dir
+    from minigpt.runs.events import DEFAULT_RUNS_ROOT, new_run_dir
 
     return new_run_dir(root or DEFAULT_RUNS_ROOT, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
 
@@ -97,13 +97,13 @@ class AblationRunner:
 
     def run(self) -> Iterator[dict]:
         """The events of every variant; with a run directory, also appended to its events.jsonl."""
-        from minigpt.events import logged
+        from minigpt.runs.events import logged
 
         yield from logged(self._run(), self.run_dir)
 
     def _run(self) -> Iterator[dict]:
-        from minigpt.events import event
-        from minigpt.train import Trainer
+        from minigpt.runs.events import event
+        from minigpt.train.trainer import Trainer
 
         yield event("ablation_start", variants=[v.name for v in self.variants],
                     descriptions={v.name: v.description for v in self.variants},

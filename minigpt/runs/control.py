@@ -12,7 +12,7 @@ number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), after saving: `train &
 scheduler can tell a stopped run from a finished one. Before there is a run to stop cleanly
 (while its data is prepared), Stopped is raised at once and nothing is saved.
 
-The receiving side is minigpt.console.RunSignals; the sending side is the TUI's minigpt_tui.runs.
+The receiving side is minigpt.cli.console.RunSignals; the sending side is the TUI's minigpt_tui.runs.
 SIGHUP, SIGUSR1 and SIGUSR2 are POSIX only: None elsewhere.
 """
 

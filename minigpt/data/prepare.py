@@ -49,15 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt.errors import DataError, TokenizerError
-from minigpt.sources import Piece, Source
-from minigpt.tokenizer import (
+from minigpt.data.sources import Piece, Source
+from minigpt.data.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
     CharTokenizer,
     Tokenizer,
     tokenizer_from_dict,
 )
+from minigpt.errors import DataError, TokenizerError
 
 FORMAT = 1
 BPE_SAMPLE_BYTES = 16 << 20
@@ -82,7 +82,7 @@ class Prepared:
 
     def tokens(self, val_fraction: float, block_size: int):
         """The token file as a memory map, split into training and validation (TokenData)."""
-        from minigpt.data import TokenData
+        from minigpt.data.corpus import TokenData
 
         ids = np.memmap(self.path / TOKENS_NAME, dtype=self.manifest["dtype"], mode="r",
                         shape=(self.manifest["tokens"],))
@@ -286,7 +286,7 @@ def _discard(folder: Path) -> None:
 
 
 def _note(message: str) -> dict:
-    from minigpt.events import event
+    from minigpt.runs.events import event
 
     return event("note", step=0, message=message)
 
@@ -316,7 +316,7 @@ class _Meter:
             return
         self._last = now
         seconds = max(now - self.pass_started, 1e-9)
-        from minigpt.events import event
+        from minigpt.runs.events import event
 
         self.on_event(event("prepare", stage=self.stage, bytes_done=min(self.bytes, self.total),
                             bytes_total=self.total, tokens=self.tokens,
@@ -404,7 +404,7 @@ def _encode(source: Source, tokenizer: Tokenizer, path: Path, on_event: OnEvent,
 
 
 def _cache() -> Path:
-    from minigpt.data import cache_dir
+    from minigpt.data.corpus import cache_dir
 
     return cache_dir()
 
@@ -414,7 +414,7 @@ def _hash(obj) -> str:
 
 
 def _event(type_: str, done: Prepared, seconds: float) -> dict:
-    from minigpt.events import event
+    from minigpt.runs.events import event
 
     m = done.manifest
     return event(type_, path=str(done.path), cached=done.cached, tokens=m["tokens"],
@@ -424,7 +424,7 @@ def _event(type_: str, done: Prepared, seconds: float) -> dict:
 
 def _remove_abandoned(folder: Path) -> None:
     """Temporary folders and files of preparations whose process is gone (killed half-way)."""
-    from minigpt.events import process_alive
+    from minigpt.runs.events import process_alive
 
     if not folder.is_dir():
         return

@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from minigpt.inspect import HEAD_KINDS, Inspection
+from minigpt.infer.inspect import HEAD_KINDS, Inspection
 
 RAMP = " .:-=+*#%@"  # exactly 0 (above the diagonal), then up to 1 in nine steps
 KIND_LETTER = {"induction": "I", "previous": "P", "first": "F", "current": "C"}

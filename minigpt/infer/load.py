@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from minigpt import onednn
+from minigpt.backends import onednn
+from minigpt.backends.hardware import describe_device, has_native_bf16, pick_device
 from minigpt.checkpoint import load_checkpoint
+from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import ConfigError
-from minigpt.hardware import describe_device, has_native_bf16, pick_device
-from minigpt.model import GPT
-from minigpt.quantize import WEIGHT_FORMATS, convert_weights
-from minigpt.tokenizer import Tokenizer
+from minigpt.infer.quantize import WEIGHT_FORMATS, convert_weights
+from minigpt.model.gpt import GPT
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Source:
 
     @cached_property
     def _builtin(self) -> str | None:
-        from minigpt.data import builtin_text
+        from minigpt.data.corpus import builtin_text
 
         return builtin_text() if self.builtin else None
 
@@ -84,7 +84,7 @@ class Source:
         """What the source's content depends on: a new key whenever a file changes. The built-in
         corpus is known by the files it is made from, so finding it prepared costs no parsing."""
         if self.builtin:
-            from minigpt.data import builtin_files
+            from minigpt.data.corpus import builtin_files
 
             return {"builtin": [[str(p), p.stat().st_size, p.stat().st_mtime_ns]
                                 for p in builtin_files()]}
@@ -115,7 +115,7 @@ class Source:
 
 def open_source(name: str | None = None, text_field: str | None = None) -> Source:
     """The source a --data value names; a missing file or an empty folder is a DataError."""
-    from minigpt.data import download
+    from minigpt.data.corpus import download
 
     name = name or BUILTIN
     field = text_field or TEXT_FIELD

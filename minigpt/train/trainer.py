@@ -28,15 +28,8 @@ from pathlib import Path
 
 import torch
 
-from minigpt import distributed
-from minigpt.checkpoint import Checkpoint, save_checkpoint
-from minigpt.compiling import CompiledOrEager
-from minigpt.config import TrainConfig
-from minigpt.data import Corpus, TokenData, get_batch
-from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from minigpt.events import event, logged, run_files
-from minigpt.gradflow import GradientFlow
-from minigpt.hardware import (
+from minigpt.backends.compiling import CompiledOrEager
+from minigpt.backends.hardware import (
     allow_tf32,
     autocast_for,
     describe_device,
@@ -45,12 +38,19 @@ from minigpt.hardware import (
     pick_device,
     resolve_precision,
 )
-from minigpt.model import GPT, check_fits_in_memory
-from minigpt.muon import muon_optimizer
-from minigpt.prepare import prepare
-from minigpt.sampling import SamplingConfig, generate
-from minigpt.sources import Source
-from minigpt.tokenizer import Tokenizer, build_tokenizer
+from minigpt.checkpoint import Checkpoint, save_checkpoint
+from minigpt.config import TrainConfig
+from minigpt.data.corpus import Corpus, TokenData, get_batch
+from minigpt.data.prepare import prepare
+from minigpt.data.sources import Source
+from minigpt.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from minigpt.infer.sampling import SamplingConfig, generate
+from minigpt.model.gpt import GPT, check_fits_in_memory
+from minigpt.runs.events import event, logged, run_files
+from minigpt.train import distributed
+from minigpt.train.gradflow import GradientFlow
+from minigpt.train.muon import muon_optimizer
 
 
 def lr_at(step: float, cfg: TrainConfig) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from minigpt.compiling import CompiledOrEager
+from minigpt.backends.compiling import CompiledOrEager
 from minigpt.config import STRATEGIES, SamplingConfig  # noqa: F401 (defined there, torch-free)
 from minigpt.errors import SamplingError
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from minigpt import distributed
 from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.config import (
     TrainConfig,
@@ -28,16 +27,17 @@ from minigpt.config import (
     format_duration,
     preset,
 )
+from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
-from minigpt.events import (
+from minigpt.runs.events import (
     CHECKPOINT_NAME,
     new_run_dir,
     refuse_another_run,
     run_lock,
     run_of_checkpoint,
 )
-from minigpt.tokenizer import Tokenizer
-from minigpt.train import PreparedData, Trainer
+from minigpt.train import distributed
+from minigpt.train.trainer import PreparedData, Trainer
 
 # what --resume may change: how long the run goes on, and how often it is evaluated
 RESUME_MAY_CHANGE = ("max_steps", "time_budget", "eval_interval")
@@ -110,7 +110,7 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
         checkpoint = load_checkpoint(resume)
         cfg, data = _resumed(checkpoint, resume, data, preset_name, overrides)
     elif init is not None:
-        from minigpt.finetune import FINETUNE, finetune_config, fit_to_context
+        from minigpt.train.finetune import FINETUNE, finetune_config, fit_to_context
 
         start = load_checkpoint(init)
         cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
@@ -174,7 +174,7 @@ def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name:
 def same_data_source(given: str | None, recorded: str | None) -> bool:
     """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
     file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
-    from minigpt.data import BUILTIN
+    from minigpt.data.corpus import BUILTIN
 
     def normal(source: str | None) -> str:
         if not source or source == BUILTIN or source.startswith(("http://", "https://")):
