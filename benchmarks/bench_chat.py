@@ -45,18 +45,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from minigpt.backends.onednn import SAID, limit_for_decoding, limited_here
+from minigpt.backends.cpu import SAID, limit_for_decoding, limited_here
 
-limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/onednn.py)
+limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/cpu.py)
 
 import torch
 
-from minigpt.backends.hardware import cpu_name
-from minigpt.config import GPTConfig, SamplingConfig
+from minigpt.backends.cpu import cpu_name
 from minigpt.data.tokenizer import CharTokenizer
 from minigpt.infer import sampling
+from minigpt.infer.config import SamplingConfig
 from minigpt.infer.load import AUTO, WEIGHT_CHOICES, InferenceModel, weights_for
 from minigpt.infer.quantize import convert_weights
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 SEED = 1337

@@ -66,7 +66,7 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
     """JSON Lines of documents made of the built-in text's sentences, shuffled; returns documents."""
     import numpy as np
 
-    from minigpt.data.corpus import builtin_text
+    from minigpt.data.builtin import builtin_text
 
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", builtin_text()) if len(s.strip()) > 3]
     escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in sentences]  # JSON string bodies
@@ -247,7 +247,7 @@ def main(argv=None) -> None:
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     import tiktoken
 
-    from minigpt.backends.hardware import cpu_name
+    from minigpt.backends.cpu import cpu_name
 
     peer_version = f"tiktoken {tiktoken.__version__}"
     print(f"== preparing corpora: minigpt prepare against tiktoken into memmap ==\n"

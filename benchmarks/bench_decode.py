@@ -12,7 +12,7 @@ comes. The quality each weight format costs is measured by bench_weights.py, not
 
 The limit: one token at batch 1 reads every weight once (and the KV cache so far), so memory
 bandwidth bounds it at bandwidth / bytes read per token. The benchmark measures this machine's
-read bandwidth (minigpt.backends.hardware.measured_read_bandwidth: the sum of a 512 MB buffer) before and
+read bandwidth (measured_read_bandwidth below: the sum of a 512 MB buffer) before and
 after the rounds, and prints each setting's tokens/s as a percent of its limit.
 
 Both models have GPT-2 small's shape (12 layers, 12 heads, 768 dims, vocabulary 50257) with random
@@ -35,20 +35,41 @@ import platform
 import statistics
 import time
 
-from minigpt.backends.onednn import SAID, limit_for_decoding, limited_here
+from minigpt.backends.cpu import SAID, limit_for_decoding, limited_here
 
-limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/onednn.py)
+limit_for_decoding()  # as generate and chat do, before torch loads (minigpt/backends/cpu.py)
 
 import torch
 
-from minigpt.backends.hardware import cpu_name, measured_read_bandwidth
-from minigpt.config import GPTConfig
+from minigpt.backends.cpu import cpu_name
 from minigpt.infer.load import AUTO, WEIGHT_CHOICES, weights_for
 from minigpt.infer.quantize import convert_weights
 from minigpt.infer.sampling import SamplingConfig, generate
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 SEED = 1337
+
+
+
+def measured_read_bandwidth(device: torch.device, megabytes: int = 512) -> float:
+    """The bytes/s this device reads memory at now, best of a few: the sum of a buffer far larger
+    than any cache (about a second on a CPU). It bounds work that reads more than it computes,
+    such as decoding one token at batch 1, which reads every weight once."""
+    import time
+
+    buffer = torch.ones(megabytes * 2**20 // 4, device=device)
+    best = float("inf")
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        buffer.sum()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return buffer.numel() * buffer.element_size() / max(best, 1e-9)
+
 
 
 def build_transformers():

@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from minigpt.backends.hardware import cpu_name
-from minigpt.config import preset
-from minigpt.data.corpus import Corpus, builtin_text
-from minigpt.train.trainer import Trainer, prepare_data
+from minigpt.backends.cpu import cpu_name
+from minigpt.data.sources import open_source
+from minigpt.train.config import preset
+from minigpt.train.trainer import Trainer, load_prepared
 
 
 def timed_steps(trainer: Trainer, steps: int) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = preset(args.preset).with_overrides(log_interval=args.log_interval, max_steps=10**6)
-    data = prepare_data(Corpus(builtin_text(), "builtin", "built-in corpus"), cfg)
+    data = load_prepared(open_source("builtin"), cfg)  # prepared once, in the cache
     trainers = {}
     for measured in (True, False):
         trainers[measured] = Trainer(cfg, data, device=args.device)

@@ -48,13 +48,14 @@ def main(argv=None) -> int:
 
     import torch
 
-    from minigpt.backends.hardware import cpu_name, measured_matmul_flops
-    from minigpt.config import preset
-    from minigpt.data.corpus import load_corpus
-    from minigpt.train.trainer import Trainer, prepare_data
+    from minigpt.backends.cpu import cpu_name
+    from minigpt.backends.hardware import measured_matmul_flops
+    from minigpt.data.sources import open_source
+    from minigpt.train.config import preset
+    from minigpt.train.trainer import Trainer, load_prepared
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0, time_budget=args.budget)
-    trainer = Trainer(cfg, prepare_data(load_corpus(args.data), cfg), device="cpu",
+    trainer = Trainer(cfg, load_prepared(open_source(args.data), cfg), device="cpu",
                       dtype=args.dtype)
     m = cfg.model
     print("== time to quality: validation loss within a wall-clock budget (train --time) ==")

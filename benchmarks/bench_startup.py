@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minigpt.backends.hardware import cpu_name
+from minigpt.backends.cpu import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,11 +59,11 @@ def until_output(cmd: list[str], env: dict, stdin: str, n_chars: int) -> float:
 
 def make_checkpoint(path: Path) -> None:
     from minigpt.checkpoint import save_checkpoint
-    from minigpt.config import preset
-    from minigpt.data.tokenizer import build_tokenizer
+    from minigpt.data.tokenizer import CharTokenizer
     from minigpt.model.gpt import GPT
+    from minigpt.train.config import preset
 
-    tok = build_tokenizer("char", "abcdefghijklmnopqrstuvwxyz ,.\n", 4096)
+    tok = CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ,.\n")
     cfg = preset("cpu").with_overrides(vocab_size=tok.vocab_size)
     save_checkpoint(path, GPT(cfg.model), tok, cfg, None, {})
 
@@ -72,8 +72,8 @@ def make_gpt2_checkpoint(path: Path) -> None:
     import torch
 
     from minigpt.checkpoint import save_checkpoint
-    from minigpt.config import GPTConfig
     from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.model.config import GPTConfig
     from minigpt.model.gpt import GPT
 
     chars = "".join(c for c in map(chr, range(0x21, 0x30000))

@@ -47,7 +47,7 @@ from minigpt.backends.hardware import (
     peak_flops,
     resolve_precision,
 )
-from minigpt.config import GPTConfig
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 # Per-shape defaults. "small" is configuration (a) of the project guide, with a char vocabulary;

@@ -52,10 +52,11 @@ def main(argv=None) -> int:
     import torch
 
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.config import preset
-    from minigpt.data.corpus import TokenData, load_corpus
+    from minigpt.data.prepare import prepare
+    from minigpt.data.sources import open_source
     from minigpt.infer.quantize import WEIGHT_FORMATS, convert_weights
-    from minigpt.train.trainer import Trainer, prepare_data
+    from minigpt.train.config import preset
+    from minigpt.train.trainer import Trainer, load_prepared
 
     if args.ckpt:
         ckpt = load_checkpoint(args.ckpt)
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
             print(f"skipped: {data} not found (set MINIGPT_SHARED_CORPORA)")
             return 0
         cfg = preset("cpu").with_overrides(max_steps=args.steps, sample_tokens=0)
-        trainer = Trainer(cfg, prepare_data(load_corpus(data), cfg), device="cpu")
+        trainer = Trainer(cfg, load_prepared(open_source(data), cfg), device="cpu")
         started = time.perf_counter()
         for _ in trainer.run():
             pass
@@ -77,8 +78,9 @@ def main(argv=None) -> int:
         source = (f"the cpu preset trained {args.steps} steps here "
                   f"({trainer.precision}, {time.perf_counter() - started:.0f} s)")
     block_size = model.config.block_size
-    ids = tokenizer.encode(load_corpus(data).text)
-    val = TokenData.from_ids(ids, val_fraction, block_size).val
+    # the validation split of the data prepared with the model's own tokenizer (the cache's)
+    val = prepare(open_source(data), tokenizer=tokenizer).tokens(val_fraction, block_size).val
+    val = torch.from_numpy(val.astype("int64"))  # the validation split is small: in memory
 
     print("== quality of smaller weights: validation perplexity ==")
     print(f"torch {torch.__version__}; model: {source}; {model.num_params() / 1e6:.2f}M params, "

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-from minigpt.config import GPTConfig, Real, TrainConfig, Whole
 from minigpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from minigpt.errors import CheckpointError, MinigptError
+from minigpt.model.config import GPTConfig
+from minigpt.rules import Real, Whole
 from minigpt.runs import control
-from minigpt.runs.events import CHECKPOINT_NAME  # noqa: F401 (a run directory's, named there)
+from minigpt.runs.files import CHECKPOINT_NAME
+from minigpt.train.config import TrainConfig
 
 FORMAT = "minigpt-checkpoint"
 VERSION = 1
@@ -144,7 +146,7 @@ def _write_failure(path: Path, error: BaseException) -> str:
 def _remove_orphans(path: Path) -> None:
     """Delete the temporary files of saves that were killed half-way (.<name>.<pid>.tmp), where
     the process that wrote them is gone."""
-    from minigpt.runs.events import process_alive
+    from minigpt.runs.log import process_alive
 
     for orphan in path.parent.glob(f".{path.name}.*.tmp"):
         pid = orphan.name[len(path.name) + 2:-len(".tmp")]

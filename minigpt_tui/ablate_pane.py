@@ -20,10 +20,10 @@ from textual.validation import Integer
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from minigpt.config import PRESETS
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import LIVE, RunState, VariantResult
 from minigpt.train.ablation import VARIANTS, new_ablation_dir
+from minigpt.train.config import PRESETS
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain

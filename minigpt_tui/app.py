@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
 
-from minigpt.config import SamplingConfig
-from minigpt.runs.events import DEFAULT_RUNS_ROOT
+from minigpt.infer.config import SamplingConfig
+from minigpt.runs.files import DEFAULT_RUNS_ROOT
 from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.chat_pane import ChatPane
@@ -140,7 +140,7 @@ class MinigptApp(App):
         state = self.query_one(TrainPane).state
         if state is None:
             return None
-        from minigpt.runs.events import run_files
+        from minigpt.runs.files import run_files
 
         path = Path(state.checkpoint) if state.checkpoint else run_files(state.run_dir).checkpoint
         try:

@@ -25,7 +25,9 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from minigpt.config import SAMPLING_RULES, STRATEGIES, SamplingConfig, Whole
+from minigpt.backends.cpu import decode_threads
+from minigpt.infer.config import SAMPLING_RULES, STRATEGIES, SamplingConfig
+from minigpt.rules import Whole
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.reply import Reply
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
@@ -116,16 +118,6 @@ def setting(label: str, input_id: str, value, validators, valid_empty=False,
                 valid_empty=valid_empty, compact=True)
     box.tooltip = plain(tooltip) if tooltip else None
     return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
-
-
-def decode_threads(training_beside: bool) -> int:
-    """The torch threads a reply decodes with: every core, unless a training run or an ablation
-    this app follows is under way; it uses every core too, and two thread pools spinning on the
-    same cores slow both many times over, so chat then takes half of them."""
-    import os
-
-    cores = os.cpu_count() or 2
-    return max(1, cores // 2) if training_beside else cores
 
 
 class ChatPane(Widget, can_focus=False):

@@ -18,7 +18,7 @@ from pathlib import Path
 from textual.message import Message
 from textual.widget import Widget
 
-from minigpt.runs.events import EventTail, process_alive
+from minigpt.runs.log import EventTail, process_alive
 from minigpt.runs.state import LIVE, RunState
 from minigpt_tui import runs
 

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minigpt.backends.onednn import environment_for_training
+from minigpt.backends.cpu import environment_for_training
 from minigpt.runs import control
-from minigpt.runs.events import run_files
+from minigpt.runs.files import run_files
 
 LOG_NAME = "output.log"
 

@@ -19,7 +19,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from minigpt.runs.events import PREPARE_STAGES, new_run_dir, run_files
+from minigpt.runs.events import PREPARE_STAGES
+from minigpt.runs.files import new_run_dir, run_files
 from minigpt.runs.state import LIVE, RunState, measured_at
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt.config import GPTConfig, preset
-from minigpt.data.corpus import Corpus, builtin_text
+from minigpt.data.builtin import builtin_text
+from minigpt.model.config import GPTConfig
+from minigpt.train.config import preset
 
 # The reference corpora live beside the project (../shared/corpora), never inside it.
 SHARED_CORPORA = Path(os.environ.get(
@@ -24,6 +25,30 @@ def shared_corpus(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{name} not found in {SHARED_CORPORA} (set MINIGPT_SHARED_CORPORA)")
     return path
+
+
+@dataclass
+class Corpus:
+    """Text held in memory, with where it came from: what tests train on."""
+
+    text: str
+    source: str = "test"
+    description: str = "test text"
+
+
+def prepare_data(corpus: Corpus, cfg, tokenizer=None):
+    """Text tokenized in memory (the tokenizer built from it unless given) and split, as a run's
+    PreparedData: what `minigpt train` makes through the cache, without one."""
+    from minigpt.data.batches import TokenData
+    from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
+    from minigpt.train.trainer import PreparedData
+
+    if tokenizer is None:
+        tokenizer = (BPETokenizer.train(corpus.text, cfg.bpe_vocab_size) if cfg.tokenizer == "bpe"
+                     else CharTokenizer.from_text(corpus.text))
+    tokens = TokenData.from_ids(tokenizer.encode(corpus.text), cfg.val_fraction,
+                                cfg.model.block_size)
+    return PreparedData(tokenizer, tokens, corpus.source, corpus.description)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,7 +22,7 @@ def test_unknown_variant_is_a_clear_error():
 
 
 def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus):
-    from minigpt.train.trainer import prepare_data
+    from conftest import prepare_data
 
     data = prepare_data(corpus, tiny_train_config)
     runner = AblationRunner(["attention", "tying"], data, tiny_train_config, steps=20, seed=3)
@@ -38,9 +38,11 @@ def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus
 
 
 def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corpus, monkeypatch):
-    from minigpt.cli.console import results_table
+    from conftest import prepare_data
+
+    from minigpt.cli.report import results_table
     from minigpt.train.ablation import Variant
-    from minigpt.train.trainer import Trainer, prepare_data
+    from minigpt.train.trainer import Trainer
 
     # a variant whose loss becomes NaN after a few steps, as an unstable one's does
     monkeypatch.setitem(VARIANTS, "explode", [Variant("explode", "unstable", {"dropout": 0.25})])
@@ -76,8 +78,10 @@ def test_cancelled_in_a_variants_final_evaluation_drops_it(tiny_train_config, co
     """A cancel that lands in the baseline's last evaluation cuts it short: the baseline's loop
     ends "finished" but has no loss. It is dropped as a cancelled variant is, and `ablate
     --quiet` (how the TUI runs it) prints what finished instead of failing on a missing loss."""
+    from conftest import prepare_data
+
     from minigpt.cli.console import run_ablation
-    from minigpt.train.trainer import Trainer, prepare_data
+    from minigpt.train.trainer import Trainer
 
     runner = AblationRunner(["residual"], prepare_data(corpus, tiny_train_config),
                             tiny_train_config, steps=10, seed=3)

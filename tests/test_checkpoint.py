@@ -235,7 +235,7 @@ def test_ctrl_c_during_a_write_lands_after_it(saved):
 @pytest.fixture
 def resumable(tmp_path, tiny_model_config):
     """A checkpoint with everything a training run saves: configs, training state, meta."""
-    from minigpt.config import preset
+    from minigpt.train.config import preset
 
     cfg = preset("tiny").with_overrides(**tiny_model_config.to_dict())
     model = GPT(tiny_model_config)

@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     """A tiny model trained once through `minigpt train`, shared by the tests below."""
     root = tmp_path_factory.mktemp("cli")
     data = root / "corpus.txt"
-    from minigpt.data.corpus import builtin_text
+    from minigpt.data.builtin import builtin_text
 
     data.write_text(builtin_text()[:40_000], encoding="utf-8")
     result = minigpt("train", "--data", data, "--steps", 40, "--out", root / "run" / "model.pt",
@@ -73,11 +73,11 @@ def test_generate_prints_prompt_and_continuation(trained):
     assert "tokens/s" in result.stderr
     import torch
 
-    from minigpt.backends.hardware import has_native_bf16  # the default weights: as this CPU suits
-    from minigpt.backends.onednn import SAID, cpu_flags
+    from minigpt.backends.cpu import SAID, cpu_flags
+    from minigpt.backends.hardware import has_native_bf16
 
     held = "bf16" if has_native_bf16(torch.device("cpu")) else "fp32"
-    # bf16 on a CPU with AMX: decoded with oneDNN's AVX-512 BF16 kernels (minigpt/backends/onednn.py)
+    # bf16 on a CPU with AMX: decoded with oneDNN's AVX-512 BF16 kernels (minigpt/backends/cpu.py)
     note = f"; {SAID}" if held == "bf16" and "amx_bf16" in cpu_flags() else ""
     assert f"{held} weights (auto{note}), cpu" in result.stderr
     again = minigpt("generate", "--ckpt", ckpt, "--prompt", "The ", "-n", 30, "--seed", 1,
@@ -105,7 +105,7 @@ def test_generate_reads_bf16_weights_with_avx512_kernels_where_the_cpu_has_amx(t
     bandwidth its AVX-512 BF16 ones do: generate limits it to those, says so, and leaves a limit
     the user set alone. Elsewhere nothing changes, and nothing is said."""
     _, ckpt, _, _ = trained
-    from minigpt.backends.onednn import SAID, VARIABLE, cpu_flags
+    from minigpt.backends.cpu import SAID, VARIABLE, cpu_flags
 
     env = {k: v for k, v in os.environ.items() if k != VARIABLE} | {"ONEDNN_VERBOSE": "1"}
     args = ("generate", "--ckpt", ckpt, "-p", "The ", "-n", 5, "--weights", "bf16", "--stats")
@@ -460,7 +460,8 @@ def test_help_lists_the_engines_choices_and_defaults():
     from typer.testing import CliRunner
 
     from minigpt.cli.app import app
-    from minigpt.config import PRESETS, STRATEGIES, SamplingConfig
+    from minigpt.infer.config import STRATEGIES, SamplingConfig
+    from minigpt.train.config import PRESETS
 
     def help_of(command: str) -> str:
         return " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())

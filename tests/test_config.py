@@ -2,15 +2,10 @@
 
 import pytest
 
-from minigpt.config import (
-    GPTConfig,
-    TrainConfig,
-    check_run_length,
-    format_duration,
-    parse_duration,
-    preset,
-)
 from minigpt.errors import ConfigError
+from minigpt.model.config import GPTConfig
+from minigpt.train.config import TrainConfig, check_run_length, preset
+from minigpt.units import format_duration, parse_duration
 
 NAN, INF = float("nan"), float("inf")
 HUGE = 2**63  # one past what torch's int64 holds
@@ -117,9 +112,11 @@ def test_round_trip_through_a_dict():
 def test_every_setting_has_a_rule():
     from dataclasses import fields
 
-    from minigpt.config import GPT_RULES, TRAIN_RULES
+    from minigpt.model.config import SHAPE_RULES
+    from minigpt.model.switches import SWITCHES
+    from minigpt.train.config import TRAIN_RULES
 
-    assert {f.name for f in fields(GPTConfig)} == set(GPT_RULES)
+    assert {f.name for f in fields(GPTConfig)} == set(SHAPE_RULES) | {s.name for s in SWITCHES}
     assert {f.name for f in fields(TrainConfig)} - {"model"} == set(TRAIN_RULES)
 
 

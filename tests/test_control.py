@@ -2,8 +2,8 @@
 
 import pytest
 
-from minigpt.cli.console import RunSignals
 from minigpt.runs import control
+from minigpt.runs.control import RunSignals
 from minigpt_tui import runs
 
 

@@ -5,21 +5,35 @@ from functools import partial
 import pytest
 import torch
 
-from minigpt.data.corpus import TokenData, builtin_text, get_batch, load_corpus
+from minigpt.data.batches import TokenData, get_batch
+from minigpt.data.builtin import builtin_text
+from minigpt.data.sources import open_source
 from minigpt.errors import DataError
 
 
+def documents(name: str) -> list[str]:
+    """The source's documents, as preparing it reads them."""
+    docs, current = [], ""
+    for text, ends in open_source(name).pieces():
+        current += text
+        if ends:
+            docs.append(current)
+            current = ""
+    return docs
+
+
 def test_builtin_corpus_is_about_a_megabyte_of_prose():
-    corpus = load_corpus()
-    assert corpus.source == "builtin"
-    assert len(corpus.text.encode("utf-8")) > 1_000_000
-    assert "statement" in corpus.text and corpus.text == builtin_text()
+    source = open_source()
+    assert source.name == "builtin"
+    [text] = documents("builtin")
+    assert len(text.encode("utf-8")) > 1_000_000
+    assert "statement" in text and text == builtin_text()
 
 
 def test_reads_a_file(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("こんにちは世界\n", encoding="utf-8")
-    assert load_corpus(str(path)).text == "こんにちは世界\n"
+    assert documents(str(path)) == ["こんにちは世界\n"]
 
 
 def test_reads_every_txt_in_a_folder_in_order(tmp_path):
@@ -28,24 +42,23 @@ def test_reads_every_txt_in_a_folder_in_order(tmp_path):
     (tmp_path / "a.txt").write_text("first")
     (tmp_path / "sub" / "c.txt").write_text("third")
     (tmp_path / "ignored.md").write_text("not text")
-    assert load_corpus(str(tmp_path)).text == "first\n\nsecond\n\nthird"
+    assert documents(str(tmp_path)) == ["first", "second", "third"]
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.txt", "no such file or folder"),
-    (lambda d: (d / "empty.txt").write_text("  \n") and d / "empty.txt", "has no text"),
-    (lambda d: (d / "f").mkdir() or d / "f", "no .txt files"),
+    (lambda d: (d / "f").mkdir() or d / "f", "no .txt, .jsonl or .parquet files"),
 ])
 def test_clear_errors(tmp_path, make, message):
     with pytest.raises(DataError, match=message):
-        load_corpus(str(make(tmp_path)))
+        open_source(str(make(tmp_path)))
 
 
 def test_invalid_utf8_says_where(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("line one\nline two caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"not valid UTF-8: byte 0xe9 at offset 21 \(line 2\)"):
-        load_corpus(str(path))
+        documents(str(path))
 
 
 def test_text_shorter_than_a_context_window_is_refused():
@@ -85,14 +98,13 @@ def local_server(tmp_path):
 def test_url_is_downloaded_once_into_the_cache(local_server, cache_dir):
     CountingHandler.requests = 0
     url = f"{local_server}/corpus.txt"
-    first = load_corpus(url)
-    second = load_corpus(url)
-    assert first.text == second.text == "served over http ✓\n" * 50
+    first, second = documents(url), documents(url)
+    assert first == second == ["served over http ✓\n" * 50]
     assert CountingHandler.requests == 1
     assert len(list((cache_dir / "downloads").iterdir())) == 1
 
 
 def test_unreachable_url_is_a_clear_error(local_server, cache_dir):
     with pytest.raises(DataError, match="cannot download .*missing.txt"):
-        load_corpus(f"{local_server}/missing.txt")
+        open_source(f"{local_server}/missing.txt")
     assert not any((cache_dir / "downloads").iterdir())  # no half-written file left behind

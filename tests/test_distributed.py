@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import Corpus, prepare_data
 
-from minigpt.data.corpus import Corpus, builtin_text
+from minigpt.data.builtin import builtin_text
 
 STEPS = 10
 B = 4
@@ -59,14 +60,14 @@ def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
 
 def _train(rank: int, world_size: int, device: torch.device) -> dict:
     import minigpt.train.trainer as train_module
-    from minigpt.config import preset
+    from minigpt.train.config import preset
 
     cfg = preset("tiny").with_overrides(
         block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=B * (2 // world_size),
         max_steps=STEPS, warmup_steps=2, eval_interval=STEPS, eval_iters=2, log_interval=1,
         sample_tokens=0)
     corpus = Corpus(builtin_text()[:60_000], "test", "test text")
-    trainer = train_module.Trainer(cfg, train_module.prepare_data(corpus, cfg), device=device,
+    trainer = train_module.Trainer(cfg, prepare_data(corpus, cfg), device=device,
                                    dtype="fp32")  # exact comparison: no bf16 rounding
     real_get_batch = train_module.get_batch
 
@@ -126,7 +127,7 @@ def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("minigpt train") == 1, proc.stdout  # rank 1 prints nothing
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.runs.events import read_events
+    from minigpt.runs.log import read_events
 
     events = read_events(tmp_path / "run")
     start = next(e for e in events if e["type"] == "start")

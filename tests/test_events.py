@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from minigpt.errors import RunDirectoryError
-from minigpt.runs.events import run_lock
+from minigpt.runs.log import run_lock
 
 HOLD = """
 import sys, time
-from minigpt.runs.events import run_lock
+from minigpt.runs.log import run_lock
 with run_lock(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(600)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from minigpt.config import GPTConfig
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt.runs.state import replay
 from minigpt.train.ablation import evidence
@@ -63,7 +63,9 @@ def test_the_update_ratio_of_a_known_step():
 
 
 def test_logged_steps_carry_the_layers_and_the_fold_keeps_them(tiny_train_config, corpus):
-    from minigpt.train.trainer import Trainer, prepare_data
+    from conftest import prepare_data
+
+    from minigpt.train.trainer import Trainer
 
     trainer = Trainer(tiny_train_config.with_overrides(max_steps=10),
                       prepare_data(corpus, tiny_train_config))

@@ -18,7 +18,6 @@ import torch
 from conftest import assert_one_line_error, minigpt
 
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import (
     END_OF_TEXT,
     BPETokenizer,
@@ -30,6 +29,7 @@ from minigpt.data.tokenizer import (
 from minigpt.errors import ConfigError, ConversionError, TokenizerError
 from minigpt.hf.gpt2 import export_hf, import_gpt2, load_gpt2
 from minigpt.infer.sampling import SamplingConfig, decode_one_token, generate, prefill
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 transformers = pytest.importorskip("transformers")
@@ -470,8 +470,10 @@ def test_ablated_models_are_refused_naming_the_switch(tmp_path, switch, value):
 
 
 def test_fine_tuning_keeps_the_model_and_may_shorten_its_context(tmp_path, hf_folder, corpus):
+    from conftest import prepare_data
+
     from minigpt.train.finetune import FINETUNE, finetune_config, fit_to_context
-    from minigpt.train.trainer import Trainer, prepare_data
+    from minigpt.train.trainer import Trainer
 
     reference, folder = hf_folder
     path, _ = import_gpt2(str(folder), tmp_path / "model.pt")

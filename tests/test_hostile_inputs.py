@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import assert_one_line_error, cli
 
-from minigpt.runs.events import read_events
+from minigpt.runs.log import read_events
 
 # --- round three -----------------------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ def test_a_failed_preparation_is_the_run_s_last_event(cache_dir, tmp_path, monke
     """A preparation that failed on something unforeseen left no error event: the TUI showed the
     run as 'ended', as if it had been killed."""
     from minigpt.data import prepare as prepare_module
-    from minigpt.runs.events import read_events
+    from minigpt.runs.log import read_events
 
     def broken(*args, **kwargs):
         raise RuntimeError("the unforeseen")
@@ -145,7 +145,7 @@ def test_a_failed_preparation_is_the_run_s_last_event(cache_dir, tmp_path, monke
 
 
 def test_an_empty_cache_variable_is_the_default_not_the_current_folder(monkeypatch, tmp_path):
-    from minigpt.data.corpus import cache_dir
+    from minigpt.data.download import cache_dir
 
     monkeypatch.setenv("MINIGPT_CACHE", "")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -329,7 +329,7 @@ def test_nohup_keeps_a_run_going_through_a_hangup(tmp_path, english_text):
 def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir):
     """Stopped with `x` while preparing, the TUI showed the run 'failed (read-only)' with no
     reason; it was stopped, and its folder can be used again."""
-    from minigpt.data.corpus import builtin_text
+    from minigpt.data.builtin import builtin_text
 
     data = tmp_path / "corpus.txt"
     data.write_text(builtin_text(), encoding="utf-8")  # a BPE of 8,000 takes a few seconds
@@ -384,7 +384,7 @@ def test_two_models_train_side_by_side_in_one_folder(tmp_path, monkeypatch, engl
     kinds = [e["type"] for e in read_events(tmp_path / "m.events.jsonl")]
     assert kinds.count("start") == 2 and kinds[-1] == "done"  # its history goes on in its file
     assert {r.path.name for r in list_runs(tmp_path)} == {"m.events.jsonl", "ja.events.jsonl"}
-    from minigpt.runs.events import find_run
+    from minigpt.runs.files import find_run
     from minigpt.runs.state import summarize_run
 
     assert summarize_run(find_run(tmp_path / "ja.pt")).step == 3  # what tui --attach ja.pt follows
@@ -418,10 +418,10 @@ def test_resumed_runs_report_their_own_speed(tmp_path, english_text, monkeypatch
     import itertools
 
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.config import preset
-    from minigpt.data.corpus import TokenData
+    from minigpt.data.batches import TokenData
     from minigpt.data.tokenizer import CharTokenizer
     from minigpt.train import trainer as train_module
+    from minigpt.train.config import preset
     from minigpt.train.trainer import PreparedData, Trainer
 
     tok = CharTokenizer.from_text(english_text)

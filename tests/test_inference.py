@@ -8,11 +8,11 @@ import torch
 
 from minigpt.backends.hardware import describe_device
 from minigpt.checkpoint import save_checkpoint
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import CharTokenizer
 from minigpt.errors import ConfigError
 from minigpt.infer.load import load_for_inference
 from minigpt.infer.quantize import Int8Linear
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 

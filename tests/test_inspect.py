@@ -22,9 +22,9 @@ from minigpt.cli.inspect_view import (
     print_inspection,
     token_label,
 )
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
 from minigpt.infer.inspect import HeadMeasures, head_measures, induction_scores, inspect_prompt
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt.train.ablation import distinct_ngrams
 
@@ -282,7 +282,7 @@ def test_token_texts_are_never_markup():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from minigpt.data.corpus import builtin_text
+    from minigpt.data.builtin import builtin_text
 
     root = tmp_path_factory.mktemp("inspect")
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt.config import GPTConfig
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT, Block
 
 

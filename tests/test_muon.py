@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from conftest import prepare_data
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.train.muon import Muon, orthogonalize
-from minigpt.train.trainer import Trainer, prepare_data
+from minigpt.train.trainer import Trainer
 
 
 @pytest.mark.parametrize("shape", [(96, 32), (32, 128)])  # tall and wide, well conditioned

@@ -1,11 +1,11 @@
-"""Which oneDNN kernels a decoding process gets (minigpt/backends/onednn.py): AVX-512 BF16 instead of AMX
+"""Which oneDNN kernels a decoding process gets (minigpt/backends/cpu.py): AVX-512 BF16 instead of AMX
 where the CPU has AMX, set before torch loads, never over the user's own setting, and never
 passed on to the training runs the TUI starts."""
 
 import os
 
-from minigpt.backends import onednn
-from minigpt.backends.onednn import FOR_DECODING, VARIABLE, cpu_flags, decoding_limit
+from minigpt.backends import cpu as onednn
+from minigpt.backends.cpu import FOR_DECODING, VARIABLE, cpu_flags, decoding_limit
 from minigpt_tui import runs
 
 AMX = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import prepare_data
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
 from minigpt.train import distributed
 from minigpt.train.plan import plan_training, same_data_source
-from minigpt.train.trainer import Trainer, prepare_data
+from minigpt.train.trainer import Trainer
 
 CPU = torch.device("cpu")
 

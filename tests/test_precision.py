@@ -2,12 +2,13 @@
 
 import pytest
 import torch
+from conftest import prepare_data
 
 from minigpt.backends import hardware
 from minigpt.backends.hardware import autocast_for, peak_flops, resolve_precision
 from minigpt.errors import ConfigError
 from minigpt.train import trainer as train
-from minigpt.train.trainer import Trainer, prepare_data
+from minigpt.train.trainer import Trainer
 
 # bf16 keeps 8 bits of mantissa, so losses may drift apart by about 0.01 over a run; over these 30
 # steps of a tiny model we measured 1e-4 (the loss itself falls by more than 0.5)

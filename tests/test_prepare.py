@@ -11,11 +11,11 @@ from conftest import assert_one_line_error, minigpt
 
 from minigpt.data import prepare as prepare_module
 from minigpt.data import sources
-from minigpt.data.corpus import TokenData, get_batch
+from minigpt.data.batches import TokenData, get_batch
 from minigpt.data.prepare import TOKENS_NAME, prepare, separator
 from minigpt.data.sources import open_source
 from minigpt.errors import DataError
-from minigpt.runs.events import read_events
+from minigpt.runs.log import read_events
 from minigpt.runs.state import summarize_run
 
 DOCS = ["The first document.\nIt has two lines.\n", "  Second: café, naïve — ✓\n\n",
@@ -229,14 +229,14 @@ def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
 def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch):
     """Building the built-in text parses the standard library (about 2 s): a second run that finds
     it prepared must not pay that, nor tokenize."""
-    import minigpt.data.corpus
+    import minigpt.data.builtin
 
     first = prepare(open_source("builtin"), "char")
     assert not first.cached and first.manifest["tokens"] > 1_000_000
 
     def not_again(*args, **kwargs):
         raise AssertionError("built again")
-    monkeypatch.setattr(minigpt.data.corpus, "builtin_text", not_again)
+    monkeypatch.setattr(minigpt.data.builtin, "builtin_text", not_again)
     monkeypatch.setattr(prepare_module, "_encode", not_again)
     second = prepare(open_source("builtin"), "char")
     assert second.cached and second.path == first.path

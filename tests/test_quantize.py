@@ -6,16 +6,19 @@ import pytest
 import torch
 import torch.nn as nn
 
+from minigpt.backends import kernels
+from minigpt.backends.kernels import PackedLinear, packed_dtypes
 from minigpt.errors import ConfigError
-from minigpt.infer import quantize
-from minigpt.infer.quantize import Int8Linear, PackedLinear, convert_weights, packed_dtypes
+from minigpt.infer.quantize import Int8Linear, convert_weights
 from minigpt.infer.sampling import SamplingConfig, generate
 from minigpt.model.gpt import GPT
 
 
 def trained_model(tiny_train_config, corpus) -> tuple[GPT, object]:
     """int8's error depends on how the weights are spread: use weights that learned something."""
-    from minigpt.train.trainer import Trainer, prepare_data
+    from conftest import prepare_data
+
+    from minigpt.train.trainer import Trainer
 
     cfg = tiny_train_config.with_overrides(max_steps=60, sample_tokens=0)
     trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")
@@ -121,7 +124,7 @@ def test_bf16_weights_stay_plain_linears_on_a_cpu_that_packs_only_fp32(tiny_mode
                                                                      monkeypatch):
     """An AVX2-only CPU: oneDNN refuses to pack bf16 there, so asking for bf16 weights must not
     try (it did, and `generate --weights bf16` crashed on such a machine)."""
-    monkeypatch.setattr(quantize, "packed_dtypes", lambda: (torch.float32,))
+    monkeypatch.setattr(kernels, "packed_dtypes", lambda: (torch.float32,))
     torch.manual_seed(0)
     model = convert_weights(GPT(tiny_model_config), "bf16")
     assert isinstance(model.lm_head, nn.Linear) and model.lm_head.weight.dtype == torch.bfloat16

@@ -5,14 +5,16 @@ import json
 import pytest
 from conftest import minigpt
 
-from minigpt.runs.events import EVENTS_NAME, SCHEMA, event, read_events
+from minigpt.runs.events import SCHEMA, event
+from minigpt.runs.files import EVENTS_NAME
+from minigpt.runs.log import read_events
 from minigpt.runs.state import HANDLERS, RunState, replay, summarize_run
 
 
 @pytest.fixture(scope="module")
 def ablation_events(tmp_path_factory) -> list[dict]:
     """Every event of a real `minigpt ablate`: its data's preparation, its variants' training."""
-    from minigpt.data.corpus import builtin_text
+    from minigpt.data.builtin import builtin_text
 
     root = tmp_path_factory.mktemp("ablation")
     data = root / "corpus.txt"

@@ -3,10 +3,9 @@ import copy
 import pytest
 import torch
 
-from minigpt.config import GPTConfig
+from minigpt.backends.kernels import PackedLinear
 from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
 from minigpt.errors import SamplingError
-from minigpt.infer.quantize import PackedLinear
 from minigpt.infer.sampling import (
     SamplingConfig,
     apply_repetition_penalty,
@@ -15,6 +14,7 @@ from minigpt.infer.sampling import (
     logits_to_probs,
     stream_text,
 )
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 
 
@@ -125,8 +125,9 @@ def test_compiled_decoding_equals_the_plain_model(model):
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_compiled_decoding_takes_weights_packed_for_onednn(model, weights):
     """generate --compile with the weights as generate holds them: packed for oneDNN on x86
-    (quantize.PackedLinear), which Inductor's own lowering refused, so the step ran uncompiled."""
-    from minigpt.infer.quantize import convert_weights, packed_dtypes
+    (backends.kernels.PackedLinear), which Inductor's own lowering refused, so the step ran uncompiled."""
+    from minigpt.backends.kernels import packed_dtypes
+    from minigpt.infer.quantize import convert_weights
 
     if torch.float32 not in packed_dtypes():
         pytest.skip("oneDNN packs no weights on this CPU (not x86): nothing to compile here")

@@ -5,11 +5,12 @@ import time
 
 import pytest
 import torch
+from conftest import prepare_data
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import TrainingDiverged
-from minigpt.runs.events import read_events
-from minigpt.train.trainer import Throughput, Trainer, decay_shape, lr_at, prepare_data
+from minigpt.runs.log import read_events
+from minigpt.train.trainer import Throughput, Trainer, decay_shape, lr_at
 
 
 def run(cfg, corpus, **kw):

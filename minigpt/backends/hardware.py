@@ -8,11 +8,11 @@ machine the run uses, whatever the model's size: 40-50% is good for GPT-2 on one
 
 from __future__ import annotations
 
-import platform
 from contextlib import nullcontext
 
 import torch
 
+from minigpt.backends.kernels import native_bf16_cpu
 from minigpt.errors import ConfigError
 
 # Dense (not sparse) tensor-core peaks from the vendors' data sheets, in FLOP/s: bf16 and TF32
@@ -107,9 +107,7 @@ def has_native_bf16(device: torch.device) -> bool:
         except TypeError:  # torch before 2.4 does not emulate
             return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        cpu = torch.cpu
-        return any(getattr(cpu, probe, lambda: False)()
-                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return native_bf16_cpu()
     return False
 
 
@@ -143,34 +141,3 @@ def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int 
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / max(best, 1e-9)
-
-
-def measured_read_bandwidth(device: torch.device, megabytes: int = 512) -> float:
-    """The bytes/s this device reads memory at now, best of a few: the sum of a buffer far larger
-    than any cache (about a second on a CPU). It bounds work that reads more than it computes,
-    such as decoding one token at batch 1, which reads every weight once."""
-    import time
-
-    buffer = torch.ones(megabytes * 2**20 // 4, device=device)
-    best = float("inf")
-    for _ in range(5):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        buffer.sum()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return buffer.numel() * buffer.element_size() / max(best, 1e-9)
-
-
-def cpu_name() -> str:
-    """The CPU's model name ('AMD EPYC', 'Intel(R) Xeon(R) ...'), for figures that depend on it."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"

@@ -17,11 +17,12 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from minigpt.backends.onednn import limit_for_decoding
-from minigpt.config import PRESETS, STRATEGIES, TRAIN_RULES, SamplingConfig, default_preset_name
+from minigpt.backends.cpu import limit_for_decoding
 from minigpt.errors import MinigptError
+from minigpt.infer.config import STRATEGIES, SamplingConfig
 from minigpt.runs import control
 from minigpt.runs.control import Stopped, exit_status
+from minigpt.train.config import PRESETS, TRAIN_RULES, default_preset_name
 
 try:  # Typer >= 0.23 carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -129,6 +130,21 @@ def spelled_out(names) -> str:
 
 
 PRESET_NAMES = spelled_out(PRESETS)
+
+
+def _variant_names() -> str:
+    """ablate's variants by what they do: 'remove a part: residual, ...; another size: size'."""
+    from minigpt.model.switches import KINDS
+    from minigpt.train.ablation import VARIANTS
+
+    by_kind: dict[str, list[str]] = {}
+    for name, variants in VARIANTS.items():
+        by_kind.setdefault(variants[0].kind, []).append(name)
+    return "; ".join(f"{KINDS[kind].capitalize()}: {', '.join(names)}"
+                     for kind, names in by_kind.items())
+
+
+VARIANT_NAMES = _variant_names()
 VOCAB_SIZES = (f"{TRAIN_RULES['bpe_vocab_size'].minimum:,} to "
                f"{TRAIN_RULES['bpe_vocab_size'].maximum:,}")
 
@@ -136,7 +152,41 @@ VOCAB_SIZES = (f"{TRAIN_RULES['bpe_vocab_size'].minimum:,} to "
 # --- train ---------------------------------------------------------------------------------------
 
 
+def with_switch_options(command):
+    """One option per switch of the model (model/switches.py) added to a command, None unless
+    given; the command receives the given ones as `switches`, a dict by GPTConfig field."""
+    import functools
+    import inspect
+
+    from minigpt.model.switches import SWITCHES
+    from minigpt.rules import Flag
+
+    def option(switch) -> inspect.Parameter:
+        if isinstance(switch.rule, Flag):
+            kind, said = bool | None, f" (GPT-2: {'on' if switch.gpt2 else 'off'})"
+        else:
+            kind, said = str | None, f": {spelled_out(switch.values)} (GPT-2: {switch.gpt2})"
+        declared = typer.Option(*switch.option.split("/"), help=f"{switch.meaning}{said}.",
+                                rich_help_panel="Model switches")
+        return inspect.Parameter(switch.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=Annotated[kind, declared])
+
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "switches"]
+    added = [option(s) for s in SWITCHES]
+
+    @functools.wraps(command)
+    def with_switches(**options):
+        given = {s.name: v for s in SWITCHES if (v := options.pop(s.name)) is not None}
+        return command(**options, switches=given)
+
+    with_switches.__signature__ = signature.replace(parameters=own + added)
+    with_switches.__annotations__ = {p.name: p.annotation for p in own + added}
+    return with_switches
+
+
 @app.command()
+@with_switch_options
 def train(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
@@ -181,6 +231,7 @@ def train(
                           "15-60 s of compiling; falls back to plain PyTorch if it fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
+    switches: dict | None = None,
 ) -> None:
     """Train a model; checkpoints and events.jsonl go to the run directory.
 
@@ -189,20 +240,21 @@ def train(
     Under torchrun (torchrun --nproc_per_node=N -m minigpt train ...) every process trains with
     DDP and rank 0 alone writes the run directory and prints."""
     from minigpt.backends.hardware import pick_device, resolve_precision
-    from minigpt.config import parse_duration
     from minigpt.train import distributed
     from minigpt.train.plan import plan_training
+    from minigpt.units import parse_duration
 
     overrides = dict(
         max_steps=steps, time_budget=None if time_budget is None else parse_duration(time_budget),
         seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-        eval_interval=eval_interval,
+        eval_interval=eval_interval, **(switches or {}),
     )
-    from minigpt.cli.console import RunSignals, console, run_training, signal_handlers
+    from minigpt.cli.console import console, run_training, say
+    from minigpt.runs.control import RunSignals, signal_handlers
 
-    signals = RunSignals()  # from here on a stop ends the run: at once while nothing is trained
+    signals = RunSignals(say=say)  # from here on a stop ends the run: at once while untrained
     with signal_handlers(signals.handlers()):
         torch_device = distributed.setup(pick_device(device))
         try:
@@ -234,7 +286,8 @@ def _stopped_before_training(run_dir):
         yield
     except Stopped as e:
         if run_dir is not None:
-            from minigpt.runs.events import EventLog, event
+            from minigpt.runs.events import event
+            from minigpt.runs.log import EventLog
 
             log = EventLog(run_dir)
             reason = "interrupted" if e.signum == control.INTERRUPT else "stopped"
@@ -253,7 +306,8 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="tr
 
     from minigpt.cli.console import preparing
     from minigpt.data.sources import open_source
-    from minigpt.runs.events import EventLog, event
+    from minigpt.runs.events import event
+    from minigpt.runs.log import EventLog
     from minigpt.train import distributed
     from minigpt.train.trainer import load_prepared
 
@@ -293,9 +347,9 @@ def prepare(
     """Tokenize a corpus once into the cache ($MINIGPT_CACHE, else ~/.cache/minigpt), for every
     later train, --resume and ablate on it; train does this itself when it has not been done."""
     from minigpt.cli.console import preparing
-    from minigpt.config import preset
     from minigpt.data.prepare import prepare as prepare_source
     from minigpt.data.sources import open_source
+    from minigpt.train.config import preset
 
     base = preset(preset_name or "cpu")  # every preset but gpt2 tokenizes as the defaults say
     cfg = base.with_overrides(tokenizer=tokenizer, bpe_vocab_size=vocab_size)
@@ -476,8 +530,7 @@ def inspect_command(
 @app.command()
 def ablate(
     variants: Annotated[list[str], typer.Argument(
-        help="Variants to compare with the baseline: residual, attention, post-ln, no-ln, "
-             "pos-emb, mlp, tying, size.")],
+        help=f"Variants to compare with the baseline. {VARIANT_NAMES}.")],
     data: DataOpt = None,
     steps: Annotated[int, typer.Option("--steps", help="Training steps for each model.")] = 500,
     preset_name: Annotated[str, typer.Option("--preset", help="The baseline's preset.")] = "cpu",
@@ -496,15 +549,16 @@ def ablate(
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
     from minigpt.backends.hardware import pick_device
-    from minigpt.cli.console import RunSignals, run_ablation, signal_handlers
-    from minigpt.config import preset
-    from minigpt.runs.events import refuse_another_run, run_lock
+    from minigpt.cli.console import run_ablation
+    from minigpt.runs.control import RunSignals, signal_handlers
+    from minigpt.runs.log import refuse_another_run, run_lock
     from minigpt.train.ablation import (
         AblationRunner,
         ablation_config,
         expand_variants,
         new_ablation_dir,
     )
+    from minigpt.train.config import preset
 
     base = preset(preset_name)
     ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
@@ -635,7 +689,7 @@ def export_hf(
 def info(ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")]) -> None:
     """Show a checkpoint's configuration, size, tokenizer, training step and data."""
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.cli.console import print_info
+    from minigpt.cli.report import print_info
 
     print_info(load_checkpoint(ckpt))
 
@@ -656,9 +710,9 @@ def tui(
     With no run to attach and no checkpoints yet, it starts training on the data (default: the
     built-in corpus). Runs go on in the background when the TUI quits or the terminal closes."""
     limit_for_decoding()  # before torch loads, for the Chat pane (its training runs go without)
-    from minigpt.config import TrainConfig, preset
-    from minigpt.runs.events import find_run
+    from minigpt.runs.files import find_run
     from minigpt.runs.state import summarize_run
+    from minigpt.train.config import TrainConfig, preset
 
     if preset_name is not None:
         preset(preset_name)  # an unknown name is an error now, not in the child process
@@ -669,8 +723,9 @@ def tui(
         if summarize_run(attach) is None:
             raise MinigptError(f"{attach} is not a run (no events file with a start or a data "
                                "preparation)")
-    if data and data != "builtin" and not data.startswith(("http://", "https://", "hf:")) \
-            and not Path(data).expanduser().exists():
+    from minigpt.data.sources import kind_of_name
+
+    if kind_of_name(data) == "path" and not Path(data).expanduser().exists():
         raise MinigptError(f"no such file or folder: {data}")
     from minigpt_tui.app import MinigptApp
 

@@ -82,7 +82,7 @@ class Prepared:
 
     def tokens(self, val_fraction: float, block_size: int):
         """The token file as a memory map, split into training and validation (TokenData)."""
-        from minigpt.data.corpus import TokenData
+        from minigpt.data.batches import TokenData
 
         ids = np.memmap(self.path / TOKENS_NAME, dtype=self.manifest["dtype"], mode="r",
                         shape=(self.manifest["tokens"],))
@@ -404,7 +404,7 @@ def _encode(source: Source, tokenizer: Tokenizer, path: Path, on_event: OnEvent,
 
 
 def _cache() -> Path:
-    from minigpt.data.corpus import cache_dir
+    from minigpt.data.download import cache_dir
 
     return cache_dir()
 
@@ -424,7 +424,7 @@ def _event(type_: str, done: Prepared, seconds: float) -> dict:
 
 def _remove_abandoned(folder: Path) -> None:
     """Temporary folders and files of preparations whose process is gone (killed half-way)."""
-    from minigpt.runs.events import process_alive
+    from minigpt.runs.log import process_alive
 
     if not folder.is_dir():
         return

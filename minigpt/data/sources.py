@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from minigpt.data.builtin import BUILTIN
 from minigpt.errors import DataError
+from minigpt.units import size
 
-BUILTIN = "builtin"
 PIECE_BYTES = 1 << 20  # text files are read a megabyte at a time
 TEXT_FIELD = "text"
 
@@ -70,7 +71,7 @@ class Source:
 
     @cached_property
     def _builtin(self) -> str | None:
-        from minigpt.data.corpus import builtin_text
+        from minigpt.data.builtin import builtin_text
 
         return builtin_text() if self.builtin else None
 
@@ -84,7 +85,7 @@ class Source:
         """What the source's content depends on: a new key whenever a file changes. The built-in
         corpus is known by the files it is made from, so finding it prepared costs no parsing."""
         if self.builtin:
-            from minigpt.data.corpus import builtin_files
+            from minigpt.data.builtin import builtin_files
 
             return {"builtin": [[str(p), p.stat().st_size, p.stat().st_mtime_ns]
                                 for p in builtin_files()]}
@@ -113,20 +114,30 @@ class Source:
                 yield from _text_pieces(path, progress)
 
 
+def kind_of_name(name: str | None) -> str:
+    """What a --data value names: "builtin" (also no name), "url", "hub" (hf:owner/name) or
+    "path" (a file or folder on this machine)."""
+    if not name or name == BUILTIN:
+        return "builtin"
+    if name.startswith(("http://", "https://")):
+        return "url"
+    return "hub" if name.startswith("hf:") else "path"
+
+
 def open_source(name: str | None = None, text_field: str | None = None) -> Source:
     """The source a --data value names; a missing file or an empty folder is a DataError."""
-    from minigpt.data.corpus import download
+    from minigpt.data.download import download
 
-    name = name or BUILTIN
+    kind, name = kind_of_name(name), name or BUILTIN
     field = text_field or TEXT_FIELD
-    if name == BUILTIN:
+    if kind == "builtin":
         return Source(BUILTIN, f"builtin: Python {sys.version_info.major}."
                                f"{sys.version_info.minor}'s reference and docstrings", [], field,
                       builtin=True)
-    if name.startswith(("http://", "https://")):
+    if kind == "url":
         path = download(name)
-        return Source(name, f"{name}, {_size(path.stat().st_size)}", [path], field)
-    if name.startswith("hf:"):
+        return Source(name, f"{name}, {size(path.stat().st_size)}", [path], field)
+    if kind == "hub":
         folder = _hub_dataset(name[3:])
         return _folder(name, folder, field)
     path = Path(name).expanduser()
@@ -135,7 +146,7 @@ def open_source(name: str | None = None, text_field: str | None = None) -> Sourc
     if path.is_dir():
         return _folder(str(path.resolve()), path, field, shown=name)
     if path.is_file():
-        return Source(str(path.resolve()), f"{name}, {_size(path.stat().st_size)}", [path], field)
+        return Source(str(path.resolve()), f"{name}, {size(path.stat().st_size)}", [path], field)
     if path.exists():
         raise DataError(f"not a file or folder: {name}")
     raise DataError(f"no such file or folder: {name}")
@@ -147,9 +158,9 @@ def _folder(name: str, folder: Path, field: str, shown: str | None = None) -> So
     shown = shown or name
     if not files:
         raise DataError(f"no .txt, .jsonl or .parquet files in folder {shown}")
-    size = sum(p.stat().st_size for p in files)
+    total = sum(p.stat().st_size for p in files)
     count = "1 file" if len(files) == 1 else f"{len(files)} files"
-    return Source(name, f"{count} in {shown}, {_size(size)}", files, field)
+    return Source(name, f"{count} in {shown}, {size(total)}", files, field)
 
 
 def _hub_dataset(repo_id: str) -> Path:
@@ -164,12 +175,6 @@ def _hub_dataset(repo_id: str) -> Path:
     except Exception as e:  # offline, unknown id, gated: the library raises many kinds
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot download the hub dataset {repo_id}: {reason}") from None
-
-
-def _size(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 # --- readers ---------------------------------------------------------------------------------------

@@ -208,14 +208,6 @@ def as_tiktoken(tokenizer: BPETokenizer):
     return encoding
 
 
-def build_tokenizer(kind: str, text: str, bpe_vocab_size: int = 4096) -> Tokenizer:
-    if kind == "char":
-        return CharTokenizer.from_text(text)
-    if kind == "bpe":
-        return BPETokenizer.train(text, bpe_vocab_size)
-    raise TokenizerError(f"unknown tokenizer {kind!r}; choose 'char' or 'bpe'")
-
-
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "char" and isinstance(d.get("chars"), str):

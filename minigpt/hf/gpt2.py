@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from minigpt.checkpoint import safe_torch_load
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import END_OF_TEXT, BPETokenizer, CharTokenizer, Tokenizer
 from minigpt.errors import ConversionError, MinigptError
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT, empty_model
+from minigpt.model.switches import unexportable
 
 # Conv1D in Hugging Face's GPT-2, (in, out): transposed on the way in and on the way out.
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
@@ -279,24 +280,10 @@ def import_gpt2(src: str, out: str | os.PathLike) -> tuple[Path, ImportedModel]:
 
 # --- export ----------------------------------------------------------------------------------------
 
-# Switches GPT-2's architecture cannot express, with what each one means.
-UNEXPORTABLE = (
-    ("residual", True, "residual=False (blocks replace the residual stream instead of adding to it)"),
-    ("attention", True, "attention=False (blocks have no self-attention)"),
-    ("mlp", True, "mlp=False (blocks have no MLP)"),
-    ("position_embedding", True, "position_embedding=False (no wpe)"),
-    ("layer_norm", "pre", "layer_norm={value!r} (GPT-2 normalizes before each sublayer)"),
-    ("bias", True, "bias=False (GPT-2's layers all have biases)"),
-)
-
-
 def export_problems(config: GPTConfig) -> list[str]:
-    """Why a model cannot be written as a Hugging Face GPT-2; empty when it can.
-
-    An untied head is fine: GPT-2's config has tie_word_embeddings for it.
-    """
-    return [why.format(value=getattr(config, name)) for name, plain, why in UNEXPORTABLE
-            if getattr(config, name) != plain]
+    """Why a model cannot be written as a Hugging Face GPT-2 (a switch each, from the switches'
+    table); empty when it can. An untied head is fine: GPT-2's config has tie_word_embeddings."""
+    return unexportable(config, config.switches)
 
 
 def end_of_text_id(tokenizer: Tokenizer) -> int | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt.backends import onednn
+from minigpt.backends import cpu, kernels
 from minigpt.backends.hardware import describe_device, has_native_bf16, pick_device
 from minigpt.checkpoint import load_checkpoint
 from minigpt.data.tokenizer import Tokenizer
@@ -43,8 +43,9 @@ class InferenceModel:
         they are not oneDNN's own choice (onednn.py): 'bf16 weights (auto; AVX-512 BF16 kernels,
         not AMX)'."""
         notes = ["auto"] if self.asked == AUTO else []
-        if self.weights == "bf16" and self.device.type == "cpu" and onednn.limited_here():
-            notes.append(onednn.SAID)
+        if self.weights == "bf16" and self.device.type == "cpu" and cpu.limited_here():
+            notes.append(cpu.SAID)
+        notes += kernels.fallbacks()  # a kernel this torch lacks: the plain path runs
         return f"{self.weights} weights" + (f" ({'; '.join(notes)})" if notes else "")
 
 

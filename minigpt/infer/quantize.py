@@ -16,71 +16,13 @@ logits rounded to bf16 (so top-k may keep a token more where two logits round to
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from minigpt.backends.kernels import int8_matmul, packed
 from minigpt.errors import ConfigError
 
 WEIGHT_FORMATS = ("fp32", "bf16", "int8")
-HAS_INT8_KERNEL = hasattr(torch.ops.aten, "_weight_int8pack_mm")  # torch 2.3 and later
-
-
-class PackedLinear(nn.Module):
-    """nn.Linear with its weight laid out ahead of time for oneDNN's CPU kernels (what Inductor's
-    weight freezing does): the same numbers, read up to 2x faster at batch 1, where decoding is
-    bound by reading the weights. The packed weight is opaque (no storage to save or slice), so
-    this is for inference only; the model's state dict no longer holds it."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        weight = linear.weight.detach()
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, 1)  # laid out for 1 row
-        self.bias = None if linear.bias is None else linear.bias.detach()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # under torch.compile, the same product as an operator of its own (see packed_op); in
-        # eager code, the call itself, without the operator's few microseconds of dispatch
-        product = packed_op if torch.compiler.is_compiling() else packed_product
-        return product(x, self.weight, self.bias)
-
-
-def packed_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T + bias, with weight laid out for oneDNN."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
-
-
-# An operator of its own, which compiled code (generate --compile) calls as it is: Inductor's
-# lowering of the oneDNN call expects weights it laid out itself, and refused these, so the decode
-# step was not compiled.
-packed_op = torch.library.custom_op("minigpt::packed_linear", packed_product, mutates_args=())
-
-
-@packed_op.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return x.new_empty(*x.shape[:-1], weight.size(0))  # a packed weight keeps its [out, in] size
-
-
-@functools.cache
-def packed_dtypes() -> tuple[torch.dtype, ...]:
-    """The weight dtypes oneDNN packs on this CPU, where it was measured faster: fp32 on x86 with
-    AVX2 or AVX-512, bf16 too where it has AVX-512 (oneDNN's bf16 path needs AVX-512 BW, VL and
-    DQ; on an AVX2-only CPU it refuses). None elsewhere (ARM, MPS, GPUs)."""
-    if not (torch.backends.mkldnn.is_available()
-            and torch.backends.cpu.get_cpu_capability().startswith("AVX")):
-        return ()
-    if torch.cpu._is_avx512_supported():
-        return (torch.float32, torch.bfloat16)
-    return (torch.float32,)
-
-
-def can_pack(linear: nn.Linear) -> bool:
-    """A Linear on the CPU whose weights' dtype oneDNN packs here; elsewhere it stays as it is."""
-    weight = linear.weight
-    return weight.device.type == "cpu" and weight.dtype in packed_dtypes()
 
 
 class Int8Linear(nn.Module):
@@ -99,12 +41,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, self.in_features).to(self.scale.dtype)
-        if x.device.type == "cpu" and self.in_features % 16 == 0 and HAS_INT8_KERNEL:
-            # one kernel that reads the int8 rows and scales as it goes (it reads rows in blocks
-            # of 16: other widths give wrong results, so they take the general path below)
-            y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight, self.scale)
-        else:  # dequantize, then multiply (torch.compile fuses the two)
-            y = F.linear(x2d, self.weight.to(x2d.dtype)) * self.scale
+        y = int8_matmul(x2d, self.weight, self.scale)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
@@ -116,7 +53,7 @@ def convert_weights(model: nn.Module, weights: str) -> nn.Module:
     int8 covers every Linear, the LM head included (the largest, with GPT-2's vocabulary); the
     token embedding, which decoding reads one row of, stays bf16, so the head is no longer tied.
     fp32 and bf16 Linears are packed for oneDNN where this CPU allows it (PackedLinear,
-    packed_dtypes), the head too, which then keeps a packed copy of the embedding.
+    backends/kernels.py), the head too, which then keeps a packed copy of the embedding.
     """
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"unknown weight format {weights!r}; use {', '.join(WEIGHT_FORMATS)}")
@@ -128,6 +65,6 @@ def convert_weights(model: nn.Module, weights: str) -> nn.Module:
             if isinstance(child, nn.Linear):
                 if weights == "int8":
                     setattr(parent, name, Int8Linear(child))
-                elif can_pack(child):
-                    setattr(parent, name, PackedLinear(child))
+                else:
+                    setattr(parent, name, packed(child))
     return model

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.backends.compiling import CompiledOrEager
-from minigpt.config import STRATEGIES, SamplingConfig  # noqa: F401 (defined there, torch-free)
 from minigpt.errors import SamplingError
+from minigpt.infer.config import SamplingConfig
 
 
 def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor, penalty: float):

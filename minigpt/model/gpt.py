@@ -18,7 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from minigpt.config import GPTConfig
+from minigpt.backends.kernels import attend_in_fp32
+from minigpt.model.config import GPTConfig
+from minigpt.model.kv_cache import KVCache
 
 
 def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
@@ -29,30 +31,6 @@ def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tens
     """
     ones = torch.ones(n_queries, n_keys, dtype=torch.bool, device=device)
     return ones.tril(diagonal=n_keys - n_queries)
-
-
-class KVCache(nn.Module):
-    """Keys and values of the tokens seen so far, so decoding a new token costs one position.
-
-    The buffers are allocated once for the longest sequence (gpt-fast's layout) and written at
-    `input_pos`; they are not part of the state dict.
-    """
-
-    def __init__(self, batch_size: int, n_head: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device):
-        super().__init__()
-        # one slot more than needed: a view of the keys so far is then never the whole buffer,
-        # which torch.compile would see as a new case and compile again (generate --compile)
-        shape = (batch_size, n_head, max_len + 1, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-
-    def update(self, input_pos: int, k: torch.Tensor, v: torch.Tensor):
-        """Store k, v for positions input_pos.. and return the keys and values of all positions so far."""
-        end = input_pos + k.size(2)
-        self.k[:, :, input_pos:end] = k
-        self.v[:, :, input_pos:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
 
 
 class CausalSelfAttention(nn.Module):
@@ -105,10 +83,7 @@ class CausalSelfAttention(nn.Module):
 
     def fused_attention(self, q, k, v):
         """The same computation through PyTorch's fused kernel (flash attention where available)."""
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # Fast path: PyTorch's CPU flash kernel runs slower in bf16 than in fp32 (forward and
-            # backward together about 1.6x slower with AVX-512 and AMX), so under bf16 autocast
-            # attend in fp32.
+        if attend_in_fp32(q):  # fast path: a CPU's flash kernel is slower in bf16 (backends)
             with torch.autocast("cpu", enabled=False):
                 return self.fused_attention(q.float(), k.float(), v.float()).to(q.dtype)
         n_queries, n_keys = q.size(2), k.size(2)

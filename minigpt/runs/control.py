@@ -12,7 +12,7 @@ number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), after saving: `train &
 scheduler can tell a stopped run from a finished one. Before there is a run to stop cleanly
 (while its data is prepared), Stopped is raised at once and nothing is saved.
 
-The receiving side is minigpt.cli.console.RunSignals; the sending side is the TUI's minigpt_tui.runs.
+The receiving side is RunSignals below; the sending side is the TUI's minigpt_tui.runs.
 SIGHUP, SIGUSR1 and SIGUSR2 are POSIX only: None elsewhere.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from contextlib import contextmanager
 
 STOP = signal.SIGTERM
 INTERRUPT = signal.SIGINT
@@ -128,3 +129,74 @@ def watch_terminal() -> None:
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, TerminalStream) and stream.isatty():
             setattr(sys, name, TerminalStream(stream))
+
+
+class RunSignals:
+    """How other processes, the terminal and Ctrl-C steer a run (minigpt.runs.control has the map; the
+    TUI sends these to its children). Installed from a command's start, before its data is
+    prepared; `run` is set once there is a Trainer or an AblationRunner to stop cleanly.
+
+    INTERRUPT (Ctrl-C), STOP,  before `run`: Stopped at once (nothing to save yet). Then: stop
+    HANGUP                     after the current step and save (an ablation: cancel); a second
+                               Ctrl-C interrupts the step (or evaluation) itself, and the trainer
+                               still saves before it ends; a checkpoint being written is never
+                               interrupted. HANGUP also sends what would be printed nowhere.
+    SAVE_NOW                   save a checkpoint now
+    TOGGLE_PAUSE               pause, or resume a paused run
+
+    `received` is the signal that ended the run (the first one), for its exit status.
+    """
+
+    def __init__(self, run=None, say=None):
+        self.run = run
+        self.received: int | None = None
+        self.say = say or (lambda message: None)  # a line for whoever watches the terminal
+
+    def handlers(self) -> dict:
+        handlers = {sig: self._on_ending for sig in ENDING
+                    if not ignored(sig)}  # `nohup minigpt train`: hangups are not stops
+        if SAVE_NOW is not None:  # POSIX only
+            handlers[SAVE_NOW] = self._on_save_now
+        if TOGGLE_PAUSE is not None:
+            handlers[TOGGLE_PAUSE] = self._on_toggle_pause
+        return handlers
+
+    def _on_ending(self, signum, frame):
+        if signum == HANGUP:
+            detach_from_terminal()
+        again, self.received = self.received is not None, self.received or signum
+        if self.run is None:  # preparing the data, building the model: nothing to save yet
+            raise Stopped(signum)
+        if again:
+            # only a step or an evaluation is cut short; elsewhere (saving, printing) the run is
+            # already on its way out, and an exception there would lose the checkpoint
+            if signum == INTERRUPT and getattr(self.run, "interruptible", False):
+                raise KeyboardInterrupt
+            return
+        reason = "interrupted" if signum == INTERRUPT else "stopped"
+        self.run.request_stop(reason, why_stopped(signum))
+        if hasattr(self.run, "evaluating"):  # a trainer: say what happens next
+            again = " (Ctrl-C again to interrupt the step)" if signum == INTERRUPT else ""
+            self.say(f"stopping ({signal_name(signum)}): finishing this step and saving a "
+                     f"checkpoint{again}")
+            if self.run.evaluating:  # an evaluation changes nothing: no need to wait for it
+                raise KeyboardInterrupt
+
+    def _on_save_now(self, signum, frame):
+        if self.run is not None and hasattr(self.run, "request_save"):
+            self.run.request_save()
+
+    def _on_toggle_pause(self, signum, frame):
+        if self.run is not None and hasattr(self.run, "request_pause"):
+            self.run.request_pause(not self.run.paused)
+
+
+@contextmanager
+def signal_handlers(handlers: dict):
+    """These signal handlers for the duration of the block; the previous ones come back after."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -18,18 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minigpt.runs.events import (
-    DEFAULT_RUNS_ROOT,
-    EVENTS_NAME,
-    EVENTS_SUFFIX,
-    number,
-    pid_of,
-    process_alive,
-    read_events,
-    run_files,
-    text,
-    whole,
-)
+from minigpt.runs.events import number, pid_of, text, whole
+from minigpt.runs.files import DEFAULT_RUNS_ROOT, EVENTS_NAME, EVENTS_SUFFIX, run_files
+from minigpt.runs.log import process_alive, read_events
 
 LIVE = ("starting", "preparing", "running", "paused")  # the run's process may still write
 KINDS = ("train", "ablate")  # the commands that write a run directory

@@ -10,51 +10,49 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from minigpt.config import TrainConfig
 from minigpt.errors import ConfigError, TrainingDiverged
+from minigpt.model.switches import SWITCHES, Switch, Variant
+from minigpt.train.config import TrainConfig
 
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    overrides: dict
-
-
-VARIANTS: dict[str, list[Variant]] = {
-    "residual": [Variant("residual", "no residual connections", {"residual": False})],
-    "attention": [Variant("attention", "no self-attention (MLP only)", {"attention": False})],
-    "post-ln": [Variant("post-ln", "LayerNorm after the residual add", {"layer_norm": "post"})],
-    "no-ln": [Variant("no-ln", "no LayerNorm at all", {"layer_norm": "none"})],
-    "pos-emb": [Variant("pos-emb", "no position embedding", {"position_embedding": False})],
-    "mlp": [Variant("mlp", "no MLP (attention only)", {"mlp": False})],
-    "tying": [Variant("tying", "LM head not tied to the embedding", {"tie_weights": False})],
-    # The seed's scaling experiment: the same recipe at other widths and depths.
-    "size": [
-        Variant("size-1x32", "1 layer, 2 heads, 32 dims", {"n_layer": 1, "n_head": 2, "n_embd": 32}),
-        Variant("size-2x64", "2 layers, 2 heads, 64 dims", {"n_layer": 2, "n_head": 2, "n_embd": 64}),
-        Variant("size-6x192", "6 layers, 6 heads, 192 dims",
-                {"n_layer": 6, "n_head": 6, "n_embd": 192}),
-    ],
-}
+# The seed's scaling experiment: the same recipe at other widths and depths.
+SIZES = (
+    Variant("size-1x32", "1 layer, 2 heads, 32 dims", {"n_layer": 1, "n_head": 2, "n_embd": 32},
+            kind="size", group="size"),
+    Variant("size-2x64", "2 layers, 2 heads, 64 dims", {"n_layer": 2, "n_head": 2, "n_embd": 64},
+            kind="size", group="size"),
+    Variant("size-6x192", "6 layers, 6 heads, 192 dims",
+            {"n_layer": 6, "n_head": 6, "n_embd": 192}, kind="size", group="size"),
+)
 
 BASELINE = Variant("baseline", "GPT-2 as designed", {})
 
 
-def expand_variants(names: list[str]) -> list[Variant]:
+def catalogue(switches: tuple[Switch, ...] = SWITCHES) -> dict[str, list[Variant]]:
+    """Every variant ablate knows, by the name it is asked for: each switch's variants (a
+    switch's table entry), then the size sweep; a group is asked for by its name."""
+    found: dict[str, list[Variant]] = {}
+    for variant in (*(v for s in switches for v in s.variants), *SIZES):
+        found.setdefault(variant.group or variant.name, []).append(variant)
+    return found
+
+
+VARIANTS = catalogue()
+
+
+def expand_variants(names: list[str], known: dict[str, list[Variant]] | None = None) -> list[Variant]:
     """The baseline, then each named variant once, in the order given."""
-    unknown = [n for n in names if n not in VARIANTS]
+    known = VARIANTS if known is None else known
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
-            f"unknown variant(s): {', '.join(unknown)}; choose from: {', '.join(VARIANTS)}"
+            f"unknown variant(s): {', '.join(unknown)}; choose from: {', '.join(known)}"
         )
     runs = [BASELINE]
     for name in dict.fromkeys(names):
-        runs.extend(VARIANTS[name])
+        runs.extend(known[name])
     return runs
 
 
@@ -70,7 +68,7 @@ def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
 def new_ablation_dir(root: str | os.PathLike | None = None) -> Path:
     """A fresh run directory for an ablation under root (default: the runs' root):
     ablate-<date>-<time>, as `minigpt ablate` and the TUI's Ablate pane both name theirs."""
-    from minigpt.runs.events import DEFAULT_RUNS_ROOT, new_run_dir
+    from minigpt.runs.files import DEFAULT_RUNS_ROOT, new_run_dir
 
     return new_run_dir(root or DEFAULT_RUNS_ROOT, f"ablate-{datetime.now():%Y%m%d-%H%M%S}")
 
@@ -97,7 +95,7 @@ class AblationRunner:
 
     def run(self) -> Iterator[dict]:
         """The events of every variant; with a run directory, also appended to its events.jsonl."""
-        from minigpt.runs.events import logged
+        from minigpt.runs.log import logged
 
         yield from logged(self._run(), self.run_dir)
 
@@ -113,7 +111,7 @@ class AblationRunner:
         for index, variant in enumerate(self.variants):
             if self._cancelled:
                 break
-            cfg = self.cfg.with_overrides(**variant.overrides)
+            cfg = self.cfg.with_overrides(**variant.settings)
             yield event("variant", variant=variant.name, description=variant.description,
                         index=index, count=len(self.variants), max_steps=cfg.max_steps)
             started = time.perf_counter()

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from minigpt.checkpoint import Checkpoint
-from minigpt.config import GPTConfig, TrainConfig
 from minigpt.errors import ConfigError
+from minigpt.model.config import GPTConfig
+from minigpt.train.config import TrainConfig
 
 # The recipe when --init is given without --preset: a learning rate small enough that pretrained
 # weights are adjusted rather than overwritten, and batches a CPU gets through in seconds. The

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from minigpt.backends.hardware import torch_dtype
-from minigpt.config import TrainConfig
+from minigpt.train.config import TrainConfig
 
 
 def orthogonalize(G: torch.Tensor, steps: int = 5,

@@ -20,24 +20,14 @@ from pathlib import Path
 import torch
 
 from minigpt.checkpoint import Checkpoint, load_checkpoint
-from minigpt.config import (
-    TrainConfig,
-    check_run_length,
-    default_preset_name,
-    format_duration,
-    preset,
-)
 from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
-from minigpt.runs.events import (
-    CHECKPOINT_NAME,
-    new_run_dir,
-    refuse_another_run,
-    run_lock,
-    run_of_checkpoint,
-)
+from minigpt.runs.files import CHECKPOINT_NAME, new_run_dir, run_of_checkpoint
+from minigpt.runs.log import refuse_another_run, run_lock
 from minigpt.train import distributed
+from minigpt.train.config import TrainConfig, check_run_length, default_preset_name, preset
 from minigpt.train.trainer import PreparedData, Trainer
+from minigpt.units import format_duration
 
 # what --resume may change: how long the run goes on, and how often it is evaluated
 RESUME_MAY_CHANGE = ("max_steps", "time_budget", "eval_interval")
@@ -174,11 +164,11 @@ def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name:
 def same_data_source(given: str | None, recorded: str | None) -> bool:
     """Whether --data names the corpus a checkpoint was trained on: the same URL, or the same
     file or folder however spelled (relative, ~, through a link); no name is the builtin one."""
-    from minigpt.data.corpus import BUILTIN
+    from minigpt.data.sources import kind_of_name
 
     def normal(source: str | None) -> str:
-        if not source or source == BUILTIN or source.startswith(("http://", "https://")):
-            return source or BUILTIN
+        if kind_of_name(source) != "path":
+            return source or "builtin"
         return str(Path(source).expanduser().resolve())
 
     return normal(given) == normal(recorded)

@@ -39,16 +39,18 @@ from minigpt.backends.hardware import (
     resolve_precision,
 )
 from minigpt.checkpoint import Checkpoint, save_checkpoint
-from minigpt.config import TrainConfig
-from minigpt.data.corpus import Corpus, TokenData, get_batch
+from minigpt.data.batches import TokenData, get_batch
 from minigpt.data.prepare import prepare
 from minigpt.data.sources import Source
-from minigpt.data.tokenizer import Tokenizer, build_tokenizer
+from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from minigpt.infer.sampling import SamplingConfig, generate
 from minigpt.model.gpt import GPT, check_fits_in_memory
-from minigpt.runs.events import event, logged, run_files
+from minigpt.runs.events import event
+from minigpt.runs.files import run_files
+from minigpt.runs.log import logged
 from minigpt.train import distributed
+from minigpt.train.config import TrainConfig
 from minigpt.train.gradflow import GradientFlow
 from minigpt.train.muon import muon_optimizer
 
@@ -86,15 +88,6 @@ class PreparedData:
     source: str  # what the user named: "builtin", a path, a URL
     description: str  # for people
     key: str | None = None  # the prepared data's cache key (prepare.py); None for text in memory
-
-
-def prepare_data(corpus: Corpus, cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> PreparedData:
-    """Tokenize text held in memory (building the tokenizer from it unless one is given), split it."""
-    if tokenizer is None:
-        tokenizer = build_tokenizer(cfg.tokenizer, corpus.text, cfg.bpe_vocab_size)
-    ids = tokenizer.encode(corpus.text)
-    return PreparedData(tokenizer, TokenData.from_ids(ids, cfg.val_fraction, cfg.model.block_size),
-                        corpus.source, corpus.description)
 
 
 def load_prepared(source: Source, cfg: TrainConfig, tokenizer: Tokenizer | None = None,

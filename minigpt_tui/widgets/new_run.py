@@ -13,8 +13,9 @@ from textual.screen import ModalScreen
 from textual.validation import Integer, ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select
 
-from minigpt.config import PRESETS, check_run_length, parse_duration
 from minigpt.errors import ConfigError
+from minigpt.train.config import PRESETS, check_run_length
+from minigpt.units import parse_duration
 
 
 @dataclass
@@ -27,7 +28,7 @@ class NewRun:
 
 
 class Duration(Validator):
-    """A time as `minigpt train --time` reads it (minigpt.config.parse_duration)."""
+    """A time as `minigpt train --time` reads it (minigpt.units.parse_duration)."""
 
     def validate(self, value: str) -> ValidationResult:
         try:

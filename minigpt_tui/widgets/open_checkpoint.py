@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from minigpt.checkpoint import CHECKPOINT_NAME
-from minigpt.runs.events import DEFAULT_RUNS_ROOT
+from minigpt.runs.files import DEFAULT_RUNS_ROOT
 from minigpt_tui.text import clean
 
 

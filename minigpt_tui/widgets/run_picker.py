@@ -12,9 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from minigpt.config import format_duration
-from minigpt.runs.events import run_files
+from minigpt.runs.files import run_files
 from minigpt.runs.state import RunSummary, measured_at
+from minigpt.units import format_duration
 from minigpt_tui.text import plain
 
 NEW_RUN = "new"

@@ -7,11 +7,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import Corpus, prepare_data
 
-from minigpt.config import preset
-from minigpt.data.corpus import Corpus
-from minigpt.runs.events import process_alive, read_events
-from minigpt.train.trainer import Trainer, prepare_data
+from minigpt.runs.log import process_alive, read_events
+from minigpt.train.config import preset
+from minigpt.train.trainer import Trainer
 
 TINY = dict(block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=8, eval_iters=2,
             sample_tokens=30, warmup_steps=5)

@@ -5,7 +5,7 @@ import sys
 import pytest
 from textual.widgets import DataTable, SelectionList
 
-from minigpt.runs.events import read_events
+from minigpt.runs.log import read_events
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
 

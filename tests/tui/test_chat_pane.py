@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from minigpt.checkpoint import save_checkpoint
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import CharTokenizer
 from minigpt.infer import sampling
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane

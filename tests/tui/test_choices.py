@@ -1,10 +1,11 @@
-"""The choices the TUI offers are the engine's: a preset added to minigpt.config.PRESETS is
+"""The choices the TUI offers are the engine's: a preset added to minigpt.train.config.PRESETS is
 offered by every form that picks a preset, every strategy by the Chat pane."""
 
 import pytest
 from textual.widgets import Select
 
-from minigpt.config import PRESETS, STRATEGIES, preset
+from minigpt.infer.config import STRATEGIES
+from minigpt.train.config import PRESETS, preset
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.train_pane import TrainPane
 

@@ -33,8 +33,8 @@ def run_command(prelude: str, args: list[str], cwd) -> subprocess.CompletedProce
 @pytest.fixture
 def chat_checkpoint(tmp_path):
     from minigpt.checkpoint import save_checkpoint
-    from minigpt.config import GPTConfig
     from minigpt.data.tokenizer import CharTokenizer
+    from minigpt.model.config import GPTConfig
     from minigpt.model.gpt import GPT
 
     model = GPT(GPTConfig(vocab_size=4, block_size=8, n_layer=1, n_head=1, n_embd=8))

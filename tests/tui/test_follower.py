@@ -13,7 +13,8 @@ from .waiting import wait_for
 
 KILLED = """
 import sys
-from minigpt.runs.events import EventLog, event
+from minigpt.runs.events import event
+from minigpt.runs.log import EventLog
 EventLog(sys.argv[1]).write(event("start", step=0, max_steps=10))
 print("the last line it printed")
 """  # a run that ends without its "done", as a killed one does

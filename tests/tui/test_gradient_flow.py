@@ -5,7 +5,7 @@ import json
 
 from textual.widgets import DataTable
 
-from minigpt.runs.events import EVENTS_NAME
+from minigpt.runs.files import EVENTS_NAME
 from minigpt_tui.app import MinigptApp
 
 from .screen import shown_lines

@@ -10,10 +10,11 @@ import torch
 from textual.widgets import DataTable, Sparkline
 
 from minigpt.checkpoint import save_checkpoint
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
-from minigpt.runs.events import EVENTS_NAME, EventTail, read_events
+from minigpt.runs.files import EVENTS_NAME
+from minigpt.runs.log import EventTail, read_events
 from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp

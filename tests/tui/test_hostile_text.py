@@ -8,10 +8,10 @@ import torch
 from textual.widgets import DataTable, OptionList
 
 from minigpt.checkpoint import save_checkpoint
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
-from minigpt.runs.events import EVENTS_NAME
+from minigpt.runs.files import EVENTS_NAME
 from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane

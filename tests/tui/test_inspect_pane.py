@@ -11,8 +11,8 @@ from rich.console import Console
 
 from minigpt.checkpoint import save_checkpoint
 from minigpt.cli.inspect_view import RAMP, SELECTED_MARK
-from minigpt.config import GPTConfig
 from minigpt.data.tokenizer import CharTokenizer
+from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.chat_pane import ChatPane

@@ -6,7 +6,8 @@ import sys
 
 from textual.widgets import ProgressBar
 
-from minigpt.runs.events import EventLog, event, process_alive, read_events
+from minigpt.runs.events import event
+from minigpt.runs.log import EventLog, process_alive, read_events
 from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.app import MinigptApp, QuitScreen
 from minigpt_tui.train_pane import TrainPane

@@ -1,13 +1,11 @@
-"""oneDNN's kernels for a process that decodes, chosen before torch loads (no torch here).
+"""What this CPU can do, and the decisions that follow from it, made before torch loads (no torch
+here): which oneDNN kernels a decoding process gets, and how many threads a reply decodes with.
 
 At batch 1, decoding multiplies each weight matrix by one vector, so its speed is how fast the
 weights are read. On a CPU with AMX, oneDNN runs that product on the AMX tiles, which read bf16
-weights at under half the machine's bandwidth: GPT-2 small's 49 matrices at 9.7 GB/s of the
-21.3 a plain sum reads, on a 2-core Intel Xeon. Its AVX-512 BF16 kernels read them at 15.0 GB/s,
-and GPT-2 small decodes at 43.2 tokens/s instead of 28.9 (benchmarks/RESULTS.md). The price: AMX
-multiplies whole matrices faster, so a prompt's first pass is slower (256 tokens of GPT-2 small
-0.17 s -> 0.5-0.65 s, about what 40 tokens of reply save). fp32 weights never use AMX; CPUs
-without AMX are unchanged.
+weights at under half the bandwidth its AVX-512 BF16 kernels do (benchmarks/RESULTS.md, "batch-1
+kernels"). The price: AMX multiplies whole matrices faster, so a long prompt's first pass is
+slower. fp32 weights never use AMX; CPUs without AMX are unchanged.
 
 oneDNN reads its limit, the ONEDNN_MAX_CPU_ISA variable, once, at its first multiply: so the
 commands that decode (generate, chat, tui) call limit_for_decoding() before they import torch,
@@ -17,7 +15,9 @@ so that they keep AMX. A limit the user set is left as it is.
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import sys
 
 VARIABLE = "ONEDNN_MAX_CPU_ISA"
@@ -27,16 +27,35 @@ SAID = "AVX-512 BF16 kernels, not AMX"
 _limited_here = False  # whether this process set VARIABLE (and so its children must not inherit it)
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags as Linux lists them; empty elsewhere."""
+def cpuinfo(path: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's fields as Linux lists them ('model name', 'flags', ...); empty
+    elsewhere."""
+    fields: dict[str, str] = {}
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # the first processor's block ends
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return set()
+    return fields
+
+
+@functools.cache
+def _this_cpu() -> dict[str, str]:
+    return cpuinfo()
+
+
+def cpu_flags(path: str | None = None) -> set[str]:
+    """The CPU's feature flags (avx2, avx512_bf16, amx_bf16, ...)."""
+    return set((cpuinfo(path) if path else _this_cpu()).get("flags", "").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name ('AMD EPYC', 'Intel(R) Xeon(R) ...'), for figures that depend on it."""
+    return _this_cpu().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def decoding_limit(environ, flags: set[str], torch_loaded: bool) -> str | None:
@@ -67,3 +86,11 @@ def environment_for_training() -> dict[str, str]:
     if _limited_here:
         env.pop(VARIABLE, None)
     return env
+
+
+def decode_threads(training_beside: bool) -> int:
+    """The threads a reply decodes with: every core, unless a training run or an ablation is
+    under way beside it; it uses every core too, and two thread pools spinning on the same
+    cores slow both many times over, so decoding then takes half of them."""
+    cores = os.cpu_count() or 2
+    return max(1, cores // 2) if training_beside else cores

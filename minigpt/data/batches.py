@@ -1,0 +1,60 @@
+"""Token ids as training reads them: split into training and validation, and drawn in batches of
+random windows. The ids are a torch tensor (text tokenized in memory) or a numpy memory map
+(prepared data, see prepare.py): a batch reads only its windows from either, so memory does not
+grow with the corpus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minigpt.errors import DataError
+
+
+@dataclass
+class TokenData:
+    """A corpus as token ids, split into the first (1 - val_fraction) for training, the rest to
+    validate. The ids are a torch tensor (text tokenized in memory) or a numpy memory map (prepared
+    data, see prepare.py): batches read only the windows they need from either."""
+
+    train: torch.Tensor | np.ndarray  # noqa: F821  (torch and numpy are imported lazily)
+    val: torch.Tensor | np.ndarray  # noqa: F821
+
+    @classmethod
+    def from_ids(cls, ids: list[int], val_fraction: float, block_size: int) -> TokenData:
+        import torch
+
+        return cls.split(torch.tensor(ids, dtype=torch.long), val_fraction, block_size)
+
+    @classmethod
+    def split(cls, data, val_fraction: float, block_size: int) -> TokenData:
+        """The split rule, for any 1-D sequence of ids: the last val_fraction of them validate."""
+        n_val = int(len(data) * val_fraction)
+        train, val = data[: len(data) - n_val], data[len(data) - n_val:]
+        for name, part in (("training", train), ("validation", val)):
+            if len(part) <= block_size:
+                raise DataError(
+                    f"the text is too short: its {name} part has {len(part)} tokens, but one context "
+                    f"window needs {block_size + 1}; use more text or a smaller --block-size"
+                )
+        return cls(train, val)
+
+
+def get_batch(data, batch_size: int, block_size: int, generator, device):
+    """batch_size random windows of block_size tokens (x) and the same shifted by one (y).
+
+    data is a tensor or a numpy array (a memory map: only the chosen windows are read); the same
+    generator state gives the same windows from either."""
+    import numpy as np
+    import torch
+
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    if isinstance(data, torch.Tensor):
+        chunk = data[starts[:, None] + torch.arange(block_size + 1)]
+    else:
+        index = starts.numpy()[:, None] + np.arange(block_size + 1)
+        chunk = torch.from_numpy(data[index].astype(np.int64))
+    x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+    if device.type == "cuda":
+        return (x.pin_memory().to(device, non_blocking=True),
+                y.pin_memory().to(device, non_blocking=True))
+    return x.to(device), y.to(device)
