@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import LIVE, RunState, VariantResult
-from minigpt.train.ablation import VARIANTS, new_ablation_dir
+from minigpt.train.ablation import STEPS, VARIANTS, new_ablation_dir
 from minigpt.train.config import PRESETS
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
@@ -89,7 +89,7 @@ class AblatePane(Widget, can_focus=False):
                                               compact=True),
                                "the field (JSON Lines) or column (Parquet) holding the text; "
                                "empty: text")
-                yield labelled("steps", Input("200", id="ablate-steps",
+                yield labelled("steps", Input(str(STEPS), id="ablate-steps",
                                               validators=[Integer(minimum=1)], compact=True),
                                "training steps for each model")
                 yield labelled("preset", Select([(p, p) for p in PRESETS], value="cpu",

@@ -28,12 +28,12 @@ def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus
     runner = AblationRunner(["attention", "tying"], data, tiny_train_config, steps=20, seed=3)
     events = list(runner.run())
     results = runner.results
-    assert [r["variant"] for r in results] == ["baseline", "attention", "tying"]
-    assert results[0]["val_loss_delta"] == 0
+    assert [r.variant for r in results] == ["baseline", "attention", "tying"]
+    assert results[0].val_loss_delta == 0
     for r in results:
-        assert r["steps"] == 20 and r["tokens_per_s"] > 0 and r["seconds"] > 0 and r["sample"]
-        assert r["val_loss_delta"] == pytest.approx(r["val_loss"] - results[0]["val_loss"])
-    assert results[2]["params"] > results[0]["params"]  # an untied head adds a matrix
+        assert r.steps == 20 and r.tokens_per_s > 0 and r.seconds > 0 and r.sample
+        assert r.val_loss_delta == pytest.approx(r.val_loss - results[0].val_loss)
+    assert results[2].params > results[0].params  # an untied head adds a matrix
     assert {e["variant"] for e in events if e["type"] == "step"} == {"baseline", "attention", "tying"}
 
 
@@ -59,12 +59,12 @@ def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corp
                             tiny_train_config, steps=20, seed=3)
     events = list(runner.run())
     baseline, explode, tying = runner.results
-    assert explode["diverged"].startswith("training diverged by step")
-    assert explode["val_loss"] is None and explode["val_loss_delta"] is None
-    assert baseline["diverged"] is None and tying["val_loss_delta"] is not None
+    assert explode.diverged.startswith("training diverged by step")
+    assert explode.val_loss is None and explode.val_loss_delta is None
+    assert baseline.diverged is None and tying.val_loss_delta is not None
     notes = [e for e in events if e["type"] == "note"]
     assert [e["variant"] for e in notes] == ["explode"]
-    assert notes[0]["message"] == explode["diverged"]
+    assert notes[0]["message"] == explode.diverged
     assert events[-1]["type"] == "ablation_done" and events[-1]["reason"] == "finished"
     from rich.console import Console
 

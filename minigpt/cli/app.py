@@ -22,6 +22,8 @@ from minigpt.errors import MinigptError
 from minigpt.infer.config import STRATEGIES, SamplingConfig
 from minigpt.runs import control
 from minigpt.runs.control import Stopped, exit_status
+from minigpt.train.ablation import STEPS as ABLATION_STEPS
+from minigpt.train.ablation import VARIANTS
 from minigpt.train.config import PRESETS, TRAIN_RULES, default_preset_name
 
 try:  # Typer >= 0.23 carries its own copy of click
@@ -135,7 +137,6 @@ PRESET_NAMES = spelled_out(PRESETS)
 def _variant_names() -> str:
     """ablate's variants by what they do: 'remove a part: residual, ...; another size: size'."""
     from minigpt.model.switches import KINDS
-    from minigpt.train.ablation import VARIANTS
 
     by_kind: dict[str, list[str]] = {}
     for name, variants in VARIANTS.items():
@@ -152,41 +153,47 @@ VOCAB_SIZES = (f"{TRAIN_RULES['bpe_vocab_size'].minimum:,} to "
 # --- train ---------------------------------------------------------------------------------------
 
 
-def with_switch_options(command):
-    """One option per switch of the model (model/switches.py) added to a command, None unless
-    given; the command receives the given ones as `switches`, a dict by GPTConfig field."""
+def switch_options(switches=None):
+    """A decorator that adds one option per switch of the model (model/switches.py) to a
+    command, None unless given; the command receives the given ones as `switches`, a dict by
+    GPTConfig field."""
     import functools
     import inspect
 
     from minigpt.model.switches import SWITCHES
     from minigpt.rules import Flag
 
+    switches = SWITCHES if switches is None else switches
+
     def option(switch) -> inspect.Parameter:
         if isinstance(switch.rule, Flag):
             kind, said = bool | None, f" (GPT-2: {'on' if switch.gpt2 else 'off'})"
         else:
             kind, said = str | None, f": {spelled_out(switch.values)} (GPT-2: {switch.gpt2})"
-        declared = typer.Option(*switch.option.split("/"), help=f"{switch.meaning}{said}.",
+        declared = typer.Option(switch.option, help=f"{switch.meaning}{said}.",
                                 rich_help_panel="Model switches")
         return inspect.Parameter(switch.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                  annotation=Annotated[kind, declared])
 
-    signature = inspect.signature(command, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "switches"]
-    added = [option(s) for s in SWITCHES]
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "switches"]
+        added = [option(s) for s in switches]
 
-    @functools.wraps(command)
-    def with_switches(**options):
-        given = {s.name: v for s in SWITCHES if (v := options.pop(s.name)) is not None}
-        return command(**options, switches=given)
+        @functools.wraps(command)
+        def with_switches(**options):
+            given = {s.name: v for s in switches if (v := options.pop(s.name)) is not None}
+            return command(**options, switches=given)
 
-    with_switches.__signature__ = signature.replace(parameters=own + added)
-    with_switches.__annotations__ = {p.name: p.annotation for p in own + added}
-    return with_switches
+        with_switches.__signature__ = signature.replace(parameters=own + added)
+        with_switches.__annotations__ = {p.name: p.annotation for p in own + added}
+        return with_switches
+
+    return decorate
 
 
 @app.command()
-@with_switch_options
+@switch_options()
 def train(
     data: DataOpt = None,
     preset_name: Annotated[str | None, typer.Option(
@@ -532,7 +539,7 @@ def ablate(
     variants: Annotated[list[str], typer.Argument(
         help=f"Variants to compare with the baseline. {VARIANT_NAMES}.")],
     data: DataOpt = None,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps for each model.")] = 500,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps for each model.")] = ABLATION_STEPS,
     preset_name: Annotated[str, typer.Option("--preset", help="The baseline's preset.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed")] = 1337,
     device: DeviceOpt = None,
@@ -578,7 +585,8 @@ def ablate(
                                              device=pick_device(device), run_dir=run_dir)
             results = run_ablation(signals.run, quiet=quiet)
     if json_path is not None:
-        _write_json(json_path, "ablate", {"results": results}, indent=2)
+        _write_json(json_path, "ablate", {"results": [r.to_dict() for r in results]},
+                    indent=2)
     if signals.received is not None:  # cancelled: the finished variants are shown and kept
         raise typer.Exit(exit_status(signals.received))
 

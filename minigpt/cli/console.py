@@ -160,7 +160,7 @@ def _indent(text: str, width: int = 400) -> str:
     return "\n".join("  | " + line for line in text.splitlines())
 
 
-def run_ablation(runner, quiet: bool = False) -> list[dict]:
+def run_ablation(runner, quiet: bool = False) -> list:
     progress = _progress()
     if quiet:
         progress.disable = True
@@ -189,11 +189,11 @@ def run_ablation(runner, quiet: bool = False) -> list[dict]:
     if gradients is not None:
         console.print(gradients)
     for r in results:  # what was measured, in words (ablation.evidence)
-        if r.get("evidence"):
-            console.print(r["evidence"])
+        if r.evidence:
+            console.print(r.evidence)
     for r in results:
-        console.print(Text.assemble((r["variant"], "bold"), " ", (f"({r['description']})", "dim")))
-        console.print(_indent(r["sample"], 240), style="dim")
+        console.print(Text.assemble((r.variant, "bold"), " ", (f"({r.description})", "dim")))
+        console.print(_indent(r.sample, 240), style="dim")
     return results
 
 

@@ -8,32 +8,33 @@ from rich.table import Table
 from minigpt.cli.console import console
 from minigpt.model.switches import changed
 from minigpt.runs.files import run_files, run_of_checkpoint
+from minigpt.runs.results import VariantResult
 from minigpt.train.gradflow import layer_order
 from minigpt.units import format_duration, number
 
 
-def results_table(results: list[dict]) -> Table:
+def results_table(results: list[VariantResult]) -> Table:
     table = Table(title="ablation: same data, seed and steps")
     for column in ("variant", "params", "train loss", "val loss", "vs baseline", "4-grams",
                    "tokens/s", "time"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in results:
-        delta = "" if r["variant"] == "baseline" else number(r["val_loss_delta"], "+.4f")
-        if r.get("diverged"):
-            train_loss, val_loss = "diverged", f"at step {r['steps']}"
+        delta = "" if r.variant == "baseline" else number(r.val_loss_delta, "+.4f")
+        if r.diverged:
+            train_loss, val_loss = "diverged", f"at step {r.steps}"
         else:
-            train_loss, val_loss = number(r["train_loss"], ".4f"), number(r["val_loss"], ".4f")
-        distinct = r.get("distinct_4grams")  # the samples' distinct 4-grams: repetition
-        table.add_row(r["variant"], f"{r['params'] / 1e6:.2f}M", train_loss, val_loss, delta,
-                      number(distinct, ".0%"), f"{r['tokens_per_s']:,.0f}",
-                      f"{r['seconds']:.1f} s")
+            train_loss, val_loss = number(r.train_loss, ".4f"), number(r.val_loss, ".4f")
+        params = number(r.params and r.params / 1e6, ".2f") + "M"
+        table.add_row(r.variant, params, train_loss, val_loss, delta,
+                      number(r.distinct_4grams, ".0%"),  # the samples' repetition
+                      number(r.tokens_per_s, ",.0f"), number(r.seconds, ".1f") + " s")
     return table
 
 
-def gradient_table(results: list[dict]) -> Table | None:
+def gradient_table(results: list[VariantResult]) -> Table | None:
     """Each variant's mean gradient norm by layer (rows), against the baseline's where it has
     that layer; None when no variant measured any."""
-    norms = {r["variant"]: r.get("grad_norms") or {} for r in results}
+    norms = {r.variant: r.grad_norms for r in results}
     if not any(norms.values()):
         return None
     baseline = norms.get("baseline", {})

@@ -7,14 +7,20 @@ follow it live; runs/state.py folds a stream of them into what a run is doing. e
 type or a field outside the schema. An ablation's events hold every variant's, each tagged
 "variant", between "ablation_start" and "ablation_done", with a "result" per finished variant.
 
+A file is whatever is on the disk: readers take its fields with runs/read.py's number(),
+whole(), text() and pid_of(), which say None for a field missing or of the wrong kind.
+
 No torch here, nor anywhere in minigpt.runs: the run contract is read by processes that train
 nothing (a test checks it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TypedDict
+
+from minigpt.runs.results import VariantResult
 
 PREPARE_STAGES = {"vocabulary": "collecting characters", "sample": "reading a BPE sample",
                   "encode": "tokenizing", "check": "checking the cached tokens"}  # what each stage of a "prepare" event is doing
@@ -172,36 +178,33 @@ class VariantStart(_Event):
     max_steps: int
 
 
-class Result(_Event):
-    """A finished variant. One whose training diverged has null losses, and "diverged" says how."""
-    variant: str
-    description: str
-    train_loss: float | None
-    val_loss: float | None
-    val_loss_delta: float | None  # against the baseline's
-    tokens_per_s: float
-    seconds: float
-    params: int
-    steps: int
-    sample: str
-    diverged: str | None
-    distinct_4grams: float  # the share of the sample's 4-grams (of characters) that are distinct
-    grad_norms: dict[str, float]  # each layer's gradient norm, the mean over the logged steps
-    evidence: str  # what was measured, in words (ablation.evidence)
-
-
 class AblationDone(_Event):
     reason: str  # "finished" or "cancelled"
-    results: list[dict]  # the Result events' fields
+    results: list[dict]  # the result events' fields
 
 
 SCHEMA: dict[str, type] = {
     "start": Start, "step": Step, "eval": Eval, "sample": Sample, "checkpoint": Checkpoint,
     "done": Done, "paused": Paused, "resumed": Resumed, "error": Error, "note": Note,
     "prepare": Prepare, "prepared": Prepared,
-    "ablation_start": AblationStart, "variant": VariantStart, "result": Result,
+    "ablation_start": AblationStart, "variant": VariantStart, "result": VariantResult,
     "ablation_done": AblationDone,
 }
+
+
+def field_names(record: type) -> tuple[str, ...]:
+    """The fields a record of the schema names: a TypedDict's keys, or a dataclass's fields (a
+    result, runs/results.py) with the event's own."""
+    if dataclasses.is_dataclass(record):
+        return ("type", "time", *(f.name for f in dataclasses.fields(record)))
+    return (*record.__required_keys__, *record.__optional_keys__)
+
+
+def always_written(record: type) -> set[str]:
+    """The fields every event of the record has: its writer writes them all."""
+    if dataclasses.is_dataclass(record):
+        return set(field_names(record))
+    return set(record.__required_keys__)
 
 
 def event(type_: str, **fields) -> dict:
@@ -211,41 +214,7 @@ def event(type_: str, **fields) -> dict:
     record = SCHEMA.get(type_)
     if record is None:
         raise ValueError(f"no event type {type_!r} in the schema")
-    unknown = set(fields) - record.__required_keys__ - record.__optional_keys__
+    unknown = set(fields) - set(field_names(record))
     if unknown:
         raise ValueError(f"the schema's {type_!r} events have no field {sorted(unknown)}")
     return {"type": type_, "time": time.time(), **fields}
-
-
-def number(ev: dict, key: str) -> float | None:
-    """ev[key] as a float if it is a number (NaN and infinity included: diverged runs write
-    them), else None."""
-    value = ev.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an integer past any float
-        return None
-
-
-def whole(ev: dict, key: str) -> int | None:
-    """ev[key] if it is a whole number from 0 to 2**63 (a step, a count), else None."""
-    value = ev.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        return None
-    return value
-
-
-def text(ev: dict, key: str) -> str | None:
-    value = ev.get(key)
-    return value if isinstance(value, str) else None
-
-
-def pid_of(ev: dict) -> int | None:
-    """ev["pid"] if it can be a process id: never 0 or negative (a process group, or every
-    process, to os.kill)."""
-    pid = whole(ev, "pid")
-    return pid if pid and pid < 2**31 else None
-
-

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minigpt.runs.events import number, pid_of, text, whole
 from minigpt.runs.files import DEFAULT_RUNS_ROOT, EVENTS_NAME, EVENTS_SUFFIX, run_files
 from minigpt.runs.log import process_alive, read_events
+from minigpt.runs.read import number, pid_of, text, whole
+from minigpt.runs.results import VariantResult, by_layer
 
 LIVE = ("starting", "preparing", "running", "paused")  # the run's process may still write
 KINDS = ("train", "ablate")  # the commands that write a run directory
@@ -51,36 +52,10 @@ class Preparation:
         return (self.bytes_total - self.bytes_done) / rate
 
 
-@dataclass
-class VariantResult:
-    """A finished variant of an ablation (a "result" event)."""
-
-    train_loss: float | None
-    val_loss: float | None
-    val_loss_delta: float | None
-    tokens_per_s: float | None
-    seconds: float | None
-    sample: str
-    diverged: str | None
-    distinct_4grams: float | None = None
-    grad_norms: dict[str, float] = field(default_factory=dict)
-    evidence: str = ""
-
-
 def _seconds(ev: dict, key: str) -> float | None:
     """ev[key] if it is a finite number of seconds, more than 0; else None."""
     value = number(ev, key)
     return value if value is not None and math.isfinite(value) and value > 0 else None
-
-
-def by_layer(ev: dict, key: str) -> dict[str, float]:
-    """ev[key] as {layer name: number} (a step's grad_norms, update_ratios); entries of another
-    kind are left out, and anything but an object is {}."""
-    value = ev.get(key)
-    if not isinstance(value, dict):
-        return {}
-    return {name: number(value, name) for name in value
-            if isinstance(name, str) and number(value, name) is not None}
 
 
 @dataclass
@@ -327,13 +302,7 @@ class RunState:
             self.skipped += 1
             return
         self.results.pop(name, None)  # a variant's result again: the newer one stands, last
-        self.results[name] = VariantResult(
-            train_loss=number(ev, "train_loss"), val_loss=number(ev, "val_loss"),
-            val_loss_delta=number(ev, "val_loss_delta"),
-            tokens_per_s=number(ev, "tokens_per_s"), seconds=number(ev, "seconds"),
-            sample=text(ev, "sample") or "", diverged=text(ev, "diverged"),
-            distinct_4grams=number(ev, "distinct_4grams"), grad_norms=by_layer(ev, "grad_norms"),
-            evidence=text(ev, "evidence") or "")
+        self.results[name] = VariantResult.from_event(ev)
 
     def _ablation_done(self, ev: dict) -> None:
         self.status = text(ev, "reason") or "finished"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from minigpt.errors import ConfigError, TrainingDiverged
 from minigpt.model.switches import SWITCHES, Switch, Variant
+from minigpt.runs.results import VariantResult
 from minigpt.train.config import TrainConfig
 
 # The seed's scaling experiment: the same recipe at other widths and depths.
@@ -28,6 +29,7 @@ SIZES = (
 )
 
 BASELINE = Variant("baseline", "GPT-2 as designed", {})
+STEPS = 300  # each model's training steps when none are given (the command line's and the TUI's)
 
 
 def catalogue(switches: tuple[Switch, ...] = SWITCHES) -> dict[str, list[Variant]]:
@@ -83,7 +85,7 @@ class AblationRunner:
         self.cfg = ablation_config(base, steps, seed)
         self.device = device
         self.run_dir = run_dir
-        self.results: list[dict] = []
+        self.results: list[VariantResult] = []
         self._trainer = None
         self._cancelled = False
 
@@ -101,63 +103,64 @@ class AblationRunner:
 
     def _run(self) -> Iterator[dict]:
         from minigpt.runs.events import event
-        from minigpt.train.trainer import Trainer
 
         yield event("ablation_start", variants=[v.name for v in self.variants],
                     descriptions={v.name: v.description for v in self.variants},
                     max_steps=self.cfg.max_steps, step=0, data=self.data.description,
                     config=self.cfg.to_dict(), pid=os.getpid())
-        baseline_val = None
         for index, variant in enumerate(self.variants):
             if self._cancelled:
                 break
-            cfg = self.cfg.with_overrides(**variant.settings)
-            yield event("variant", variant=variant.name, description=variant.description,
-                        index=index, count=len(self.variants), max_steps=cfg.max_steps)
-            started = time.perf_counter()
-            trainer = self._trainer = Trainer(cfg, self.data, device=self.device)
-            sample, done, diverged = "", {}, None
-            flow: dict[str, list[float]] = {}  # each layer's gradient norms over the logged steps
-            try:
-                for ev in trainer.run():
-                    if ev["type"] == "sample":
-                        sample = ev["text"]
-                    for layer, norm in ev.get("grad_norms", {}).items():
-                        flow.setdefault(layer, []).append(norm)
-                    if ev["type"] == "done":
-                        done = ev
-                    yield {**ev, "variant": variant.name}
-            except TrainingDiverged as e:  # a finding about this variant, not the end of the study
-                diverged = str(e)
-                yield event("note", step=trainer.step, variant=variant.name, message=diverged)
-                done = {"reason": "finished", "step": trainer.step, "train_loss": None,
-                        "val_loss": None, "tokens_per_s": 0.0}
-            self._trainer = None
-            if done.get("reason") != "finished" or self._cancelled:  # cancelled in its final
-                break  # evaluation, the loop ends "finished" with no loss: dropped all the same
-            if baseline_val is None and index == 0:
-                baseline_val = done["val_loss"]
-            both = done["val_loss"] is not None and baseline_val is not None
-            result = {
-                "variant": variant.name,
-                "description": variant.description,
-                "train_loss": done["train_loss"],
-                "val_loss": done["val_loss"],
-                "val_loss_delta": done["val_loss"] - baseline_val if both else None,
-                "tokens_per_s": done["tokens_per_s"],
-                "seconds": time.perf_counter() - started,
-                "params": trainer.model.num_params(),
-                "steps": done["step"],
-                "sample": sample,
-                "diverged": diverged,  # None, or what happened: the loss became NaN at step N
-                "distinct_4grams": distinct_ngrams(sample, 4),
-                "grad_norms": {layer: sum(norms) / len(norms) for layer, norms in flow.items()},
-            }
-            result["evidence"] = evidence(result, self.results[0] if self.results else None)
+            result = yield from self._train(variant, index)
+            if result is None:  # cancelled
+                break
             self.results.append(result)
-            yield event("result", **result)
+            yield event("result", **result.to_dict())
         yield event("ablation_done", reason="cancelled" if self._cancelled else "finished",
-                    results=self.results)
+                    results=[r.to_dict() for r in self.results])
+
+    def _train(self, variant: Variant, index: int):
+        """Train one variant, passing its events on (tagged); returns its result, or None when
+        it was cancelled (a variant cancelled in its final evaluation too: its loop ends
+        "finished" with no loss, and is dropped all the same)."""
+        from minigpt.runs.events import event
+        from minigpt.train.trainer import Trainer
+
+        cfg = self.cfg.with_overrides(**variant.settings)
+        yield event("variant", variant=variant.name, description=variant.description,
+                    index=index, count=len(self.variants), max_steps=cfg.max_steps)
+        started = time.perf_counter()
+        trainer = self._trainer = Trainer(cfg, self.data, device=self.device)
+        sample, done, diverged = "", {}, None
+        flow: dict[str, list[float]] = {}  # each layer's gradient norms over the logged steps
+        try:
+            for ev in trainer.run():
+                sample = ev["text"] if ev["type"] == "sample" else sample
+                for layer, norm in ev.get("grad_norms", {}).items():
+                    flow.setdefault(layer, []).append(norm)
+                done = ev if ev["type"] == "done" else done
+                yield {**ev, "variant": variant.name}
+        except TrainingDiverged as e:  # a finding about this variant, not the end of the study
+            diverged = str(e)
+            yield event("note", step=trainer.step, variant=variant.name, message=diverged)
+            done = {"reason": "finished", "step": trainer.step, "tokens_per_s": 0.0}
+        self._trainer = None
+        if done.get("reason") != "finished" or self._cancelled:
+            return None
+        baseline = self.results[0] if self.results else None
+        result = VariantResult(
+            variant.name, variant.description, train_loss=done.get("train_loss"),
+            val_loss=done.get("val_loss"), tokens_per_s=done["tokens_per_s"],
+            seconds=time.perf_counter() - started, params=trainer.model.num_params(),
+            steps=done["step"], sample=sample,
+            diverged=diverged,  # None, or what happened: the loss became NaN at step N
+            distinct_4grams=distinct_ngrams(sample, 4),
+            grad_norms={layer: sum(norms) / len(norms) for layer, norms in flow.items()})
+        against = baseline or result  # the baseline's difference from itself: 0
+        if None not in (result.val_loss, against.val_loss):
+            result.val_loss_delta = result.val_loss - against.val_loss
+        result.evidence = evidence(result, baseline)
+        return result
 
 
 def distinct_ngrams(units: str | Sequence, n: int = 4) -> float:
@@ -187,29 +190,29 @@ def _layer_name(layer: str) -> str:
     return f"layer {layer}" if layer.isdigit() else layer
 
 
-def evidence(result: dict, baseline: dict | None) -> str:
+def evidence(result: VariantResult, baseline: VariantResult | None) -> str:
     """One line of what was measured for a variant, against the baseline (None: this is the
     baseline), from the numbers alone: the layer whose gradient norm differs most from the
     baseline's (by ratio), the samples' distinct 4-grams, and the validation loss."""
-    name = result.get("description") or result["variant"]
+    name = result.description or result.variant
     parts = []
-    if result.get("diverged"):
-        parts.append(f"diverged at step {result['steps']}")
+    if result.diverged:
+        parts.append(f"diverged at step {result.steps}")
     if baseline is None or baseline is result:
-        if result.get("val_loss") is not None:
-            parts.append(f"val loss {result['val_loss']:.2f}")
-        if result.get("distinct_4grams") is not None:
-            parts.append(f"distinct 4-grams in samples {result['distinct_4grams']:.0%}")
+        if result.val_loss is not None:
+            parts.append(f"val loss {result.val_loss:.2f}")
+        if result.distinct_4grams is not None:
+            parts.append(f"distinct 4-grams in samples {result.distinct_4grams:.0%}")
         return f"{name}: " + "; ".join(parts)
-    ours, theirs = result.get("grad_norms") or {}, baseline.get("grad_norms") or {}
+    ours, theirs = result.grad_norms, baseline.grad_norms
     ratios = {layer: ours[layer] / theirs[layer] for layer in ours
               if layer in theirs and theirs[layer] > 0 and math.isfinite(ours[layer])}
     if ratios:  # the layer furthest from the baseline's, either way
         layer = max(ratios, key=lambda k: abs(math.log(ratios[k])) if ratios[k] > 0 else math.inf)
         parts.append(f"{_layer_name(layer)} gradient norm {_against_baseline(ratios[layer])}")
-    ours_d, theirs_d = result.get("distinct_4grams"), baseline.get("distinct_4grams")
+    ours_d, theirs_d = result.distinct_4grams, baseline.distinct_4grams
     if ours_d is not None and theirs_d is not None:
         parts.append(f"distinct 4-grams in samples {ours_d:.0%} against {theirs_d:.0%}")
-    if result.get("val_loss_delta") is not None:
-        parts.append(f"val loss {result['val_loss_delta']:+.2f}")
+    if result.val_loss_delta is not None:
+        parts.append(f"val loss {result.val_loss_delta:+.2f}")
     return f"{name}: " + ("; ".join(parts) or "nothing measured")

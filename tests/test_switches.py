@@ -1,0 +1,68 @@
+"""The switches' table (model/switches.py) is the one place a switch is written: a switch added
+to a copy of it appears in the configuration, `info`, ablate's variants and help, export's
+refusal and train's options, with nothing else edited."""
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from minigpt.checkpoint import Checkpoint
+from minigpt.cli.app import switch_options
+from minigpt.cli.report import print_info
+from minigpt.data.tokenizer import CharTokenizer
+from minigpt.errors import ConfigError
+from minigpt.hf.gpt2 import export_problems
+from minigpt.model.config import GPTConfig, config_class
+from minigpt.model.switches import SWITCHES, Switch, Variant, changed, unexportable
+from minigpt.rules import Flag
+from minigpt.train.ablation import catalogue
+
+QK_NORM = Switch("qk_norm", Flag(), False, "queries and keys normalized per head",
+                 variants=(Variant("qk-norm", "queries and keys normalized", {"qk_norm": True},
+                                   kind="add"),))
+TABLE = (*SWITCHES, QK_NORM)
+SHAPE = dict(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8)
+
+
+def test_a_new_switch_is_a_checked_field_with_gpt2_s_default():
+    config = config_class(TABLE)
+    assert config(**SHAPE).qk_norm is False
+    assert config(**SHAPE, qk_norm=True).qk_norm is True
+    with pytest.raises(ConfigError, match="qk_norm must be true or false"):
+        config(**SHAPE, qk_norm="yes")
+    with pytest.raises(TypeError):  # the real configuration is not changed by the copy
+        GPTConfig(**SHAPE, qk_norm=True)
+
+
+def test_a_new_switch_appears_in_info_ablate_and_export(capsys):
+    cfg = config_class(TABLE)(**SHAPE, qk_norm=True)
+    assert [s.name for s in changed(cfg, TABLE)] == ["qk_norm"]
+    print_info(Checkpoint(cfg, {}, CharTokenizer("abcdefghij")))
+    assert "qk_norm=True (queries and keys normalized)" in capsys.readouterr().out
+    assert [v.name for v in catalogue(TABLE)["qk-norm"]] == ["qk-norm"]
+    assert "qk-norm" not in catalogue()
+    assert unexportable(cfg, TABLE) == ["qk_norm=True (queries and keys normalized)"]
+    assert export_problems(cfg) == ["qk_norm=True (queries and keys normalized)"]
+
+
+def test_a_new_switch_is_an_option_of_train():
+    app = typer.Typer()
+    seen = {}
+
+    @app.command()
+    @switch_options(TABLE)
+    def train(steps: int = 1, switches: dict | None = None):
+        seen.update(switches)
+
+    runner = CliRunner()
+    assert "--qk-norm" in runner.invoke(app, ["--help"]).output
+    assert runner.invoke(app, ["--qk-norm", "--no-residual"]).exit_code == 0
+    assert seen == {"qk_norm": True, "residual": False}
+
+
+def test_gpt2_s_table_exports_as_gpt2():
+    assert export_problems(GPTConfig(**SHAPE)) == []
+    assert export_problems(GPTConfig(**SHAPE, tie_weights=False)) == []
+    assert export_problems(GPTConfig(**SHAPE, residual=False, bias=False)) == [
+        "residual=False (no residual connections)",
+        "bias=False (GPT-2: True; biases in the linear layers and LayerNorms)"]
