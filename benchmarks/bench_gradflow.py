@@ -22,9 +22,10 @@ import time
 import torch
 
 from minigpt.backends.cpu import cpu_name
+from minigpt.data.prepare import load_prepared
 from minigpt.data.sources import open_source
 from minigpt.train.config import preset
-from minigpt.train.trainer import Trainer, load_prepared
+from minigpt.train.trainer import Trainer
 
 
 def timed_steps(trainer: Trainer, steps: int) -> float:

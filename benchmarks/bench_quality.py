@@ -50,9 +50,10 @@ def main(argv=None) -> int:
 
     from minigpt.backends.cpu import cpu_name
     from minigpt.backends.hardware import measured_matmul_flops
+    from minigpt.data.prepare import load_prepared
     from minigpt.data.sources import open_source
     from minigpt.train.config import preset
-    from minigpt.train.trainer import Trainer, load_prepared
+    from minigpt.train.trainer import Trainer
 
     cfg = preset(args.preset).with_overrides(sample_tokens=0, time_budget=args.budget)
     trainer = Trainer(cfg, load_prepared(open_source(args.data), cfg), device="cpu",

@@ -52,11 +52,11 @@ def main(argv=None) -> int:
     import torch
 
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.data.prepare import prepare
+    from minigpt.data.prepare import load_prepared, prepare
     from minigpt.data.sources import open_source
     from minigpt.infer.quantize import WEIGHT_FORMATS, convert_weights
     from minigpt.train.config import preset
-    from minigpt.train.trainer import Trainer, load_prepared
+    from minigpt.train.trainer import Trainer
 
     if args.ckpt:
         ckpt = load_checkpoint(args.ckpt)

@@ -289,8 +289,8 @@ def check_weights(state, config: GPTConfig) -> dict:
 
 
 def check_train_state(state) -> dict | None:
-    """What Trainer._restore reads, of the types it reads; whether the optimizer state fits the
-    model is known only once the optimizer exists (Trainer._restore checks that)."""
+    """What train/state.restore reads, of the types it reads; whether the optimizer state fits the
+    model is known only once the optimizer exists (state.restore checks that)."""
     if state is None:
         return None
     if not isinstance(state, dict):

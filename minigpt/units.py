@@ -41,6 +41,15 @@ def format_duration(seconds: float) -> str:
     return "".join(f"{n}{unit}" for n, unit in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
 
 
+def rough_duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.5 h': an estimate, said as roughly as it is known."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def clock(seconds: float | None) -> str:
     """'1:02:03', '4:05': elapsed time and ETAs as a clock shows them; '-' when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:

@@ -40,8 +40,8 @@ def prepare_data(corpus: Corpus, cfg, tokenizer=None):
     """Text tokenized in memory (the tokenizer built from it unless given) and split, as a run's
     PreparedData: what `minigpt train` makes through the cache, without one."""
     from minigpt.data.batches import TokenData
+    from minigpt.data.prepare import PreparedData
     from minigpt.data.tokenizer import BPETokenizer, CharTokenizer
-    from minigpt.train.trainer import PreparedData
 
     if tokenizer is None:
         tokenizer = (BPETokenizer.train(corpus.text, cfg.bpe_vocab_size) if cfg.tokenizer == "bpe"

@@ -59,6 +59,7 @@ def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
 
 
 def _train(rank: int, world_size: int, device: torch.device) -> dict:
+    import minigpt.data.batches as batches_module
     import minigpt.train.trainer as train_module
     from minigpt.train.config import preset
 
@@ -69,7 +70,7 @@ def _train(rank: int, world_size: int, device: torch.device) -> dict:
     corpus = Corpus(builtin_text()[:60_000], "test", "test text")
     trainer = train_module.Trainer(cfg, prepare_data(corpus, cfg), device=device,
                                    dtype="fp32")  # exact comparison: no bf16 rounding
-    real_get_batch = train_module.get_batch
+    real_get_batch = batches_module.get_batch
 
     def arranged_batch(data, batch_size, block_size, generator, device):
         if generator is not trainer.batch_generator:  # evaluation: unchanged
@@ -78,11 +79,11 @@ def _train(rank: int, world_size: int, device: torch.device) -> dict:
         parts = [fixed_batch(data, block_size, trainer.step, r) for r in ranks]
         return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
-    train_module.get_batch = arranged_batch
+    batches_module.get_batch = arranged_batch
     try:
         events = list(trainer.run())
     finally:
-        train_module.get_batch = real_get_batch
+        batches_module.get_batch = real_get_batch
     return {"losses": [e["loss"] for e in events if e["type"] == "step"],
             "weights": trainer.model.transformer.h[0].attn.c_attn.weight[:4, :4].tolist(),
             "world_size": events[0]["world_size"],

@@ -93,9 +93,11 @@ def test_a_step_without_layers_keeps_the_last_ones_and_bad_entries_are_dropped()
 
 
 def _result(variant, val_loss, delta, distinct, norms, description=None):
-    return {"variant": variant, "description": description or variant, "val_loss": val_loss,
-            "val_loss_delta": delta, "distinct_4grams": distinct, "grad_norms": norms,
-            "steps": 100, "diverged": None}
+    from minigpt.runs.results import VariantResult
+
+    return VariantResult(variant, description or variant, val_loss=val_loss,
+                         val_loss_delta=delta, distinct_4grams=distinct, grad_norms=norms,
+                         steps=100)
 
 
 def test_evidence_says_what_the_numbers_say_both_ways():

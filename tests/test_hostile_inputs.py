@@ -419,10 +419,11 @@ def test_resumed_runs_report_their_own_speed(tmp_path, english_text, monkeypatch
 
     from minigpt.checkpoint import load_checkpoint
     from minigpt.data.batches import TokenData
+    from minigpt.data.prepare import PreparedData
     from minigpt.data.tokenizer import CharTokenizer
     from minigpt.train import trainer as train_module
     from minigpt.train.config import preset
-    from minigpt.train.trainer import PreparedData, Trainer
+    from minigpt.train.trainer import Trainer
 
     tok = CharTokenizer.from_text(english_text)
     data = PreparedData(tok, TokenData.from_ids(tok.encode(english_text[:20_000]), 0.1, 16),

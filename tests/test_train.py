@@ -10,7 +10,9 @@ from conftest import prepare_data
 from minigpt.checkpoint import load_checkpoint
 from minigpt.errors import TrainingDiverged
 from minigpt.runs.log import read_events
-from minigpt.train.trainer import Throughput, Trainer, decay_shape, lr_at
+from minigpt.train.clock import Throughput
+from minigpt.train.schedule import decay_shape, lr_at
+from minigpt.train.trainer import Trainer
 
 
 def run(cfg, corpus, **kw):
@@ -122,7 +124,7 @@ def test_stop_request_saves_and_ends(tiny_train_config, corpus, tmp_path):
 
 def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, monkeypatch):
     """Two micro-batches of 4 give the same update as one batch of the same 8 sequences."""
-    import minigpt.train.trainer as train_module
+    import minigpt.data.batches as batches_module
 
     fixed = torch.randint(50, (8, 33), generator=torch.Generator().manual_seed(0))
 
@@ -141,7 +143,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, 
         cfg = tiny_train_config.with_overrides(batch_size=batch_size, grad_accum=accum, max_steps=1)
         # fp32: in bf16 the two splits round differently
         trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")
-        monkeypatch.setattr(train_module, "get_batch", batches(batch_size))
+        monkeypatch.setattr(batches_module, "get_batch", batches(batch_size))
         trainer._train_step()
         weights.append(trainer.model.transformer.h[0].attn.c_attn.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], atol=1e-6, rtol=1e-5)

@@ -312,11 +312,11 @@ def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="tr
     import os
 
     from minigpt.cli.console import preparing
+    from minigpt.data.prepare import load_prepared
     from minigpt.data.sources import open_source
     from minigpt.runs.events import event
     from minigpt.runs.log import EventLog
     from minigpt.train import distributed
-    from minigpt.train.trainer import load_prepared
 
     log = EventLog(run_dir) if run_dir is not None else None
     pid = os.getpid()  # so a TUI attached during a long preparation can tell the run lives
@@ -558,32 +558,17 @@ def ablate(
     from minigpt.backends.hardware import pick_device
     from minigpt.cli.console import run_ablation
     from minigpt.runs.control import RunSignals, signal_handlers
-    from minigpt.runs.log import refuse_another_run, run_lock
-    from minigpt.train.ablation import (
-        AblationRunner,
-        ablation_config,
-        expand_variants,
-        new_ablation_dir,
-    )
-    from minigpt.train.config import preset
+    from minigpt.train.plan import plan_ablation
 
-    base = preset(preset_name)
-    ablation_config(base, steps, seed)  # a bad --steps or --seed: an error before reading data
-    expand_variants(variants)  # an unknown name too
+    plan = plan_ablation(variants, preset_name, steps, seed, out)  # refusals before any work
     _check_json_output(json_path)
     signals = RunSignals()  # a stop cancels: at once while the data is prepared
-    with signal_handlers(signals.handlers()):
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        run_dir = out or new_ablation_dir()
-        with run_lock(run_dir):  # one writer, from the data's preparation on
-            refuse_another_run(run_dir)
-            with _stopped_before_training(run_dir):
-                prepared = _prepared_data(data, text_field, base, None, run_dir, quiet,
-                                          command="ablate")
-                signals.run = AblationRunner(variants, prepared, base, steps=steps, seed=seed,
-                                             device=pick_device(device), run_dir=run_dir)
-            results = run_ablation(signals.run, quiet=quiet)
+    with signal_handlers(signals.handlers()), plan.claim():
+        with _stopped_before_training(plan.run_dir):
+            prepared = _prepared_data(data, text_field, plan.base, None, plan.run_dir, quiet,
+                                      command="ablate")
+            signals.run = plan.runner(prepared, pick_device(device))
+        results = run_ablation(signals.run, quiet=quiet)
     if json_path is not None:
         _write_json(json_path, "ablate", {"results": [r.to_dict() for r in results]},
                     indent=2)

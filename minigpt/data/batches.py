@@ -58,3 +58,32 @@ def get_batch(data, batch_size: int, block_size: int, generator, device):
         return (x.pin_memory().to(device, non_blocking=True),
                 y.pin_memory().to(device, non_blocking=True))
     return x.to(device), y.to(device)
+
+
+class Batches:
+    """A run's batches of a token stream. Training draws from its own generator (seeded by the
+    run's seed and the process's rank), so that evaluation and sampling, which use others, never
+    change which batches training sees, and a checkpoint can carry its state. An evaluation reads
+    the same batches every time (a fresh generator from seed + 1)."""
+
+    def __init__(self, tokens: TokenData, batch_size: int, block_size: int, seed: int,
+                 device, rank: int = 0):
+        import torch
+
+        self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
+        self.seed, self.device = seed, device
+        self.generator = torch.Generator().manual_seed(seed + rank)
+
+    def train(self):
+        return get_batch(self.tokens.train, self.batch_size, self.block_size, self.generator,
+                         self.device)
+
+    def evaluation(self, split: str, count: int):
+        """`count` batches of the "train" or "val" split, the same ones at every evaluation."""
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        data = self.tokens.train if split == "train" else self.tokens.val
+        for _ in range(count):
+            yield get_batch(data, self.batch_size, self.block_size, generator, self.device)
+

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt.data.batches import TokenData
 from minigpt.data.sources import Piece, Source
 from minigpt.data.tokenizer import (
     END_OF_TEXT,
@@ -80,10 +81,8 @@ class Prepared:
     def key(self) -> str:
         return self.path.name
 
-    def tokens(self, val_fraction: float, block_size: int):
-        """The token file as a memory map, split into training and validation (TokenData)."""
-        from minigpt.data.batches import TokenData
-
+    def tokens(self, val_fraction: float, block_size: int) -> TokenData:
+        """The token file as a memory map, split into training and validation."""
         ids = np.memmap(self.path / TOKENS_NAME, dtype=self.manifest["dtype"], mode="r",
                         shape=(self.manifest["tokens"],))
         return TokenData.split(ids, val_fraction, block_size)
@@ -443,3 +442,28 @@ def _disk_error(e: OSError, where: Path) -> DataError:
         return DataError(f"the disk is full: cannot write the prepared data in {where}; free "
                          "some space or point $MINIGPT_CACHE at a bigger disk")
     return DataError(f"cannot write the prepared data in {where}: {e.strerror or e}")
+
+
+# --- what a run trains on ----------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    """What a run trains on: the tokenizer, the tokens split in two, and where they came from."""
+
+    tokenizer: Tokenizer
+    tokens: TokenData
+    source: str  # what the user named: "builtin", a path, a URL
+    description: str  # for people
+    key: str | None = None  # the prepared data's cache key; None for text tokenized in memory
+
+
+def load_prepared(source: Source, cfg, tokenizer: Tokenizer | None = None,
+                  on_event: OnEvent | None = None) -> PreparedData:
+    """A source's prepared data (made once, then found in the cache), memory-mapped and split
+    as cfg (a TrainConfig) says."""
+    prepared = prepare(source, cfg.tokenizer, cfg.bpe_vocab_size, tokenizer, on_event)
+    return PreparedData(prepared.tokenizer,
+                        prepared.tokens(cfg.val_fraction, cfg.model.block_size),
+                        source.name, source.description, prepared.key)
+

@@ -176,6 +176,23 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True,
                           "attend to another")
     T = len(ids)
     lens_from = 0 if lens_last is None else max(0, T - lens_last)
+    maps, inducing, lens = _read_model(model, tokenizer, ids, induction, lens_from)
+    attention = torch.stack([m[0].float().cpu() for m in maps]) if maps \
+        else torch.zeros(0, 0, T, T)
+    top, top_prob, next_prob = _lens_tables(lens, T, lens_from)
+    return Inspection(
+        ids=ids, tokens=[tokenizer.token_text(i) for i in ids], cut=cut, attention=attention,
+        heads=_heads(attention, inducing), lens_top=top, lens_top_prob=top_prob,
+        lens_next_prob=next_prob,
+        lens_top_text=[[token_text(tokenizer, i) if i >= 0 else "" for i in row]
+                       for row in top.tolist()],
+        lens_from=lens_from,
+    )
+
+
+def _read_model(model, tokenizer, ids: list[int], induction: bool, lens_from: int):
+    """One pass over the prompt: every layer's attention maps, and the residual stream after
+    each block read through the logit lens (from lens_from); the induction scores."""
     was_training = model.training
     model.eval()
     try:
@@ -197,9 +214,10 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True,
                 for residual in residuals]
     finally:
         model.train(was_training)
+    return maps, inducing, lens
 
-    attention = torch.stack([m[0].float().cpu() for m in maps]) if maps \
-        else torch.zeros(0, 0, T, T)
+
+def _heads(attention: torch.Tensor, inducing: torch.Tensor | None) -> list[HeadMeasures]:
     heads = []
     for layer, pattern in enumerate(attention):
         measured = {k: v.tolist() for k, v in head_measures(pattern).items()}
@@ -207,7 +225,12 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True,
             heads.append(HeadMeasures(
                 layer, head, **{k: v[head] for k, v in measured.items()},
                 induction=None if inducing is None else inducing[layer, head].item()))
-    # the positions before lens_from hold -1 and NaN
+    return heads
+
+
+def _lens_tables(lens: list, T: int, lens_from: int):
+    """Each layer's readout as [n_layer, T] tables; the positions before lens_from hold -1 and
+    NaN."""
     top = torch.full((len(lens), T), -1, dtype=torch.long)
     top_prob = torch.full((len(lens), T), math.nan)
     next_prob = torch.full((len(lens), T - 1), math.nan)
@@ -215,13 +238,7 @@ def inspect_prompt(model, tokenizer, prompt: str, induction: bool = True,
         top[layer, lens_from:] = layer_top
         top_prob[layer, lens_from:] = layer_top_prob
         next_prob[layer, lens_from:] = layer_next_prob
-    return Inspection(
-        ids=ids, tokens=[tokenizer.token_text(i) for i in ids], cut=cut, attention=attention,
-        heads=heads, lens_top=top, lens_top_prob=top_prob, lens_next_prob=next_prob,
-        lens_top_text=[[token_text(tokenizer, i) if i >= 0 else "" for i in row]
-                       for row in top.tolist()],
-        lens_from=lens_from,
-    )
+    return top, top_prob, next_prob
 
 
 @contextmanager

@@ -1,9 +1,14 @@
-"""Planning a training run: what `minigpt train` does, decided before any time goes into the data.
+"""Planning a run: what `minigpt train` and `minigpt ablate` do, decided before any time goes
+into the data.
 
     plan_training(...)        a new run, --resume or --init: the settings, the data, where the run
                               is written, the model it starts from; each refusal one MinigptError
     with plan.claim():        the run directory's writer lock; a trained model is never overwritten
     plan.trainer(data, ...)   the Trainer: new, resumed or fine-tuning
+
+    plan_ablation(...)        the variants, the baseline's recipe and budget, checked
+    with plan.claim():        the ablation's folder (new, or --out) made and locked
+    plan.runner(data, ...)    the AblationRunner
 
 The command line parses its options into plan_training's arguments, prepares the data the plan
 names (plan.data, with plan.tokenizer) and shows the run; the TUI's runs are `minigpt train`
@@ -20,13 +25,14 @@ from pathlib import Path
 import torch
 
 from minigpt.checkpoint import Checkpoint, load_checkpoint
+from minigpt.data.prepare import PreparedData
 from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
 from minigpt.runs.files import CHECKPOINT_NAME, new_run_dir, run_of_checkpoint
 from minigpt.runs.log import refuse_another_run, run_lock
 from minigpt.train import distributed
 from minigpt.train.config import TrainConfig, check_run_length, default_preset_name, preset
-from minigpt.train.trainer import PreparedData, Trainer
+from minigpt.train.trainer import Trainer
 from minigpt.units import format_duration
 
 # what --resume may change: how long the run goes on, and how often it is evaluated
@@ -172,3 +178,48 @@ def same_data_source(given: str | None, recorded: str | None) -> bool:
         return str(Path(source).expanduser().resolve())
 
     return normal(given) == normal(recorded)
+
+
+@dataclass
+class AblationPlan:
+    variants: list[str]
+    base: TrainConfig  # the baseline's preset
+    steps: int
+    seed: int
+    out: Path | None  # --out, else a new folder under checkpoints/ (made by claim)
+    run_dir: Path | None = None  # the ablation's folder, once claimed
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """The ablation's folder, made and held (one writer) for the block; refused where another
+        run left its results."""
+        from minigpt.train.ablation import new_ablation_dir
+
+        if self.out is not None:
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RunDirectoryError(f"cannot write to {self.out}: {e.strerror or e}") from None
+        self.run_dir = self.out or new_ablation_dir()
+        with run_lock(self.run_dir):
+            refuse_another_run(self.run_dir)
+            yield
+
+    def runner(self, data: PreparedData, device: torch.device):
+        from minigpt.train.ablation import AblationRunner
+
+        return AblationRunner(self.variants, data, self.base, steps=self.steps, seed=self.seed,
+                              device=device, run_dir=self.run_dir)
+
+
+def plan_ablation(variants: list[str], preset_name: str = "cpu", steps: int | None = None,
+                  seed: int = 1337, out: Path | None = None) -> AblationPlan:
+    """The plan for `minigpt ablate`'s arguments: a bad preset, --steps, --seed or variant is
+    refused here, before any data is read or folder made."""
+    from minigpt.train.ablation import STEPS, ablation_config, expand_variants
+
+    base = preset(preset_name)
+    steps = STEPS if steps is None else steps
+    ablation_config(base, steps, seed)
+    expand_variants(variants)
+    return AblationPlan(list(variants), base, steps, seed, out)

@@ -1,0 +1,51 @@
+"""What a training run is made of, each built here: the model and what the step runs (DDP,
+torch.compile), the precision its matmuls run in, and the optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from minigpt.backends.compiling import CompiledOrEager
+from minigpt.backends.hardware import autocast_for, resolve_precision
+from minigpt.model.gpt import GPT, check_fits_in_memory
+from minigpt.train import distributed
+from minigpt.train.config import TrainConfig
+from minigpt.train.muon import muon_optimizer
+
+
+@dataclass
+class TrainedModel:
+    model: GPT  # the plain module: evaluation, sampling and checkpoints keep GPT-2's names
+    step_model: Any  # what a training step runs: DDP's wrapper, torch.compile's, or the model
+    precision: str  # "bf16" or "fp32": the matmuls' (Muon's Newton-Schulz too)
+    autocast: Any  # the context forward passes run in
+
+
+def build_model(cfg: TrainConfig, device: torch.device, weights: dict | None, dtype: str,
+                compile: bool) -> TrainedModel:
+    """A new model (random, seeded by cfg.seed) or one holding saved weights; refused up front
+    when its training state cannot fit in the device's memory (a huge --n-layer)."""
+    torch.manual_seed(cfg.seed)
+    check_fits_in_memory(cfg.model, device)
+    model = GPT(cfg.model).to(device)
+    if weights is not None:
+        model.load_state_dict(weights)
+    # under DDP a wrapper that averages gradients over processes in backward
+    step_model = distributed.wrap(model)
+    if compile:
+        step_model = CompiledOrEager(step_model)
+    precision = resolve_precision(device, dtype)
+    return TrainedModel(model, step_model, precision, autocast_for(device, precision))
+
+
+def build_optimizer(model: GPT, cfg: TrainConfig, precision: str,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """Muon for the blocks' matrices and AdamW for the rest (cfg.optimizer "muon"), or AdamW
+    for all, decaying matrices only."""
+    if cfg.optimizer == "muon":
+        return muon_optimizer(model, cfg, precision)
+    return model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                     device.type)
