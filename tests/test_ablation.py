@@ -4,9 +4,14 @@ from minigpt.errors import ConfigError
 from minigpt.train.ablation import VARIANTS, AblationRunner, expand_variants
 
 
-def test_every_named_variant_exists():
+def test_every_named_variant_exists_and_says_what_it_does():
     assert set(VARIANTS) == {"residual", "attention", "post-ln", "no-ln", "pos-emb", "mlp",
-                             "tying", "size"}
+                             "tying", "rope", "rmsnorm", "qk-norm", "swiglu", "relu2", "gqa",
+                             "llama", "modern", "mlp-ratio", "no-mask", "size"}
+    kinds = {name: {v.kind for v in variants} for name, variants in VARIANTS.items()}
+    assert kinds["residual"] == {"remove"} and kinds["rope"] == kinds["llama"] == {"add"}
+    assert kinds["no-mask"] == kinds["mlp-ratio"] == {"question"} and kinds["size"] == {"size"}
+    assert [v.settings["mlp_ratio"] for v in VARIANTS["mlp-ratio"]] == [1, 2, 8]  # 4: baseline
 
 
 def test_baseline_comes_first_and_size_is_a_sweep():

@@ -453,7 +453,7 @@ def test_exported_files_get_the_modes_new_files_get(tmp_path, english_text, umas
 
 
 @pytest.mark.parametrize("switch, value", [
-    ("residual", False), ("attention", False), ("mlp", False), ("position_embedding", False),
+    ("residual", False), ("attention", False), ("mlp", False), ("position", "none"),
     ("layer_norm", "post"), ("layer_norm", "none"), ("bias", False),
 ])
 def test_ablated_models_are_refused_naming_the_switch(tmp_path, switch, value):

@@ -163,7 +163,7 @@ def test_without_position_embedding_order_is_invisible(tiny_model_config):
     cfg = replace(tiny_model_config, n_layer=1)
     idx = tokens(cfg, T=8)
     shuffled = torch.cat([idx[:, :7].flip(1), idx[:, 7:]], dim=1)  # same last token, others reordered
-    baseline, ablated = make(cfg), make(cfg, position_embedding=False)
+    baseline, ablated = make(cfg), make(cfg, position="none")
     assert "wpe" not in ablated.transformer
     torch.testing.assert_close(ablated(idx)[0][:, -1], ablated(shuffled)[0][:, -1])
     assert not torch.allclose(baseline(idx)[0][:, -1], baseline(shuffled)[0][:, -1])
@@ -209,7 +209,7 @@ def test_untied_head_has_its_own_matrix(tiny_model_config):
 def test_every_ablation_still_trains(tiny_model_config):
     idx = tokens(tiny_model_config)
     for changes in ({"residual": False}, {"attention": False}, {"mlp": False},
-                    {"position_embedding": False}, {"layer_norm": "post"},
+                    {"position": "none"}, {"layer_norm": "post"},
                     {"layer_norm": "none"}, {"tie_weights": False}):
         model = make(tiny_model_config, **changes).train()
         _, loss = model(idx[:, :-1], idx[:, 1:])
@@ -235,7 +235,7 @@ def test_loss_is_cross_entropy_of_the_logits(tiny_model_config):
 
 
 @pytest.mark.parametrize("changes", [
-    {}, {"bias": False}, {"tie_weights": False}, {"position_embedding": False},
+    {}, {"bias": False}, {"tie_weights": False}, {"position": "none"},
     {"attention": False}, {"mlp": False}, {"layer_norm": "post"}, {"layer_norm": "none"},
     {"layer_norm": "none", "bias": False, "attention": False, "tie_weights": False},
 ])

@@ -17,32 +17,32 @@ from minigpt.model.switches import SWITCHES, Switch, Variant, changed, unexporta
 from minigpt.rules import Flag
 from minigpt.train.ablation import catalogue
 
-QK_NORM = Switch("qk_norm", Flag(), False, "queries and keys normalized per head",
-                 variants=(Variant("qk-norm", "queries and keys normalized", {"qk_norm": True},
-                                   kind="add"),))
-TABLE = (*SWITCHES, QK_NORM)
+PARALLEL = Switch("parallel", Flag(), False, "attention and the MLP side by side (GPT-J)",
+                  variants=(Variant("parallel", "attention and MLP in parallel",
+                                    {"parallel": True}, kind="add"),))
+TABLE = (*SWITCHES, PARALLEL)
 SHAPE = dict(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8)
 
 
 def test_a_new_switch_is_a_checked_field_with_gpt2_s_default():
     config = config_class(TABLE)
-    assert config(**SHAPE).qk_norm is False
-    assert config(**SHAPE, qk_norm=True).qk_norm is True
-    with pytest.raises(ConfigError, match="qk_norm must be true or false"):
-        config(**SHAPE, qk_norm="yes")
+    assert config(**SHAPE).parallel is False
+    assert config(**SHAPE, parallel=True).parallel is True
+    with pytest.raises(ConfigError, match="parallel must be true or false"):
+        config(**SHAPE, parallel="yes")
     with pytest.raises(TypeError):  # the real configuration is not changed by the copy
-        GPTConfig(**SHAPE, qk_norm=True)
+        GPTConfig(**SHAPE, parallel=True)
 
 
 def test_a_new_switch_appears_in_info_ablate_and_export(capsys):
-    cfg = config_class(TABLE)(**SHAPE, qk_norm=True)
-    assert [s.name for s in changed(cfg, TABLE)] == ["qk_norm"]
+    cfg = config_class(TABLE)(**SHAPE, parallel=True)
+    assert [s.name for s in changed(cfg, TABLE)] == ["parallel"]
     print_info(Checkpoint(cfg, {}, CharTokenizer("abcdefghij")))
-    assert "qk_norm=True (queries and keys normalized)" in capsys.readouterr().out
-    assert [v.name for v in catalogue(TABLE)["qk-norm"]] == ["qk-norm"]
-    assert "qk-norm" not in catalogue()
-    assert unexportable(cfg, TABLE) == ["qk_norm=True (queries and keys normalized)"]
-    assert export_problems(cfg) == ["qk_norm=True (queries and keys normalized)"]
+    assert "parallel=True (attention and MLP in parallel)" in capsys.readouterr().out
+    assert [v.name for v in catalogue(TABLE)["parallel"]] == ["parallel"]
+    assert "parallel" not in catalogue()
+    assert unexportable(cfg, TABLE) == ["parallel=True (attention and MLP in parallel)"]
+    assert export_problems(cfg) == ["parallel=True (attention and MLP in parallel)"]
 
 
 def test_a_new_switch_is_an_option_of_train():
@@ -55,9 +55,9 @@ def test_a_new_switch_is_an_option_of_train():
         seen.update(switches)
 
     runner = CliRunner()
-    assert "--qk-norm" in runner.invoke(app, ["--help"]).output
-    assert runner.invoke(app, ["--qk-norm", "--no-residual"]).exit_code == 0
-    assert seen == {"qk_norm": True, "residual": False}
+    assert "--parallel" in runner.invoke(app, ["--help"]).output
+    assert runner.invoke(app, ["--parallel", "--no-residual"]).exit_code == 0
+    assert seen == {"parallel": True, "residual": False}
 
 
 def test_gpt2_s_table_exports_as_gpt2():

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from minigpt.errors import ConfigError
 from minigpt.model.switches import SWITCHES, Switch
-from minigpt.rules import OneOf, Real, Whole, settings_record
+from minigpt.rules import Flag, OneOf, Real, Whole, settings_record
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
 
@@ -44,13 +44,24 @@ class ModelShape:
             raise ConfigError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
+        kv_heads = getattr(self, "n_kv_head", None)
+        if kv_heads is not None and self.n_head % kv_heads != 0:
+            raise ConfigError(f"n_head ({self.n_head}) must be divisible by n_kv_head "
+                              f"({kv_heads}): each key/value head serves a group of query heads")
+        if getattr(self, "position", None) == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ConfigError(f"rope turns pairs of channels: the head size n_embd / n_head "
+                              f"({self.n_embd // self.n_head}) must be even")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict):
-        d = settings_record(d, "model settings")
+        d = dict(settings_record(d, "model settings"))
+        if "position_embedding" in d and "position" not in d:  # a checkpoint from before RoPE
+            learned = d.pop("position_embedding")
+            Flag().check("position_embedding", learned)
+            d["position"] = "learned" if learned else "none"
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -1,17 +1,25 @@
-"""GPT-2, top to bottom.
+"""GPT-2, top to bottom, and the modern parts its switches put in place of GPT-2's.
 
     tokens -> token embedding (wte) + position embedding (wpe)
            -> n_layer x Block:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
            -> final LayerNorm (ln_f) -> LM head (the transpose of wte) -> logits
 
 Parameter names are GPT-2's own (transformer.wte, transformer.h.0.attn.c_attn, ...), so pretrained
-weights map one to one. Every ablation switch in GPTConfig is an `if` you can find below.
+weights map one to one. Every switch of model/switches.py is an `if` you can find below:
+
+    position     learned wpe (GPT-2) | rope: q and k rotated by position (rotate, in attention)
+    norm         LayerNorm (GPT-2) | RMSNorm (make_norm); layer_norm: where it goes (Block)
+    qk_norm      queries and keys normalized per head before their product (attention)
+    activation   GELU (GPT-2) | SwiGLU | ReLU squared (MLP); mlp_ratio: the MLP's width
+    n_kv_head    key/value heads shared by groups of query heads: GQA (attention)
+    causal       the causal mask (attention); residual, attention, mlp: take a part out (Block)
 """
 
 from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -21,6 +29,8 @@ from torch.overrides import TorchFunctionMode
 from minigpt.backends.kernels import attend_in_fp32
 from minigpt.model.config import GPTConfig
 from minigpt.model.kv_cache import KVCache
+
+ROPE_THETA = 10000.0  # the base of RoPE's angles (Llama's rope_theta)
 
 
 def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
@@ -33,16 +43,54 @@ def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tens
     return ones.tril(diagonal=n_keys - n_queries)
 
 
+def rope_angles(head_dim: int, start: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of RoPE's angles for positions start.., [length, head_dim]: position p turns
+    channel pair i by p / theta^(2i / head_dim), fast turns in the first pairs, slow in the last.
+    Hugging Face Llama's layout: channel i pairs with channel i + head_dim / 2."""
+    inv_freq = 1.0 / ROPE_THETA ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    positions = torch.arange(start, start + length, device=device).float()
+    angles = torch.outer(positions, inv_freq).repeat(1, 2)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x [B, heads, T, head_dim] rotated by position (RoPE): a query at position i and a key at j
+    then score by their distance i - j alone, not where they are."""
+    cos, sin = (t.to(x.dtype) for t in rope)
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
+def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
+    """GPT-2's LayerNorm (x - mean) / std * w + b, or RMSNorm x / rms * w (switch "norm")."""
+    dim = dim or config.n_embd
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(dim, eps=config.layer_norm_epsilon)
+    return nn.LayerNorm(dim, eps=config.layer_norm_epsilon, bias=config.bias)
+
+
+def block_norm(config: GPTConfig) -> nn.Module:
+    """The norm of a block's sublayers and of the end, or none (switch "layer_norm": "none")."""
+    return nn.Identity() if config.layer_norm == "none" else make_norm(config)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
-        self.n_embd = config.n_embd
+        self.n_kv_head = config.n_kv_head or config.n_head  # GPT-2: one key/value head per query
+        self.head_dim = config.n_embd // config.n_head
         self.attn_impl = config.attn_impl
         self.dropout = config.dropout
+        self.causal = config.causal  # switch "causal": off, a token sees the whole sequence
         # q, k and v for all heads in one matrix multiply
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        kv = self.n_kv_head * self.head_dim
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        if config.qk_norm:  # switch "qk_norm": each head's queries and keys normalized
+            self.q_norm = make_norm(config, self.head_dim)
+            self.k_norm = make_norm(config, self.head_dim)
+        self.qk_norm = config.qk_norm
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.kv_cache: KVCache | None = None
@@ -50,17 +98,26 @@ class CausalSelfAttention(nn.Module):
         self.record_attention = False
         self.last_attention: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, input_pos: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, input_pos: int | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        # [B, T, C] -> [B, n_head, T, head_dim]: each head attends with its own slice of channels
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        kv = self.n_kv_head * self.head_dim
+        q, k, v = self.c_attn(x).split([C, kv, kv], dim=2)
+        # [B, T, C] -> [B, heads, T, head_dim]: each head attends with its own slice of channels
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:  # switch "position": "rope"
+            q, k = rotate(q, rope), rotate(k, rope)
 
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
             q = q.to(k.dtype)  # attend in the cache's precision (fp32 on a CPU: setup_kv_cache)
+        if self.n_kv_head < self.n_head:  # switch "n_kv_head": each k, v head serves a group
+            group = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
 
         if self.attn_impl == "explicit" or self.record_attention:
             y = self.explicit_attention(q, k, v)
@@ -74,7 +131,8 @@ class CausalSelfAttention(nn.Module):
         """softmax(q k^T / sqrt(d), causal) v, spelled out so the weights can be looked at."""
         n_queries, n_keys = q.size(2), k.size(2)
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        scores = scores.masked_fill(~causal_mask(n_queries, n_keys, q.device), float("-inf"))
+        if self.causal:
+            scores = scores.masked_fill(~causal_mask(n_queries, n_keys, q.device), float("-inf"))
         weights = F.softmax(scores, dim=-1)
         if self.record_attention:
             self.last_attention = weights.detach()
@@ -88,10 +146,10 @@ class CausalSelfAttention(nn.Module):
                 return self.fused_attention(q.float(), k.float(), v.float()).to(q.dtype)
         n_queries, n_keys = q.size(2), k.size(2)
         dropout_p = self.dropout if self.training else 0.0
+        if not self.causal or n_queries == 1:  # no mask, or one new token that sees every key
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         if n_queries == n_keys:  # the whole sequence: the usual lower-triangular mask
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-        if n_queries == 1:  # one new token after cached ones: it may see every key
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         mask = causal_mask(n_queries, n_keys, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
@@ -109,21 +167,32 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def mlp_width(config: GPTConfig) -> int:
+    """The MLP's hidden width: mlp_ratio x n_embd (GPT-2: 4)."""
+    return round(config.mlp_ratio * config.n_embd)
+
+
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        hidden = mlp_width(config)
+        self.activation = config.activation
+        # SwiGLU's gate and its up projection in one matrix multiply, as q, k and v are
+        up = 2 * hidden if config.activation == "swiglu" else hidden
+        self.c_fc = nn.Linear(config.n_embd, up, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(gelu_tanh(self.c_fc(x))))
-
-
-def layer_norm(config: GPTConfig) -> nn.Module:
-    if config.layer_norm == "none":
-        return nn.Identity()
-    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        h = self.c_fc(x)
+        if self.activation == "swiglu":  # Shazeer 2020: silu(gate) times the up projection
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        elif self.activation == "relu2":  # ReLU squared (Primer, So et al. 2021)
+            h = F.relu(h).square()
+        else:
+            h = gelu_tanh(h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -131,14 +200,14 @@ class Block(nn.Module):
         super().__init__()
         self.residual = config.residual
         self.layer_norm = config.layer_norm
-        self.ln_1 = layer_norm(config)
+        self.ln_1 = block_norm(config)
         self.attn = CausalSelfAttention(config) if config.attention else None
-        self.ln_2 = layer_norm(config)
+        self.ln_2 = block_norm(config)
         self.mlp = MLP(config) if config.mlp else None
 
-    def forward(self, x: torch.Tensor, input_pos: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, input_pos: int | None = None, rope=None) -> torch.Tensor:
         if self.attn is not None:  # ablation "attention": without it no token sees another
-            x = self.sublayer(x, self.ln_1, lambda h: self.attn(h, input_pos))
+            x = self.sublayer(x, self.ln_1, lambda h: self.attn(h, input_pos, rope))
         if self.mlp is not None:  # ablation "mlp"
             x = self.sublayer(x, self.ln_2, self.mlp)
         return x
@@ -163,12 +232,12 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         modules = {"wte": nn.Embedding(config.vocab_size, config.n_embd)}
-        if config.position_embedding:  # ablation "pos-emb": without it, order is invisible
+        if config.position == "learned":  # GPT-2; "rope" turns q and k instead; "none": neither
             modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         modules["drop"] = nn.Dropout(config.dropout)
         modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         # Pre-LN needs a final LayerNorm; post-LN blocks already end with one.
-        modules["ln_f"] = layer_norm(config) if config.layer_norm == "pre" else nn.Identity()
+        modules["ln_f"] = block_norm(config) if config.layer_norm == "pre" else nn.Identity()
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:  # ablation "tying": GPT-2 reads tokens out with the embedding matrix
@@ -217,6 +286,7 @@ class GPT(nn.Module):
         input_pos: with a KV cache set up (setup_kv_cache), the position of idx's first token.
         last_only: logits for the last position alone, all that sampling the next token needs (a
         long prompt's other rows through the LM head would be most of its cost with 50k tokens).
+        Targets of -1 are left out of the loss (a fine-tuning run's masked tokens).
         """
         B, T = idx.size()
         start = 0 if input_pos is None else input_pos
@@ -228,12 +298,15 @@ class GPT(nn.Module):
             raise RuntimeError("input_pos needs a KV cache: call setup_kv_cache first")
 
         x = self.transformer.wte(idx)
-        if self.config.position_embedding:
+        rope = None
+        if self.config.position == "learned":
             pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
             x = x + self.transformer.wpe(pos)
+        elif self.config.position == "rope":  # the angles of these positions, for every layer
+            rope = rope_angles(self.config.n_embd // self.config.n_head, start, T, idx.device)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, input_pos)
+            x = block(x, input_pos, rope)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x[:, -1:] if last_only else x)
 
@@ -244,6 +317,20 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-1)
         return logits, loss
+
+    @contextmanager
+    def mask_on(self):
+        """Attention with the causal mask for the block, whatever switch "causal" says: how a
+        model trained without it would have to generate (ablate's no-mask is judged so)."""
+        layers = self.attention_layers()
+        was = [attn.causal for attn in layers]
+        for attn in layers:
+            attn.causal = True
+        try:
+            yield self
+        finally:
+            for attn, causal in zip(layers, was, strict=True):
+                attn.causal = causal
 
     # --- KV cache -------------------------------------------------------------------------------
 
@@ -258,13 +345,12 @@ class GPT(nn.Module):
     def setup_kv_cache(self, batch_size: int, max_len: int | None = None) -> None:
         """Allocate a cache for sequences of up to max_len tokens (default: the whole context)."""
         max_len = min(max_len or self.config.block_size, self.config.block_size)
-        head_dim = self.config.n_embd // self.config.n_head
         weight = self.transformer.wte.weight
         # on a CPU attention runs in fp32 (see fused_attention), so the cache holds fp32: cast
         # once when stored instead of the whole cache upcast for every new token
         dtype = torch.float32 if weight.device.type == "cpu" else weight.dtype
-        for attn in self.attention_layers():
-            attn.kv_cache = KVCache(batch_size, self.config.n_head, max_len, head_dim,
+        for attn in self.attention_layers():  # with GQA, only the key/value heads are kept
+            attn.kv_cache = KVCache(batch_size, attn.n_kv_head, max_len, attn.head_dim,
                                     dtype, weight.device)
 
     def clear_kv_cache(self) -> None:
@@ -332,15 +418,23 @@ class _SkipInit(TorchFunctionMode):
 
 def count_params(config: GPTConfig) -> int:
     """GPT(config).num_params(), by arithmetic: nothing is built, so it is instant for any size."""
-    E, b = config.n_embd, int(config.bias)
-    ln = 0 if config.layer_norm == "none" else E * (1 + b)  # weight, and bias if any
+    E, b, hd = config.n_embd, int(config.bias), config.n_embd // config.n_head
+
+    def norm(dim: int) -> int:  # a weight, and a LayerNorm's bias if any
+        return dim if config.norm == "rmsnorm" else dim * (1 + b)
+
+    ln = 0 if config.layer_norm == "none" else norm(E)
     block = 2 * ln  # ln_1 and ln_2, whatever the block holds
     if config.attention:
-        block += E * 3 * E + b * 3 * E + E * E + b * E  # c_attn, c_proj
+        qkv = E + 2 * (config.n_kv_head or config.n_head) * hd
+        block += E * qkv + b * qkv + E * E + b * E  # c_attn, c_proj
+        block += 2 * norm(hd) if config.qk_norm else 0
     if config.mlp:
-        block += E * 4 * E + b * 4 * E + 4 * E * E + b * E  # c_fc, c_proj
+        hidden = round(config.mlp_ratio * E)
+        up = 2 * hidden if config.activation == "swiglu" else hidden
+        block += E * up + b * up + hidden * E + b * E  # c_fc, c_proj
     n = config.vocab_size * E + config.n_layer * block  # wte, the blocks
-    if config.position_embedding:
+    if config.position == "learned":
         n += config.block_size * E
     if config.layer_norm == "pre":
         n += ln  # ln_f

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from minigpt.errors import ConfigError, TrainingDiverged
-from minigpt.model.switches import SWITCHES, Switch, Variant
+from minigpt.model.switches import COMBINATIONS, SWITCHES, Switch, Variant
 from minigpt.runs.results import VariantResult
 from minigpt.train.config import TrainConfig
 
@@ -34,9 +34,10 @@ STEPS = 300  # each model's training steps when none are given (the command line
 
 def catalogue(switches: tuple[Switch, ...] = SWITCHES) -> dict[str, list[Variant]]:
     """Every variant ablate knows, by the name it is asked for: each switch's variants (a
-    switch's table entry), then the size sweep; a group is asked for by its name."""
+    switch's table entry), the modern models' sets of switches, then the size sweep; a group is
+    asked for by its name."""
     found: dict[str, list[Variant]] = {}
-    for variant in (*(v for s in switches for v in s.variants), *SIZES):
+    for variant in (*(v for s in switches for v in s.variants), *COMBINATIONS, *SIZES):
         found.setdefault(variant.group or variant.name, []).append(variant)
     return found
 
@@ -126,7 +127,7 @@ class AblationRunner:
         from minigpt.runs.events import event
         from minigpt.train.trainer import Trainer
 
-        cfg = self.cfg.with_overrides(**variant.settings)
+        cfg = self.cfg.with_overrides(**variant.settings_for(self.cfg.model))
         yield event("variant", variant=variant.name, description=variant.description,
                     index=index, count=len(self.variants), max_steps=cfg.max_steps)
         started = time.perf_counter()
