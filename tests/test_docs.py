@@ -4,6 +4,7 @@ it is now (scripts/screenshot.py records a fingerprint of that code in the SVG).
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,40 @@ def test_tui_picture_is_current():
         pytest.fail("docs/tui.svg is older than the TUI's code: run python scripts/screenshot.py",
                     pytrace=False)
 
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped,
+    spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(
+    p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))])
+def test_links_lead_somewhere(page):
+    """Every relative link in the README and docs/ names a file or folder of the repository,
+    and a heading of the page it names where it names one."""
+    source = ROOT / page
+    missing = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", source.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):  # a web address
+            continue
+        path, _, anchor = target.partition("#")
+        linked = source.parent / path if path else source
+        if not linked.exists() or (anchor and linked.suffix == ".md"
+                                   and anchor not in _anchors(linked)):
+            missing.append(target)
+    assert not missing, f"{page} links to what is not there: {', '.join(missing)}"
+
+
+def test_every_switch_is_in_the_docs():
+    """docs/inspect-and-ablate.md lists every switch of minigpt/model/switches.py: its train
+    option and its ablate variants."""
+    from minigpt.model.switches import SWITCHES
+
+    text = (ROOT / "docs" / "inspect-and-ablate.md").read_text(encoding="utf-8")
+    names = [s.option.split("/")[0] for s in SWITCHES]
+    names += [f"`{v.name}`" for s in SWITCHES for v in s.variants]
+    missing = [name for name in names if name not in text]
+    assert not missing, f"docs/inspect-and-ablate.md does not list: {', '.join(missing)}"

@@ -6,7 +6,8 @@ GPTConfig whose default is GPT-2's value, and an `if` you can find in model/gpt.
 says, for each, its values, GPT-2's, what it is in one line, which of its values a Hugging Face
 GPT-2 folder can hold, and the variants `minigpt ablate` trains to try it. Everything that
 lists switches reads them here: GPTConfig's fields and their checks (model/config.py), `minigpt
-info`, export-hf's refusal, ablate's variants and its help, train's options, the README's list.
+info`, export-hf's refusal, ablate's variants and its help, train's options; the table in
+docs/inspect-and-ablate.md is checked against it (tests/test_docs.py).
 
 No torch here: the command line reads this table to build its options.
 """
