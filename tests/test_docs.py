@@ -31,6 +31,10 @@ def test_tui_picture_is_current():
                     pytrace=False)
 
 
+def test_readme_shows_the_picture():
+    assert "docs/tui.svg" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 def _anchors(page: Path) -> set[str]:
     """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped,
     spaces as hyphens."""
