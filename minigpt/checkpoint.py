@@ -123,7 +123,8 @@ def first_non_finite(state_dict: dict) -> str | None:
     for name, tensor in state_dict.items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.numel():
             # the least and the greatest: both finite only if every value is (a NaN makes both
-            # NaN); one pass that allocates nothing, 30x faster than isfinite(tensor).all()
+            # NaN); one pass that allocates nothing, much faster than isfinite(tensor).all()
+            # (benchmarks/RESULTS.md, "Figures first written elsewhere")
             if not bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all()):
                 return name
     return None

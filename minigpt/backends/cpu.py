@@ -3,8 +3,8 @@ here): which oneDNN kernels a decoding process gets, and how many threads a repl
 
 At batch 1, decoding multiplies each weight matrix by one vector, so its speed is how fast the
 weights are read. On a CPU with AMX, oneDNN runs that product on the AMX tiles, which read bf16
-weights at under half the bandwidth its AVX-512 BF16 kernels do (benchmarks/RESULTS.md, "batch-1
-kernels"). The price: AMX multiplies whole matrices faster, so a long prompt's first pass is
+weights more slowly than its AVX-512 BF16 kernels do (benchmarks/RESULTS.md, "The Intel Xeon
+with AMX again"). The price: AMX multiplies whole matrices faster, so a long prompt's first pass is
 slower. fp32 weights never use AMX; CPUs without AMX are unchanged.
 
 oneDNN reads its limit, the ONEDNN_MAX_CPU_ISA variable, once, at its first multiply: so the

@@ -83,8 +83,9 @@ def torch_dtype(precision: str) -> torch.dtype:
 
 def autocast_for(device: torch.device, precision: str):
     """The precision of forward passes: bf16 autocast (matmuls in bf16, weights, gradients and
-    optimizer state in fp32) or plain fp32. On tinyshakespeare bf16 ends at the same validation
-    loss as fp32 (1.676 and 1.677 after the cpu preset's 2000 steps) in about 0.6x the time."""
+    optimizer state in fp32) or plain fp32. On tinyshakespeare bf16 ends at the validation loss
+    fp32 does, in less time (benchmarks/RESULTS.md, "Current figures (2026-11-22)", "Time to
+    quality")."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -124,8 +125,8 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
 
 
 def measured_matmul_flops(device: torch.device, precision: str = "fp32", n: int = 1024) -> float:
-    """The FLOP/s this device's n x n matmuls reach now, best of a few (about a tenth of a second
-    on a 2-core CPU): the limit where no peak is known, as on CPUs."""
+    """The FLOP/s this device's n x n matmuls reach now, best of a few (a fraction of a second):
+    the limit where no peak is known, as on CPUs."""
     import time
 
     dtype = torch_dtype(precision)

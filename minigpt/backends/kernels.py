@@ -60,8 +60,8 @@ def native_bf16_cpu() -> bool:
 
 def attend_in_fp32(q: torch.Tensor) -> bool:
     """Whether attention should run in fp32 for bf16 queries: on a CPU, whose flash-attention
-    kernel runs slower in bf16 than in fp32 (forward and backward together about 1.6x slower with
-    AVX-512 and AMX); on GPUs bf16 is the fast one."""
+    kernel runs slower in bf16 than in fp32 (benchmarks/RESULTS.md, "What got training there,
+    and what bounds it"); on GPUs bf16 is the fast one."""
     return q.device.type == "cpu" and q.dtype == torch.bfloat16
 
 
@@ -108,9 +108,10 @@ def packed(linear: nn.Linear) -> nn.Module:
 
 class PackedLinear(nn.Module):
     """nn.Linear with its weight laid out ahead of time for oneDNN's CPU kernels (what Inductor's
-    weight freezing does): the same numbers, read up to 2x faster at batch 1, where decoding is
-    bound by reading the weights. The packed weight is opaque (no storage to save or slice), so
-    this is for inference only; the model's state dict no longer holds it."""
+    weight freezing does): the same numbers, read faster at batch 1, where decoding is bound by
+    reading the weights (benchmarks/RESULTS.md, "Fast by default on a CPU without AMX"). The
+    packed weight is opaque (no storage to save or slice), so this is for inference only; the
+    model's state dict no longer holds it."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()

@@ -234,8 +234,9 @@ def train(
         "--dtype", help="auto: bf16 autocast where the hardware has bf16 (recent GPUs, CPUs "
                         "with AVX-512 BF16 or AMX), else fp32; or fp32 (TF32 matmuls on GPUs), or bf16.")] = "auto",
     compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model: faster steps (1.18x on a 2-core CPU) after "
-                          "15-60 s of compiling; falls back to plain PyTorch if it fails.")] = False,
+        "--compile", help="torch.compile the model: faster steps once compiled (tens of "
+                          "seconds first), so for long runs; falls back to plain PyTorch if "
+                          "it fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
     switches: dict | None = None,
@@ -387,7 +388,7 @@ StopOpt = Annotated[list[str] | None, typer.Option(
 WeightsOpt = Annotated[str, typer.Option(
     "--weights", help="auto (bf16 where the CPU or GPU multiplies bf16 natively, else fp32), "
                       "fp32 (exact), bf16, or int8 (weight-only quantized: faster still, "
-                      "perplexity +0.05%; see the README).")]
+                      "slightly less exact; see docs/chat-and-sampling.md).")]
 
 
 SAMPLING = SamplingConfig()  # the defaults of generate's and chat's sampling options
@@ -416,8 +417,9 @@ def generate(
     device: DeviceOpt = None,
     weights: WeightsOpt = "auto",
     compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the decode step: faster tokens after 5-60 s of "
-                          "compiling, so for long outputs; falls back if compiling fails.")] = False,
+        "--compile", help="torch.compile the decode step: faster tokens once compiled (tens "
+                          "of seconds first), so for long outputs; falls back if compiling "
+                          "fails.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
 ) -> None:
     """Print the prompt and its continuation, token by token."""
@@ -734,8 +736,8 @@ def main() -> None:
         app()
     finally:
         # Everything torch made at import stays until the process ends: without this, Python's
-        # last garbage collections walk all of it on the way out, about half a second added to
-        # every command that imported torch (measured on the 2-core AMD EPYC).
+        # last garbage collections walk all of it on the way out, time added to every command
+        # that imported torch (see benchmarks/RESULTS.md, "Chat keeps pace, inspect starts sooner").
         gc.freeze()
 
 

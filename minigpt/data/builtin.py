@@ -13,7 +13,7 @@ BUILTIN = "builtin"  # its name as --data takes it
 
 
 def builtin_files() -> list[Path]:
-    """The files the built-in corpus is made from: its identity, without the 2 s of parsing."""
+    """The files the built-in corpus is made from: its identity, without parsing them."""
     import pydoc_data.topics
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])

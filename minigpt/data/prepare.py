@@ -5,9 +5,8 @@ corpus run) streams the source's documents twice at most, never holding the corp
 
 1. The tokenizer. char: a vocabulary pass, the set of every character seen. bpe: byte-level BPE
    trained on a sample, the first BPE_SAMPLE_BYTES (16 MB) of the corpus's text. More buys
-   little: 8,192 merges trained on 8, 16, 32 and 64 MB of Python's sources encode 8 MB of other
-   sources at 2.746, 2.776, 2.778 and 2.783 bytes a token, and each doubling doubles the training
-   time (3, 8, 18, 45 s on a 2-core AMD EPYC). Cached in
+   little: each doubling of the sample barely changes how many bytes a token holds, and doubles
+   the training time (see benchmarks/RESULTS.md, "Preparing corpora"). Cached in
    `<cache>/tokenizers/<key>.json`, the key being the source's identity and these settings.
    Resuming or fine-tuning brings its own tokenizer instead.
 2. The tokens. Pieces of text are encoded in batches (BPE: BPETokenizer.encode_batch, tiktoken

@@ -1,7 +1,7 @@
 """Sources: a corpus named on the command line, read as a stream of documents.
 
 `open_source(name, text_field)` understands:
-- "builtin": the built-in English prose (see data.py), one document;
+- "builtin": the built-in English prose (see builtin.py), one document;
 - a text file (.txt, or any name not below): one document, read in pieces of about a megabyte;
 - JSON Lines (.jsonl, .ndjson): one document per line, the string in its `text` field
   (`--text-field` for another); blank lines are skipped;

@@ -3,7 +3,8 @@
 - CharTokenizer: one id per distinct character of the corpus. Readable, and exact for any script.
 - BPETokenizer: byte-level BPE (GPT-2's scheme) trained on the corpus with the `tokenizers`
   library. Every byte is in its base alphabet, so any UTF-8 text round-trips exactly. Many texts
-  at once (preparing a corpus) are encoded by tiktoken, 3-4x faster, where it gives the same ids.
+  at once (preparing a corpus) are encoded by tiktoken, which is faster, where it gives the same
+  ids (see benchmarks/RESULTS.md, "Preparing corpora").
 
 A tokenizer is saved inside the checkpoint as a small dict (to_dict / tokenizer_from_dict).
 """

@@ -62,12 +62,11 @@ def check_weight_format(weights: str) -> None:
 def weights_for(weights: str, device: torch.device) -> str:
     """The format to hold the weights in: as asked, or for auto, bf16 where the device multiplies
     bf16 natively (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX) and fp32 elsewhere, where
-    bf16 is emulated (on an AVX2-only CPU, bf16 decodes 1.4x faster but reads a prompt 2.5-5x
-    slower). bf16's cost, measured (benchmarks/RESULTS.md): perplexity
-    +0.01% (the cpu preset on tinyshakespeare); its gain: decoding 1.5x fp32's speed on an AMD
-    EPYC with AVX-512 BF16 and 1.6x on an Intel Xeon with AMX (with oneDNN's AVX-512 BF16
-    kernels there: onednn.py). int8 is faster still but costs +0.05%: a choice, never the
-    default."""
+    bf16 is emulated (on an AVX2-only CPU, bf16 decodes faster but reads a prompt several times
+    slower: benchmarks/RESULTS.md, "A third kind of CPU: AVX2 only"). Where it is native, bf16
+    decodes faster than fp32 for a perplexity barely changed (with oneDNN's AVX-512 BF16 kernels
+    on a CPU with AMX: backends/cpu.py); benchmarks/RESULTS.md has both, by machine. int8 is
+    faster still but less exact: a choice, never the default."""
     if weights != AUTO:
         return weights
     return "bf16" if has_native_bf16(device) else "fp32"

@@ -5,9 +5,10 @@ is bounded by memory bandwidth, not arithmetic: GPT-2 small reads 497 MB of fp32
 bf16 weights halve that. int8 weights quarter it (gpt-fast's weight-only int8): each output
 channel of a Linear keeps one scale, w ~= w_int8 * scale, and the activations stay bf16.
 
-How the bytes are read matters as much as how many: PyTorch's own kernels read weights at
-about half this CPU's bandwidth at batch 1, and oneDNN's read them at about two thirds once each
-weight is laid out for them ahead of time (PackedLinear: fp32 decoding 1.8x faster, bf16 1.5x).
+How the bytes are read matters as much as how many: at batch 1, PyTorch's own kernels read
+weights well below the memory's bandwidth, and oneDNN's read them faster once each weight is laid
+out for them ahead of time (PackedLinear; see benchmarks/RESULTS.md, "Fast by default on a CPU
+without AMX").
 
 Both are for inference (generate, chat); training keeps fp32 weights. The price is a small loss
 of quality, measured by `benchmarks/bench_weights.py` as the change in validation perplexity, and

@@ -158,8 +158,9 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GPT-2's GELU: the tanh approximation ("gelu_new"), not the exact erf form.
 
     Fast path: under torch.compile the same function is written with a sigmoid,
-    0.5 x (1 + tanh(u)) = x sigmoid(2u), which compiles to one kernel twice as fast on a CPU as
-    PyTorch's own; run eagerly, PyTorch's own kernel is the faster one.
+    0.5 x (1 + tanh(u)) = x sigmoid(2u), which compiles to one kernel faster on a CPU than
+    PyTorch's own (benchmarks/RESULTS.md, "What got training there, and what bounds it"); run
+    eagerly, PyTorch's own kernel is the faster one.
     """
     if torch.compiler.is_compiling():
         u = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)

@@ -7,7 +7,8 @@ RMSNorm, SwiGLU, ...). Each one is a field of GPTConfig whose default is GPT-2's
 one line, which of its values a Hugging Face GPT-2 or Llama folder can hold, and the variants
 `minigpt ablate` trains to try it. Everything that lists switches reads them here: GPTConfig's
 fields and their checks (model/config.py), `minigpt info`, export-hf's refusal, ablate's
-variants and its help, train's options and --variant, the README's list.
+variants and its help, train's options and --variant; the table in
+docs/inspect-and-ablate.md is checked against it (tests/test_docs.py).
 
 No torch here: the command line reads this table to build its options.
 """
