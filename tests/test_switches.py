@@ -65,4 +65,4 @@ def test_gpt2_s_table_exports_as_gpt2():
     assert export_problems(GPTConfig(**SHAPE, tie_weights=False)) == []
     assert export_problems(GPTConfig(**SHAPE, residual=False, bias=False)) == [
         "residual=False (no residual connections)",
-        "bias=False (GPT-2: True; biases in the linear layers and LayerNorms)"]
+        "bias=False (GPT-2: True)"]

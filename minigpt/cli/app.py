@@ -239,6 +239,10 @@ def train(
                           "it fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
+    variant: Annotated[str | None, typer.Option(
+        "--variant", help="Apply an ablate variant's switches (rope, llama, modern, ...; see "
+                          "'minigpt ablate --help'); a switch's own option overrides it.",
+        rich_help_panel="Model switches")] = None,
     switches: dict | None = None,
 ) -> None:
     """Train a model; checkpoints and events.jsonl go to the run directory.
@@ -257,7 +261,7 @@ def train(
         seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-        eval_interval=eval_interval, **(switches or {}),
+        eval_interval=eval_interval, **_switches(variant, switches or {}, preset_name),
     )
     from minigpt.cli.console import console, run_training, say
     from minigpt.runs.control import RunSignals, signal_handlers
@@ -283,6 +287,18 @@ def train(
             distributed.teardown(together=True)
         finally:
             distributed.teardown()  # after an error: leave at once (a no-op if already left)
+
+
+def _switches(variant: str | None, given: dict, preset_name: str | None) -> dict:
+    """The model's switches for train: a variant's (resolved against the preset's model, for
+    settings that depend on it), then the ones given one by one."""
+    if variant is None:
+        return given
+    from minigpt.train.ablation import variant_named
+    from minigpt.train.config import preset
+
+    base = preset(preset_name or default_preset_name("cpu")).model
+    return {**variant_named(variant).settings_for(base), **given}
 
 
 @contextmanager

@@ -76,10 +76,15 @@ class Switch:
         return held(value) if callable(held) else value in held
 
     def said(self, value) -> str:
-        """'residual=False (no residual connections)': a value, and what it means."""
+        """'residual=False (no residual connections)', 'mlp_ratio=2.66667 (GPT-2: 4)': a value,
+        and what it means where a variant sets it alone, else GPT-2's value beside it."""
         what = next((v.description for v in self.variants if v.settings == {self.name: value}),
-                    f"GPT-2: {self.gpt2!r}; {self.meaning}")
-        return f"{self.name}={value!r} ({what})"
+                    f"GPT-2: {_shown(self.gpt2)}")
+        return f"{self.name}={_shown(value)} ({what})"
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 ANY = lambda value: True  # noqa: E731 (a format that holds every value of a switch)

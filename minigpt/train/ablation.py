@@ -45,6 +45,18 @@ def catalogue(switches: tuple[Switch, ...] = SWITCHES) -> dict[str, list[Variant
 VARIANTS = catalogue()
 
 
+def variant_named(name: str) -> Variant:
+    """One variant by its own name (`train --variant`): a switch's, a set of switches (llama,
+    modern) or one of a sweep (size-2x64, mlp-ratio-8)."""
+    every = {v.name: v for variants in VARIANTS.values() for v in variants}
+    if name in every:
+        return every[name]
+    if name in VARIANTS:
+        raise ConfigError(f"{name} is a sweep of {len(VARIANTS[name])} variants: name one of "
+                          f"{', '.join(v.name for v in VARIANTS[name])}")
+    raise ConfigError(f"unknown variant {name!r}; choose from: {', '.join(every)}")
+
+
 def expand_variants(names: list[str], known: dict[str, list[Variant]] | None = None) -> list[Variant]:
     """The baseline, then each named variant once, in the order given."""
     known = VARIANTS if known is None else known

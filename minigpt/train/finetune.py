@@ -13,6 +13,7 @@ from dataclasses import replace
 from minigpt.checkpoint import Checkpoint
 from minigpt.errors import ConfigError
 from minigpt.model.config import GPTConfig
+from minigpt.model.switches import SWITCHES
 from minigpt.train.config import TrainConfig
 
 # The recipe when --init is given without --preset: a learning rate small enough that pretrained
@@ -26,7 +27,8 @@ FINETUNE = TrainConfig(
 )
 
 # Settings that would change what the weights mean: refused with --init.
-FIXED_BY_THE_MODEL = ("n_layer", "n_head", "n_embd", "tokenizer", "bpe_vocab_size")
+FIXED_BY_THE_MODEL = ("n_layer", "n_head", "n_embd", "tokenizer", "bpe_vocab_size",
+                      *(s.name for s in SWITCHES))  # a switch changes what the weights compute
 OPTION_NAMES = {"bpe_vocab_size": "vocab-size"}
 
 
@@ -35,8 +37,8 @@ def finetune_config(start: Checkpoint, recipe: TrainConfig, overrides: dict) -> 
     fixed = [k for k in FIXED_BY_THE_MODEL if overrides.get(k) is not None]
     if fixed:
         shown = ", ".join("--" + OPTION_NAMES.get(k, k).replace("_", "-") for k in fixed)
-        raise ConfigError(f"--init keeps the model's shape and tokenizer, so {shown} cannot be "
-                          "changed")
+        raise ConfigError(f"--init keeps the model's shape, switches and tokenizer, so {shown} "
+                          "cannot be changed")
     model = start.model_config
     context = overrides.get("block_size")
     if context is None:
