@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from minigpt.errors import ConfigError
@@ -17,8 +19,8 @@ def test_every_named_variant_exists_and_says_what_it_does():
 def test_baseline_comes_first_and_size_is_a_sweep():
     names = [v.name for v in expand_variants(["residual", "size", "residual"])]
     assert names[:2] == ["baseline", "residual"]
-    assert len([n for n in names if n.startswith("size-")]) == 3
-    assert len(names) == 5
+    assert len([n for n in names if n.startswith("size-")]) == 5  # with the baseline: 6 sizes
+    assert len(names) == 7
 
 
 def test_unknown_variant_is_a_clear_error():
@@ -45,7 +47,7 @@ def test_runner_trains_each_variant_on_the_same_budget(tiny_train_config, corpus
 def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corpus, monkeypatch):
     from conftest import prepare_data
 
-    from minigpt.cli.report import results_table
+    from minigpt.cli.report import results_tables
     from minigpt.train.ablation import Variant
     from minigpt.train.trainer import Trainer
 
@@ -74,7 +76,8 @@ def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corp
     from rich.console import Console
 
     console = Console(width=120, record=True)
-    console.print(results_table(runner.results))
+    for table in results_tables(runner.results, 120):
+        console.print(table)
     assert "diverged" in console.export_text()
 
 
@@ -101,3 +104,122 @@ def test_cancelled_in_a_variants_final_evaluation_drops_it(tiny_train_config, co
     results = run_ablation(runner, quiet=True)
     assert results == [] and runner.results == []
     assert "cancelled" in capsys.readouterr().out
+
+
+# --- comparisons you can trust --------------------------------------------------------------------
+
+def _trained(seed, val_loss, **numbers):
+    from minigpt.runs.results import SeedRun
+    from minigpt.train.ablation import _Trained
+
+    trained = _Trained(seed)
+    trained.run = SeedRun(seed, val_loss=val_loss, train_loss=val_loss, steps=10,
+                          tokens_per_s=100.0, seconds=1.0, **numbers)
+    trained.params = trained.body_params = 1000
+    return trained
+
+
+def test_seeds_give_a_mean_a_spread_and_an_interval_that_says_noise():
+    """Three seeds each: the baseline 2.0, 2.1, 2.2; a variant 2.5, 2.6, 2.7 is outside the noise
+    (+0.5 +- 0.23), another at 2.05, 2.2, 2.15 within it."""
+    from minigpt.model.switches import Variant
+    from minigpt.train.ablation import BASELINE, summarize
+
+    baseline = summarize(BASELINE, [_trained(s, v) for s, v in zip((1, 2, 3), (2.0, 2.1, 2.2), strict=False)],
+                         None)
+    assert baseline.val_loss == pytest.approx(2.1) and baseline.val_loss_std == pytest.approx(0.1)
+    assert baseline.kind == "baseline" and baseline.within_noise is None
+    worse = summarize(Variant("worse", "worse"),
+                      [_trained(s, v) for s, v in zip((1, 2, 3), (2.5, 2.6, 2.7), strict=False)], baseline)
+    assert worse.val_loss_delta == pytest.approx(0.5)
+    assert worse.delta_half_width == pytest.approx(2.776 * (0.02 / 3) ** 0.5, abs=1e-3)
+    assert worse.within_noise is False and "outside the noise" in worse.evidence
+    same = summarize(Variant("same", "same"),
+                     [_trained(s, v) for s, v in zip((1, 2, 3), (2.05, 2.2, 2.15), strict=False)], baseline)
+    assert same.within_noise is True and "within the noise of 3 seeds" in same.evidence
+    assert [r.val_loss for r in same.runs] == [2.05, 2.2, 2.15]  # every seed's numbers kept
+
+
+def test_a_model_without_the_mask_is_judged_with_it_put_back():
+    from minigpt.model.switches import Variant
+    from minigpt.train.ablation import BASELINE, summarize
+
+    baseline = summarize(BASELINE, [_trained(1, 2.4)], None)
+    cheat = summarize(Variant("no-mask", "no causal mask"),
+                      [_trained(1, 0.3, masked_val_loss=4.1)], baseline)
+    assert cheat.masked_val_loss == 4.1
+    assert ("with the mask put back, as it must generate, val loss 4.10 against the baseline's "
+            "2.40: its low training loss came from reading the next token in its input, and it "
+            "learned nothing it can use") in cheat.evidence
+    assert "one seed: no noise measured" in cheat.evidence
+
+
+def test_each_seed_and_the_masked_loss_are_measured(tiny_train_config, corpus):
+    from conftest import prepare_data
+
+    data = prepare_data(corpus, tiny_train_config)
+    runner = AblationRunner(["no-mask"], data, tiny_train_config, steps=6, seed=3, seeds=2)
+    events = list(runner.run())
+    baseline, no_mask = runner.results
+    assert [r.seed for r in no_mask.runs] == [3, 4] and no_mask.val_loss_std is not None
+    assert {e["seed"] for e in events if e["type"] == "step"} == {0, 1}
+    assert baseline.masked_val_loss is None and no_mask.masked_val_loss is not None
+    # bits per byte: the loss in bits over the text's bytes per token (char: 1 byte, mostly)
+    bpt = runner.bytes_per_token
+    assert baseline.bits_per_byte == pytest.approx(baseline.val_loss / math.log(2) / bpt)
+    assert events[-1]["scaling"] is None  # no size sweep
+
+
+def test_equal_time_gives_each_variant_the_same_clock(tiny_train_config, corpus):
+    """--time: every training runs on the clock for the same seconds; the preset's max_steps
+    only maps the clock onto the schedule."""
+    from conftest import prepare_data
+
+    data = prepare_data(corpus, tiny_train_config)
+    runner = AblationRunner(["tying"], data, tiny_train_config, time_budget=0.5, seed=3)
+    events = list(runner.run())
+    starts = [e for e in events if e["type"] == "start"]
+    assert {e["time_budget"] for e in starts} == {0.5}
+    assert all(r.steps >= 1 and r.tokens_per_s > 0 for r in runner.results)
+    done = [e for e in events if e["type"] == "done"]
+    assert all(e["time_spent"] >= 0.5 for e in done)
+
+
+def test_a_size_sweep_fits_a_scaling_law():
+    """Points on a known power law, as a size sweep's results: the law comes back."""
+    from minigpt.runs.results import VariantResult
+    from minigpt.train.ablation import scaling_laws
+
+    sizes = [3_000, 12_000, 50_000, 200_000, 800_000]
+    results = [VariantResult(f"size-{n}", kind="baseline" if i == 2 else "size",
+                             val_loss=20 * n ** -0.25 + 1.1, body_params=n, steps=100)
+               for i, n in enumerate(sizes)]
+    laws = scaling_laws(results, tokens_per_step=64)
+    assert laws["parameters"]["alpha"] == pytest.approx(0.25, rel=1e-4)
+    assert laws["parameters"]["points"] == 5 and laws["compute"]["alpha"] == pytest.approx(0.25, rel=1e-4)
+    assert scaling_laws(results[:2], 64) is None
+
+
+def test_the_tables_never_cut_a_variant_s_name(capsys):
+    """At 80 columns, piped or not: the names whole ('baseli...', 'residu...' before), and what
+    does not fit in a second table."""
+    from rich.console import Console
+
+    from minigpt.cli.report import results_tables
+    from minigpt.runs.results import VariantResult
+
+    results = [VariantResult(name, kind="baseline" if name == "baseline" else "remove",
+                             val_loss=2.41234, val_loss_std=0.0123, val_loss_delta=0.3,
+                             delta_half_width=0.05, within_noise=False, bits_per_byte=3.5,
+                             train_loss=2.3, steps=300, tokens_per_s=21345.0, params=812345,
+                             distinct_4grams=0.93, seconds=104.2)
+               for name in ("baseline", "residual", "attention", "tokens-mlp-ratio-8", "modern")]
+    tables = results_tables(results, 80)
+    assert len(tables) >= 2 and len(results_tables(results, 200)) == 1
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    for r in results:
+        assert text.count(f"│ {r.variant} ") == len(tables)  # whole, in every table
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80

@@ -557,7 +557,14 @@ def ablate(
     variants: Annotated[list[str], typer.Argument(
         help=f"Variants to compare with the baseline. {VARIANT_NAMES}.")],
     data: DataOpt = None,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps for each model.")] = ABLATION_STEPS,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", help=f"Training steps for each model (default: {ABLATION_STEPS}).")] = None,
+    time_budget: Annotated[str | None, typer.Option(
+        "--time", help="Train each model for this long instead, on the preset's schedule (110s, "
+                       "5m): equal time, where a faster variant takes more steps.")] = None,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", help="Train every model at this many seeds: means, spreads, and whether a "
+                        "difference is within the noise.")] = 1,
     preset_name: Annotated[str, typer.Option("--preset", help="The baseline's preset.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed")] = 1337,
     device: DeviceOpt = None,
@@ -570,15 +577,17 @@ def ablate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
 ) -> None:
-    """Train the baseline and each variant on the same data, seed and budget; compare them.
+    """Train the baseline and each variant on the same data, seeds and budget; compare them.
 
     Ctrl-C (or SIGTERM) cancels: the variant in training is dropped, finished ones are shown."""
     from minigpt.backends.hardware import pick_device
     from minigpt.cli.console import run_ablation
     from minigpt.runs.control import RunSignals, signal_handlers
     from minigpt.train.plan import plan_ablation
+    from minigpt.units import parse_duration
 
-    plan = plan_ablation(variants, preset_name, steps, seed, out)  # refusals before any work
+    budget = None if time_budget is None else parse_duration(time_budget)
+    plan = plan_ablation(variants, preset_name, steps, seed, out, seeds, budget)  # before work
     _check_json_output(json_path)
     signals = RunSignals()  # a stop cancels: at once while the data is prepared
     with signal_handlers(signals.handlers()), plan.claim():

@@ -161,40 +161,51 @@ def _indent(text: str, width: int = 400) -> str:
 
 
 def run_ablation(runner, quiet: bool = False) -> list:
-    progress = _progress()
+    """Consume an ablation's events, a progress bar for each training; then its tables, each
+    variant's evidence in words, the scaling law of a size sweep, and the samples."""
+    progress = _progress(timed=runner.cfg.time_budget is not None)
     if quiet:
         progress.disable = True
-    tasks = {}
+    task = None
     with progress:  # a stop (RunSignals) cancels; the variants already finished are kept
         for ev in runner.run():
             kind = ev["type"]
-            if kind == "variant":
-                tasks[ev["variant"]] = progress.add_task(ev["variant"], total=ev["max_steps"],
-                                                         loss="-", speed="")
-            elif kind == "step":
-                progress.update(tasks[ev["variant"]], completed=ev["step"],
-                                loss=f"{ev['loss']:.3f}", speed=f"{ev['tokens_per_s']:,.0f} tok/s")
+            if kind == "start" and "variant" in ev:  # a variant's training at one seed
+                label = ev["variant"] + (f" #{ev['seed'] + 1}" if len(runner.seeds) > 1 else "")
+                task = progress.add_task(label, total=runner.cfg.time_budget or ev["max_steps"],
+                                         loss="-", speed="", step="")
+            elif kind == "step" and task is not None:
+                progress.update(task, completed=ev["time_spent"] if runner.cfg.time_budget
+                                else ev["step"], loss=f"{ev['loss']:.3f}",
+                                speed=f"{ev['tokens_per_s']:,.0f} tok/s", step=f"step {ev['step']}")
             elif kind == "result" and quiet:
                 console.print(f"{ev['variant']}: val loss {number(ev['val_loss'], '.4f')}")
             elif kind == "ablation_done" and ev["reason"] == "cancelled":
                 console.print("[yellow]cancelled: showing the variants that finished",
                               markup=True)
     results = runner.results
-    if not results:
-        return results
-    from minigpt.cli.report import gradient_table, results_table
+    if results:
+        _print_results(results, runner.scaling)
+    return results
 
-    console.print(results_table(results))
+
+def _print_results(results: list, scaling: dict | None) -> None:
+    from minigpt.cli.report import gradient_table, results_tables, scaling_line
+
+    for table in results_tables(results, console.width):
+        console.print(table)
     gradients = gradient_table(results)
     if gradients is not None:
         console.print(gradients)
     for r in results:  # what was measured, in words (ablation.evidence)
         if r.evidence:
             console.print(r.evidence)
+    law = scaling_line(scaling)
+    if law:
+        console.print(law)
     for r in results:
         console.print(Text.assemble((r.variant, "bold"), " ", (f"({r.description})", "dim")))
         console.print(_indent(r.sample, 240), style="dim")
-    return results
 
 
 def plain_chat(model, tokenizer, cfg) -> None:

@@ -12,23 +12,73 @@ from minigpt.runs.results import VariantResult
 from minigpt.train.gradflow import layer_order
 from minigpt.units import format_duration, number
 
+# the results' columns, in the order a narrow terminal keeps them: (header, cell, justify)
+COLUMNS = (
+    ("val loss", lambda r: _with_spread(r.val_loss, r.val_loss_std, ".4f", ".3f")),
+    ("vs baseline", lambda r: "" if r.kind == "baseline" else
+        _with_spread(r.val_loss_delta, r.delta_half_width, "+.3f", ".3f")),
+    ("noise", lambda r: {True: "within", False: "outside"}.get(r.within_noise, "")),
+    ("bits/byte", lambda r: number(r.bits_per_byte, ".3f")),
+    ("masked", lambda r: number(r.masked_val_loss, ".4f")),
+    ("train loss", lambda r: number(r.train_loss, ".4f")),
+    ("steps", lambda r: number(r.steps, ",")),
+    ("tokens/s", lambda r: number(r.tokens_per_s, ",.0f")),
+    ("params", lambda r: number(r.params and r.params / 1e6, ".2f") + "M"),
+    ("4-grams", lambda r: number(r.distinct_4grams, ".0%")),  # the samples' repetition
+    ("time", lambda r: number(r.seconds, ".1f") + " s"),
+)
 
-def results_table(results: list[VariantResult]) -> Table:
-    table = Table(title="ablation: same data, seed and steps")
-    for column in ("variant", "params", "train loss", "val loss", "vs baseline", "4-grams",
-                   "tokens/s", "time"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for r in results:
-        delta = "" if r.variant == "baseline" else number(r.val_loss_delta, "+.4f")
-        if r.diverged:
-            train_loss, val_loss = "diverged", f"at step {r.steps}"
-        else:
-            train_loss, val_loss = number(r.train_loss, ".4f"), number(r.val_loss, ".4f")
-        params = number(r.params and r.params / 1e6, ".2f") + "M"
-        table.add_row(r.variant, params, train_loss, val_loss, delta,
-                      number(r.distinct_4grams, ".0%"),  # the samples' repetition
-                      number(r.tokens_per_s, ",.0f"), number(r.seconds, ".1f") + " s")
-    return table
+
+def results_tables(results: list[VariantResult], width: int = 80) -> list[Table]:
+    """The results as tables that fit `width` columns, the variant's name whole in each: what
+    does not fit in the first goes to a second. A diverged variant says so in its losses; a
+    column no variant has a number for (masked, noise with one seed) is left out."""
+    rows = {r.variant: {h: ("diverged" if r.diverged and h == "val loss" else cell(r))
+                        for h, cell in COLUMNS} for r in results}
+    headers = [h for h, _ in COLUMNS if any(row[h] not in ("", "-") for row in rows.values())]
+    name_width = max(len("variant"), *(len(name) for name in rows))
+
+    def cost(header: str) -> int:  # a column's width with its padding and border
+        return max(len(header), *(len(row[header]) for row in rows.values())) + 3
+
+    tables, remaining = [], headers
+    while remaining:
+        used, chosen = name_width + 4, []
+        for header in remaining:
+            if used + cost(header) > width and chosen:
+                break
+            used += cost(header)
+            chosen.append(header)
+        remaining = remaining[len(chosen):]
+        title = "ablation: same data, seeds and budget" if not tables else None
+        table = Table(title=title)
+        table.add_column("variant", no_wrap=True, min_width=name_width)
+        for header in chosen:
+            table.add_column(header, justify="right", no_wrap=True)
+        for name, row in rows.items():
+            table.add_row(name, *(row[h] for h in chosen))
+        tables.append(table)
+    return tables
+
+
+def _with_spread(value: float | None, spread: float | None, spec: str, spread_spec: str) -> str:
+    """'2.4512 +-0.012': a mean and its spread (or interval), where there is one."""
+    if value is None:
+        return "-"
+    return format(value, spec) + ("" if spread is None else f" +-{format(spread, spread_spec)}")
+
+
+def scaling_line(scaling: dict | None) -> str | None:
+    """The size sweep's law in words: alpha, c and how well the curve fits."""
+    if not scaling or not scaling.get("parameters"):
+        return None
+    law = scaling["parameters"]
+    said = (f"scaling law, L(N) = a N^-alpha + c over {law['points']} sizes (N the blocks' "
+            f"parameters): alpha {law['alpha']:.3f}, c {law['c']:.3f}, R^2 {law['r2']:.3f}")
+    compute = scaling.get("compute")
+    if compute:
+        said += f"; against training compute (6 N D): alpha {compute['alpha']:.3f}"
+    return said
 
 
 def gradient_table(results: list[VariantResult]) -> Table | None:

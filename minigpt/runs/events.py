@@ -41,6 +41,7 @@ class _Event(TypedDict):
 
 class _OfVariant(TypedDict, total=False):
     variant: str  # the ablation variant whose training wrote it (AblationRunner tags each one)
+    seed: int  # which of the variant's seeds, 0.. (ablate --seeds)
 
 
 class _OfProcess(TypedDict, total=False):
@@ -162,7 +163,10 @@ class Prepared(_Event, _OfProcess):
 class AblationStart(_Event):
     variants: list[str]  # the baseline first
     descriptions: dict[str, str]
-    max_steps: int
+    kinds: dict[str, str]  # model/switches.KINDS: what each variant does
+    max_steps: int  # each training's steps; with time_budget, the schedule it maps the clock on
+    time_budget: float | None  # each training's seconds (ablate --time); None: equal steps
+    seeds: int  # how many seeds each variant trains at
     step: int
     data: str
     config: dict
@@ -170,17 +174,21 @@ class AblationStart(_Event):
 
 
 class VariantStart(_Event):
-    """The next variant begins training: index of count."""
+    """The next variant begins training (its first seed): index of count."""
     variant: str
     description: str
     index: int
     count: int
     max_steps: int
+    seeds: int
 
 
 class AblationDone(_Event):
     reason: str  # "finished" or "cancelled"
     results: list[dict]  # the result events' fields
+    # a size sweep's power laws (train/ablation.scaling_laws): "parameters" and "compute", each
+    # {a, alpha, c, r2, points, against}, and the points; None without a sweep
+    scaling: dict | None
 
 
 SCHEMA: dict[str, type] = {

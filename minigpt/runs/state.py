@@ -103,8 +103,13 @@ class RunState:
     variant: str = ""
     variant_index: int | None = None
     variant_count: int | None = None
-    variant_curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    variant_kinds: dict[str, str] = field(default_factory=dict)  # model/switches.KINDS
+    seeds: int = 1  # how many seeds each variant trains at
+    seed: int | None = None  # the seed in training, 0..seeds-1
+    variant_curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # seed 0
+    seed_curves: dict[str, dict[int, tuple[list[int], list[float]]]] = field(default_factory=dict)
     results: dict[str, VariantResult] = field(default_factory=dict)  # in the order they came
+    scaling: dict | None = None  # a size sweep's power laws (ablation_done's "scaling")
     variant_grad_norms: dict[str, dict[str, float]] = field(default_factory=dict)  # the latest
     skipped: int = 0  # events that lacked what their type needs
     _last_step: tuple[int, float] | None = field(default=None, repr=False)  # for steps/s
@@ -192,6 +197,7 @@ class RunState:
         self.time_spent = _seconds(ev, "time_spent") or 0.0
         self._last_step = None
         if text(ev, "variant") is not None:  # a variant's training: the ablation goes on
+            self.seed = whole(ev, "seed")
             return
         self._begin(ev, "running")
         self.kind, self.data = "train", text(ev, "data") or ""
@@ -221,10 +227,18 @@ class RunState:
                 self.variant_grad_norms[variant] = grad_norms
         if not math.isfinite(loss):  # a diverged run's NaN is said, not drawn
             return
-        steps, losses = ((self.step_xs, self.step_losses) if variant is None
-                         else self.variant_curves.setdefault(variant, ([], [])))
+        if variant is None:
+            self.step_xs.append(step)
+            self.step_losses.append(loss)
+            return
+        seed = whole(ev, "seed") or 0
+        steps, losses = self.seed_curves.setdefault(variant, {}).setdefault(seed, ([], []))
         steps.append(step)
         losses.append(loss)
+        if seed == 0:
+            first = self.variant_curves.setdefault(variant, ([], []))
+            first[0].append(step)
+            first[1].append(loss)
 
     def _eval(self, ev: dict) -> None:
         step, train, val = whole(ev, "step"), number(ev, "train_loss"), number(ev, "val_loss")
@@ -280,6 +294,10 @@ class RunState:
         variants = ev.get("variants")
         self.variants = [n for n in (variants if isinstance(variants, list) else [])
                          if isinstance(n, str)]
+        kinds = ev.get("kinds") if isinstance(ev.get("kinds"), dict) else {}
+        self.variant_kinds = {n: k for n, k in kinds.items() if isinstance(k, str)}
+        self.seeds = whole(ev, "seeds") or 1
+        self.time_budget = _seconds(ev, "time_budget")
         for name in self.variants:  # each its colour in the chart, in the order they will run
             self.variant_curves.setdefault(name, ([], []))
 
@@ -306,6 +324,10 @@ class RunState:
 
     def _ablation_done(self, ev: dict) -> None:
         self.status = text(ev, "reason") or "finished"
+        scaling = ev.get("scaling")
+        laws = scaling.get("parameters") if isinstance(scaling, dict) else None
+        if isinstance(laws, dict) and all(number(laws, k) is not None for k in ("a", "alpha", "c")):
+            self.scaling = scaling  # read by name (number()) wherever it is drawn
 
 
 HANDLERS = {  # a type of event (events.SCHEMA) -> how it changes a run's state

@@ -1,7 +1,11 @@
-"""Ablations: remove one part of the model and retrain it to see what that part was doing.
+"""Ablations: change one part of the model and retrain it, to see what that part was doing.
 
-Every variant trains with the baseline's data, tokenizer, seed and step budget, one after another,
-so the differences in loss come from the switch alone.
+Every variant trains with the baseline's data, tokenizer, seeds and budget, one after another, so
+the differences in loss come from the switch alone. The budget is equal steps (`--steps`), or an
+equal wall-clock time (`--time`), where a faster variant takes more steps. With several seeds
+(`--seeds N`), each variant's loss is a mean with its spread, and its difference from the
+baseline comes with a 95% interval (train/stats.py): a difference inside it is noise, and is
+said so. A size sweep fits a scaling law (train/scaling.py).
 """
 
 from __future__ import annotations
@@ -15,18 +19,17 @@ from pathlib import Path
 
 from minigpt.errors import ConfigError, TrainingDiverged
 from minigpt.model.switches import COMBINATIONS, SWITCHES, Switch, Variant
-from minigpt.runs.results import VariantResult
+from minigpt.runs.results import SeedRun, VariantResult
+from minigpt.train import stats
 from minigpt.train.config import TrainConfig
+from minigpt.train.scaling import fit
 
-# The seed's scaling experiment: the same recipe at other widths and depths.
-SIZES = (
-    Variant("size-1x32", "1 layer, 2 heads, 32 dims", {"n_layer": 1, "n_head": 2, "n_embd": 32},
-            kind="size", group="size"),
-    Variant("size-2x64", "2 layers, 2 heads, 64 dims", {"n_layer": 2, "n_head": 2, "n_embd": 64},
-            kind="size", group="size"),
-    Variant("size-6x192", "6 layers, 6 heads, 192 dims",
-            {"n_layer": 6, "n_head": 6, "n_embd": 192}, kind="size", group="size"),
-)
+# The scaling sweep: the same recipe at other depths and widths (the cpu preset's 4 x 128 is the
+# baseline among them), enough points for a power law to mean something.
+SIZES = tuple(
+    Variant(f"size-{layers}x{dims}", f"{layers} layers, {heads} heads, {dims} dims",
+            {"n_layer": layers, "n_head": heads, "n_embd": dims}, kind="size", group="size")
+    for layers, heads, dims in ((1, 2, 32), (2, 2, 64), (3, 3, 96), (6, 6, 192), (8, 8, 256)))
 
 BASELINE = Variant("baseline", "GPT-2 as designed", {})
 STEPS = 300  # each model's training steps when none are given (the command line's and the TUI's)
@@ -71,8 +74,13 @@ def expand_variants(names: list[str], known: dict[str, list[Variant]] | None = N
     return runs
 
 
-def ablation_config(base: TrainConfig, steps: int, seed: int) -> TrainConfig:
-    """The baseline recipe on a fixed budget: evaluate at the end, warm up over a tenth of it."""
+def ablation_config(base: TrainConfig, steps: int, seed: int,
+                    time_budget: float | None = None) -> TrainConfig:
+    """The baseline recipe on a fixed budget, evaluated at the end: `steps` steps, warming up
+    over a tenth of them; or `time_budget` seconds of the preset's own schedule, on the clock."""
+    if time_budget is not None:
+        return base.with_overrides(time_budget=time_budget, seed=seed, eval_interval=10**9,
+                                   sample_tokens=120)
     return base.with_overrides(
         max_steps=steps, seed=seed, eval_interval=steps,
         warmup_steps=max(1, min(base.warmup_steps, steps // 10)),
@@ -89,16 +97,21 @@ def new_ablation_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 class AblationRunner:
-    """Trains the baseline and each variant; run() yields their events, each tagged "variant"."""
+    """Trains the baseline and each variant at each seed; run() yields their events, each
+    tagged "variant" (and "seed", the seed's index), then a result per variant."""
 
-    def __init__(self, variant_names: list[str], data, base: TrainConfig, steps: int,
-                 seed: int = 1337, device=None, run_dir=None):
+    def __init__(self, variant_names: list[str], data, base: TrainConfig, steps: int = STEPS,
+                 seed: int = 1337, device=None, run_dir=None, seeds: int = 1,
+                 time_budget: float | None = None):
         self.variants = expand_variants(variant_names)
-        self.data = data  # train.PreparedData: one tokenizer and split for every variant
-        self.cfg = ablation_config(base, steps, seed)
+        self.data = data  # PreparedData: one tokenizer and split for every variant
+        self.cfg = ablation_config(base, steps, seed, time_budget)
+        self.seeds = [seed + i for i in range(seeds)]
         self.device = device
         self.run_dir = run_dir
+        self.bytes_per_token = bytes_per_token(data)
         self.results: list[VariantResult] = []
+        self.scaling: dict | None = None  # the size sweep's power laws, when there was one
         self._trainer = None
         self._cancelled = False
 
@@ -119,61 +132,149 @@ class AblationRunner:
 
         yield event("ablation_start", variants=[v.name for v in self.variants],
                     descriptions={v.name: v.description for v in self.variants},
-                    max_steps=self.cfg.max_steps, step=0, data=self.data.description,
+                    kinds={v.name: v.kind for v in self.variants},
+                    max_steps=self.cfg.max_steps, time_budget=self.cfg.time_budget,
+                    seeds=len(self.seeds), step=0, data=self.data.description,
                     config=self.cfg.to_dict(), pid=os.getpid())
         for index, variant in enumerate(self.variants):
+            runs = []
+            for seed_index in range(len(self.seeds)):
+                if self._cancelled:
+                    break
+                run = yield from self._train(variant, index, seed_index)
+                if run is not None:  # None: cancelled
+                    runs.append(run)
             if self._cancelled:
                 break
-            result = yield from self._train(variant, index)
-            if result is None:  # cancelled
-                break
+            result = summarize(variant, runs, self.results[0] if self.results else None)
             self.results.append(result)
             yield event("result", **result.to_dict())
+        self.scaling = scaling_laws(self.results, self.cfg.tokens_per_step)
         yield event("ablation_done", reason="cancelled" if self._cancelled else "finished",
-                    results=[r.to_dict() for r in self.results])
+                    results=[r.to_dict() for r in self.results], scaling=self.scaling)
 
-    def _train(self, variant: Variant, index: int):
-        """Train one variant, passing its events on (tagged); returns its result, or None when
-        it was cancelled (a variant cancelled in its final evaluation too: its loop ends
+    def _train(self, variant: Variant, index: int, seed_index: int):
+        """Train one variant at one seed, passing its events on (tagged); returns its _Trained,
+        or None when it was cancelled (in its final evaluation too: its loop then ends
         "finished" with no loss, and is dropped all the same)."""
         from minigpt.runs.events import event
         from minigpt.train.trainer import Trainer
 
-        cfg = self.cfg.with_overrides(**variant.settings_for(self.cfg.model))
-        yield event("variant", variant=variant.name, description=variant.description,
-                    index=index, count=len(self.variants), max_steps=cfg.max_steps)
+        seed = self.seeds[seed_index]
+        cfg = self.cfg.with_overrides(seed=seed, **variant.settings_for(self.cfg.model))
+        if seed_index == 0:
+            yield event("variant", variant=variant.name, description=variant.description,
+                        index=index, count=len(self.variants), max_steps=cfg.max_steps,
+                        seeds=len(self.seeds))
         started = time.perf_counter()
         trainer = self._trainer = Trainer(cfg, self.data, device=self.device)
-        sample, done, diverged = "", {}, None
-        flow: dict[str, list[float]] = {}  # each layer's gradient norms over the logged steps
+        trained = _Trained(seed)
         try:
             for ev in trainer.run():
-                sample = ev["text"] if ev["type"] == "sample" else sample
-                for layer, norm in ev.get("grad_norms", {}).items():
-                    flow.setdefault(layer, []).append(norm)
-                done = ev if ev["type"] == "done" else done
-                yield {**ev, "variant": variant.name}
+                trained.take(ev)
+                yield {**ev, "variant": variant.name, "seed": seed_index}
         except TrainingDiverged as e:  # a finding about this variant, not the end of the study
-            diverged = str(e)
-            yield event("note", step=trainer.step, variant=variant.name, message=diverged)
-            done = {"reason": "finished", "step": trainer.step, "tokens_per_s": 0.0}
+            trained.run.diverged = str(e)
+            yield event("note", step=trainer.step, variant=variant.name, message=str(e))
+            trained.done = {"reason": "finished", "step": trainer.step, "tokens_per_s": 0.0}
         self._trainer = None
-        if done.get("reason") != "finished" or self._cancelled:
+        if trained.done.get("reason") != "finished" or self._cancelled:
             return None
-        baseline = self.results[0] if self.results else None
-        result = VariantResult(
-            variant.name, variant.description, train_loss=done.get("train_loss"),
-            val_loss=done.get("val_loss"), tokens_per_s=done["tokens_per_s"],
-            seconds=time.perf_counter() - started, params=trainer.model.num_params(),
-            steps=done["step"], sample=sample,
-            diverged=diverged,  # None, or what happened: the loss became NaN at step N
-            distinct_4grams=distinct_ngrams(sample, 4),
-            grad_norms={layer: sum(norms) / len(norms) for layer, norms in flow.items()})
-        against = baseline or result  # the baseline's difference from itself: 0
-        if None not in (result.val_loss, against.val_loss):
-            result.val_loss_delta = result.val_loss - against.val_loss
-        result.evidence = evidence(result, baseline)
-        return result
+        return trained.finish(trainer, time.perf_counter() - started, self.bytes_per_token)
+
+
+class _Trained:
+    """What one seed's training left, gathered from its events: the run's numbers, its sample
+    and each layer's gradient norms."""
+
+    def __init__(self, seed: int):
+        self.run = SeedRun(seed)
+        self.done: dict = {}
+        self.sample = ""
+        self.flow: dict[str, list[float]] = {}  # each layer's gradient norms over logged steps
+        self.params = self.body_params = None
+
+    def take(self, ev: dict) -> None:
+        self.sample = ev["text"] if ev["type"] == "sample" else self.sample
+        for layer, norm in ev.get("grad_norms", {}).items():
+            self.flow.setdefault(layer, []).append(norm)
+        self.done = ev if ev["type"] == "done" else self.done
+
+    def finish(self, trainer, seconds: float, bytes_per_token: float | None) -> _Trained:
+        run = self.run
+        run.train_loss, run.val_loss = self.done.get("train_loss"), self.done.get("val_loss")
+        run.steps, run.tokens_per_s = self.done["step"], self.done["tokens_per_s"]
+        run.seconds = seconds
+        if run.val_loss is not None and bytes_per_token:
+            run.bits_per_byte = run.val_loss / math.log(2) / bytes_per_token
+        if not trainer.cfg.model.causal and run.val_loss is not None:
+            with trainer.model.mask_on():  # how it would have to generate: never the future
+                run.masked_val_loss = (trainer.estimate_loss() or {}).get("val")
+        self.params = trainer.model.num_params()
+        self.body_params = sum(p.numel() for p in trainer.model.transformer.h.parameters())
+        return self
+
+
+def summarize(variant: Variant, trained: list[_Trained],
+              baseline: VariantResult | None) -> VariantResult:
+    """A variant's result: the mean of its seeds' numbers, the spread of their losses, and the
+    difference from the baseline with its 95% interval (baseline None: this is the baseline)."""
+    runs = [t.run for t in trained]
+    kept = [r for r in runs if r.val_loss is not None]
+
+    def average(name: str) -> float | None:
+        values = [getattr(r, name) for r in kept if getattr(r, name) is not None]
+        return stats.mean(values) if values else None
+
+    first = trained[0]
+    losses = [r.val_loss for r in kept]
+    result = VariantResult(
+        variant.name, variant.description, kind="baseline" if baseline is None else variant.kind,
+        train_loss=average("train_loss"), val_loss=average("val_loss"),
+        val_loss_std=stats.std(losses), bits_per_byte=average("bits_per_byte"),
+        masked_val_loss=average("masked_val_loss"),
+        tokens_per_s=stats.mean([r.tokens_per_s for r in runs]),
+        seconds=stats.mean([r.seconds for r in runs]), params=first.params,
+        body_params=first.body_params, steps=round(stats.mean([r.steps for r in runs])),
+        sample=first.sample, diverged=next((r.diverged for r in runs if r.diverged), None),
+        distinct_4grams=distinct_ngrams(first.sample, 4),
+        grad_norms={layer: sum(v) / len(v) for layer, v in first.flow.items()}, runs=runs)
+    theirs = [r.val_loss for r in (baseline.runs if baseline else runs) if r.val_loss is not None]
+    if losses and theirs:
+        d = stats.difference(theirs, losses)
+        result.val_loss_delta, result.delta_half_width = d.value, d.half_width
+        result.within_noise = d.within_noise if baseline is not None else None
+    result.evidence = evidence(result, baseline)
+    return result
+
+
+def scaling_laws(results: list[VariantResult], tokens_per_step: int) -> dict | None:
+    """The power laws of a size sweep (the baseline and the size variants), against the blocks'
+    parameters and against training compute (6 N D); None without a sweep to fit."""
+    sizes = [r for r in results if r.kind in ("baseline", "size") and r.val_loss is not None
+             and r.body_params]
+    if sum(r.kind == "size" for r in sizes) < 2:
+        return None
+    losses = [r.val_loss for r in sizes]
+    by_params = fit([r.body_params for r in sizes], losses, "parameters")
+    by_compute = fit([6 * r.body_params * r.steps * tokens_per_step for r in sizes], losses,
+                     "compute")
+    if by_params is None:
+        return None
+    return {"parameters": by_params.to_dict(),
+            "compute": by_compute.to_dict() if by_compute else None,
+            "points": [{"variant": r.variant, "params": r.body_params, "val_loss": r.val_loss,
+                        "compute": 6 * r.body_params * r.steps * tokens_per_step}
+                       for r in sizes]}
+
+
+def bytes_per_token(data, limit: int = 200_000) -> float | None:
+    """The text's bytes per token, on the validation split's first tokens: what turns a loss in
+    nats per token into bits per byte, comparable across tokenizers."""
+    ids = [int(i) for i in data.tokens.val[:limit]]
+    if not ids:
+        return None
+    return len(data.tokenizer.decode(ids).encode("utf-8")) / len(ids)
 
 
 def distinct_ngrams(units: str | Sequence, n: int = 4) -> float:
@@ -206,14 +307,18 @@ def _layer_name(layer: str) -> str:
 def evidence(result: VariantResult, baseline: VariantResult | None) -> str:
     """One line of what was measured for a variant, against the baseline (None: this is the
     baseline), from the numbers alone: the layer whose gradient norm differs most from the
-    baseline's (by ratio), the samples' distinct 4-grams, and the validation loss."""
+    baseline's (by ratio), the samples' distinct 4-grams, the validation loss and whether its
+    difference is within the noise of the seeds, and for a model trained without the causal
+    mask, its loss with the mask put back."""
     name = result.description or result.variant
     parts = []
     if result.diverged:
         parts.append(f"diverged at step {result.steps}")
     if baseline is None or baseline is result:
         if result.val_loss is not None:
-            parts.append(f"val loss {result.val_loss:.2f}")
+            spread = f" +- {result.val_loss_std:.2f} over {len(result.runs)} seeds" \
+                if result.val_loss_std is not None else ""
+            parts.append(f"val loss {result.val_loss:.2f}{spread}")
         if result.distinct_4grams is not None:
             parts.append(f"distinct 4-grams in samples {result.distinct_4grams:.0%}")
         return f"{name}: " + "; ".join(parts)
@@ -227,5 +332,29 @@ def evidence(result: VariantResult, baseline: VariantResult | None) -> str:
     if ours_d is not None and theirs_d is not None:
         parts.append(f"distinct 4-grams in samples {ours_d:.0%} against {theirs_d:.0%}")
     if result.val_loss_delta is not None:
-        parts.append(f"val loss {result.val_loss_delta:+.2f}")
+        parts.append(f"val loss {_difference(result)}")
+    if result.masked_val_loss is not None and baseline.val_loss is not None:
+        parts.append(_masked(result, baseline))
     return f"{name}: " + ("; ".join(parts) or "nothing measured")
+
+
+def _difference(result: VariantResult) -> str:
+    """'+0.12 +- 0.03', and whether that is within the noise of the seeds."""
+    said = f"{result.val_loss_delta:+.2f}"
+    if result.delta_half_width is None:
+        return said + " (one seed: no noise measured)"
+    said += f" +- {result.delta_half_width:.2f}"
+    if result.within_noise:
+        return said + f", within the noise of {len(result.runs)} seeds"
+    return said + ", outside the noise"
+
+
+def _masked(result: VariantResult, baseline: VariantResult) -> str:
+    """A no-mask model judged as it would have to generate: with the mask put back."""
+    said = (f"with the mask put back, as it must generate, val loss "
+            f"{result.masked_val_loss:.2f} against the baseline's {baseline.val_loss:.2f}")
+    if result.masked_val_loss > baseline.val_loss + 0.5 and result.val_loss is not None \
+            and result.val_loss < baseline.val_loss:
+        said += (": its low training loss came from reading the next token in its input, and "
+                 "it learned nothing it can use")
+    return said

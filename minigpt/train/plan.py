@@ -28,6 +28,7 @@ from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.data.prepare import PreparedData
 from minigpt.data.tokenizer import Tokenizer
 from minigpt.errors import CheckpointError, ConfigError, DataError, RunDirectoryError
+from minigpt.rules import Whole
 from minigpt.runs.files import CHECKPOINT_NAME, new_run_dir, run_of_checkpoint
 from minigpt.runs.log import refuse_another_run, run_lock
 from minigpt.train import distributed
@@ -187,6 +188,8 @@ class AblationPlan:
     steps: int
     seed: int
     out: Path | None  # --out, else a new folder under checkpoints/ (made by claim)
+    seeds: int = 1  # each variant trains at seeds seed, seed + 1, ...
+    time_budget: float | None = None  # each training's seconds, instead of steps
     run_dir: Path | None = None  # the ablation's folder, once claimed
 
     @contextmanager
@@ -209,17 +212,24 @@ class AblationPlan:
         from minigpt.train.ablation import AblationRunner
 
         return AblationRunner(self.variants, data, self.base, steps=self.steps, seed=self.seed,
-                              device=device, run_dir=self.run_dir)
+                              device=device, run_dir=self.run_dir, seeds=self.seeds,
+                              time_budget=self.time_budget)
+
+
+SEEDS = Whole(1, 100)  # how many seeds ablate trains each variant at
 
 
 def plan_ablation(variants: list[str], preset_name: str = "cpu", steps: int | None = None,
-                  seed: int = 1337, out: Path | None = None) -> AblationPlan:
-    """The plan for `minigpt ablate`'s arguments: a bad preset, --steps, --seed or variant is
-    refused here, before any data is read or folder made."""
+                  seed: int = 1337, out: Path | None = None, seeds: int = 1,
+                  time_budget: float | None = None) -> AblationPlan:
+    """The plan for `minigpt ablate`'s arguments: a bad preset, --steps, --time, --seed, --seeds
+    or variant is refused here, before any data is read or folder made."""
     from minigpt.train.ablation import STEPS, ablation_config, expand_variants
 
+    check_run_length(steps, time_budget)
+    SEEDS.check("seeds (--seeds)", seeds)
     base = preset(preset_name)
     steps = STEPS if steps is None else steps
-    ablation_config(base, steps, seed)
+    ablation_config(base, steps, seed, time_budget)
     expand_variants(variants)
-    return AblationPlan(list(variants), base, steps, seed, out)
+    return AblationPlan(list(variants), base, steps, seed, out, seeds, time_budget)
