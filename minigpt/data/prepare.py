@@ -456,6 +456,19 @@ class PreparedData:
     description: str  # for people
     key: str | None = None  # the prepared data's cache key; None for text tokenized in memory
 
+    def sizes(self) -> tuple[int, int]:
+        """The tokens of each split."""
+        return len(self.tokens.train), len(self.tokens.val)
+
+    def batches(self, batch_size: int, block_size: int, seed: int, device, rank: int = 0):
+        from minigpt.data.batches import Batches
+
+        return Batches(self.tokens, batch_size, block_size, seed, device, rank)
+
+    def sample_prompt(self) -> list[int]:
+        """The validation text's first token: what a run's samples continue."""
+        return [int(i) for i in self.tokens.val[:1]]
+
 
 def load_prepared(source: Source, cfg, tokenizer: Tokenizer | None = None,
                   on_event: OnEvent | None = None) -> PreparedData:

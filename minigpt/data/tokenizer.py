@@ -219,6 +219,14 @@ def tokenizer_from_dict(d: dict) -> Tokenizer:
         raise TokenizerError(f"unrecognized tokenizer record (kind {kind!r})")
     if tokenizer.vocab_size < 1:
         raise TokenizerError("the tokenizer has no tokens")
+    if "chat" in d:  # an instruction-tuned model's: the chat template's tokens on top
+        from minigpt.data.chat import SPECIALS, TEMPLATE, ChatTokenizer
+
+        chat = d["chat"]
+        if not isinstance(chat, dict) or chat.get("template") != TEMPLATE \
+                or chat.get("tokens") != list(SPECIALS):
+            raise TokenizerError("unrecognized chat template in the tokenizer record")
+        return ChatTokenizer(tokenizer)
     return tokenizer
 
 

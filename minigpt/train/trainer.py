@@ -36,7 +36,6 @@ from minigpt.backends.hardware import (
     pick_device,
 )
 from minigpt.checkpoint import Checkpoint, save_checkpoint
-from minigpt.data.batches import Batches
 from minigpt.data.prepare import PreparedData
 from minigpt.errors import ConfigError, TrainingDiverged
 from minigpt.infer.sampling import SamplingConfig, generate
@@ -83,8 +82,8 @@ class Trainer:
         self.model, self.step_model = built.model, built.step_model
         self.precision, self.autocast = built.precision, built.autocast
         self.optimizer = build_optimizer(self.model, self.cfg, self.precision, self.device)
-        self.batches = Batches(data.tokens, self.cfg.batch_size, self.cfg.model.block_size,
-                               self.cfg.seed, self.device, self.world.rank)
+        self.batches = data.batches(self.cfg.batch_size, self.cfg.model.block_size,
+                                    self.cfg.seed, self.device, self.world.rank)
         self.time = RunClock(self.cfg.time_budget)
         self.gradient_flow = GradientFlow(self.model)  # measured on the logged steps only
         self.measure_gradient_flow = True  # False: not measured (benchmarks/bench_gradflow.py)
@@ -265,7 +264,7 @@ class Trainer:
                      peak_flops=self.peak_flops, params=self.model.num_params(),
                      data=data.description, data_source=data.source, data_key=data.key,
                      tokenizer=data.tokenizer.kind, vocab_size=data.tokenizer.vocab_size,
-                     train_tokens=len(data.tokens.train), val_tokens=len(data.tokens.val),
+                     train_tokens=data.sizes()[0], val_tokens=data.sizes()[1],
                      compiled=isinstance(self.step_model, CompiledOrEager),
                      run_dir=str(self.run_dir) if self.run_dir else None, pid=os.getpid(),
                      world_size=self.world.size)
@@ -425,14 +424,20 @@ class Trainer:
             yield event("sample", step=self.step, text=self.sample_text(self.cfg.sample_tokens))
 
     def sample_text(self, n_tokens: int, seed: int | None = None) -> str:
-        """A continuation of the validation text's first token, for watching the model learn."""
-        prompt = self.data.tokens.val[:1].tolist()
+        """What the model writes after the data's sample prompt (the validation text's first
+        token; an instruction-tuned run's first validation question), to watch it learn; an
+        answer ends at the chat template's <|end|>."""
+        tokenizer = self.data.tokenizer
+        prompt = self.data.sample_prompt()
         generator = torch.Generator(device=self.device).manual_seed(
             self.cfg.seed if seed is None else seed)
         cfg = SamplingConfig(strategy="top-k", temperature=0.8, top_k=40, max_new_tokens=n_tokens)
-        ids = prompt + [t.id for t in generate(self.model, prompt, cfg, generator,
-                                               vocab_size=self.data.tokenizer.vocab_size)]
-        return self.data.tokenizer.decode(ids)
+        ids = list(prompt)
+        for token in generate(self.model, prompt, cfg, generator, vocab_size=tokenizer.vocab_size):
+            ids.append(token.id)
+            if token.id == getattr(tokenizer, "end", None):
+                break
+        return tokenizer.decode(ids)
 
     # --- checkpoints ------------------------------------------------------------------------------
 
