@@ -15,46 +15,17 @@ from pathlib import Path
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from minigpt.infer.config import SamplingConfig
 from minigpt.runs.files import DEFAULT_RUNS_ROOT
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.ablate_pane import AblatePane
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.inspect_pane import InspectPane
-from minigpt_tui.train_pane import TrainPane
-from minigpt_tui.widgets.run_picker import NEW_RUN, RunPicker
-
-
-class QuitScreen(ModalScreen[str]):
-    """Asked on quit while a run is live: leave it running, stop it, or stay."""
-
-    BINDINGS = [Binding("l", "choose('leave')", "Leave running"),
-                Binding("s", "choose('stop')", "Stop it"),
-                Binding("escape", "choose('cancel')", "Cancel")]
-
-    def __init__(self, what: str):
-        super().__init__()
-        self.what = what
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="form"):
-            yield Label(f"{self.what} still running. Leave it running (attach later with "
-                        "minigpt tui --attach), or stop it?", classes="title")
-            with Horizontal(classes="buttons"):
-                yield Button("Leave running (l)", variant="primary", id="leave")
-                yield Button("Stop it (s)", variant="error", id="stop")
-                yield Button("Cancel (esc)", id="cancel")
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id)
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.inspect import InspectPane
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.quit import QuitScreen
+from minigpt_tui.screens.run_picker import NEW_RUN, RunPicker
 
 
 class MinigptApp(App):

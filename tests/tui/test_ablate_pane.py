@@ -6,8 +6,8 @@ import pytest
 from textual.widgets import DataTable, SelectionList
 
 from minigpt.runs.log import read_events
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
+from minigpt_tui.panes.ablate import AblatePane
 
 from .test_gradient_flow import write_events
 from .waiting import settle, wait_for

@@ -9,7 +9,7 @@ from minigpt.infer import sampling
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.panes.chat import ChatPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
 from .screen import shown_lines
@@ -216,7 +216,7 @@ def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
 @pytest.mark.parametrize("typed, stop", [("", ()), ("END", ("END",)), ("[x", None),
                                          ('["\\n\\n", "[b]"]', ("\n\n", "[b]"))])
 def test_stop_strings_as_typed(typed, stop):
-    from minigpt_tui.chat_pane import parse_stop, show_stop
+    from minigpt_tui.panes.chat import parse_stop, show_stop
 
     if stop is None:
         with pytest.raises(ValueError):
@@ -314,7 +314,7 @@ async def test_a_streaming_reply_shows_its_candidates_a_few_times_a_second_and_a
         checkpoint, monkeypatch):
     """Redrawing the candidates and tokens/s with every batch redraws most of the screen: they
     follow the reply at most every SIDE_EVERY seconds, and show its last token when it ends."""
-    from minigpt_tui import chat_pane
+    from minigpt_tui.panes import chat as chat_pane
 
     monkeypatch.setattr(chat_pane, "POST_EVERY", 0.0)  # a batch per token
     monkeypatch.setattr(chat_pane, "SIDE_EVERY", 3600.0)  # only at the end

@@ -16,12 +16,12 @@ from minigpt.model.gpt import GPT
 from minigpt.runs.files import EVENTS_NAME
 from minigpt.runs.log import EventTail, read_events
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.run_picker import RunPicker, describe
 from minigpt_tui.widgets.loss_chart import LossChart
-from minigpt_tui.widgets.run_picker import RunPicker, describe
 
 from .waiting import settle, wait_for
 

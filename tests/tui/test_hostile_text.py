@@ -12,11 +12,11 @@ from minigpt.data.tokenizer import CharTokenizer
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt.runs.files import EVENTS_NAME
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.runs import LOG_NAME
-from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
 from .screen import shown_lines

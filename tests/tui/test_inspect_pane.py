@@ -15,8 +15,8 @@ from minigpt.data.tokenizer import CharTokenizer
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.inspect_pane import NO_MODEL, InspectPane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.inspect import NO_MODEL, InspectPane
 
 from .waiting import settle, wait_for
 

@@ -9,8 +9,9 @@ from textual.widgets import ProgressBar
 from minigpt.runs.events import event
 from minigpt.runs.log import EventLog, process_alive, read_events
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.app import MinigptApp, QuitScreen
-from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.app import MinigptApp
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.quit import QuitScreen
 from minigpt_tui.widgets.loss_chart import LossChart
 
 from .screen import shown_lines
@@ -353,7 +354,7 @@ async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
     untrained model's at step 0: said with its step, in the stats line and in the runs' list,
     not as the loss of the model at step 30."""
     from minigpt.runs.state import summarize_run
-    from minigpt_tui.widgets.run_picker import describe
+    from minigpt_tui.screens.run_picker import describe
 
     run_dir = tmp_path / "runs" / "stopped"
     log = EventLog(run_dir)

@@ -229,7 +229,7 @@ class TrainPane(Widget, can_focus=True):
     # --- actions ---------------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
-        from minigpt_tui.widgets.new_run import NewRunForm
+        from minigpt_tui.screens.new_run import NewRunForm
 
         if self.is_live:
             self.notify("a run is in progress here: stop it (x) first, or leave it and attach later",

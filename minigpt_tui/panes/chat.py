@@ -400,7 +400,7 @@ class ChatPane(Widget, can_focus=False):
         self.query_one(TokenInspector).clear()
 
     def action_open(self) -> None:
-        from minigpt_tui.widgets.open_checkpoint import OpenCheckpoint
+        from minigpt_tui.screens.open_checkpoint import OpenCheckpoint
 
         suggestion = self.app.latest_checkpoint() or self.checkpoint_path
 
