@@ -18,30 +18,22 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import LIVE, RunState, VariantResult
 from minigpt.train.ablation import STEPS, VARIANTS, new_ablation_dir
 from minigpt.train.config import PRESETS
+from minigpt.units import number
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.grad_flow import variants_table
 from minigpt_tui.widgets.loss_chart import LossChart
+from minigpt_tui.widgets.setting import labelled
 
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
-
-
-def labelled(label: str, widget: Widget, tooltip: str | None = None) -> Horizontal:
-    """One line of the form: its name, then its input."""
-    widget.tooltip = plain(tooltip) if tooltip else None
-    return Horizontal(Label(label, classes="setting-label"), widget, classes="setting")
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 class VariantTable(DataTable):
@@ -182,9 +174,9 @@ class AblatePane(Widget, can_focus=False):
             if name in self._rows:  # a variant's result again: the newer one stands
                 table.remove_row(name)
                 del self._rows[name]
-            delta = "" if name == "baseline" else _fmt(result.val_loss_delta, "+.3f")
-            cells = [name, _fmt(result.train_loss, ".3f"), _fmt(result.val_loss, ".3f"), delta,
-                     _fmt(result.tokens_per_s, ",.0f"),
+            delta = "" if name == "baseline" else number(result.val_loss_delta, "+.3f")
+            cells = [name, number(result.train_loss, ".3f"), number(result.val_loss, ".3f"), delta,
+                     number(result.tokens_per_s, ",.0f"),
                      "-" if result.seconds is None else f"{result.seconds:.0f}s"]
             table.add_row(*map(plain, cells), key=name)
             self._rows[name] = result
@@ -210,7 +202,7 @@ class AblatePane(Widget, can_focus=False):
         if s.loss is None:
             return plain(f"training {current}")
         return plain(f"training {current}: step {s.step}/{s.max_steps}, loss {s.loss:.3f}, "
-                     f"{_fmt(s.tokens_per_s, ',.0f')} tok/s")
+                     f"{number(s.tokens_per_s, ',.0f')} tok/s")
 
     @on(DataTable.RowHighlighted)
     def _show_sample(self, event: DataTable.RowHighlighted) -> None:

@@ -22,14 +22,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.validation import Function, ValidationResult, Validator
 from textual.widget import Widget
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
 from minigpt.backends.cpu import decode_threads
 from minigpt.infer.config import SAMPLING_RULES, STRATEGIES, SamplingConfig
 from minigpt.rules import Whole
 from minigpt_tui.text import assemble, clean, plain
+from minigpt_tui.widgets.prompt_input import PromptInput
 from minigpt_tui.widgets.reply import Reply
+from minigpt_tui.widgets.setting import labelled
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
 N_CANDIDATES = 8
@@ -39,35 +41,6 @@ N_CANDIDATES = 8
 POST_EVERY = 0.15  # seconds between batches
 GROW_BY = 4  # lines: a streaming reply grows this many at a time, each time a layout
 SIDE_EVERY = 1.0  # seconds: how often the candidates and tokens/s follow a streaming reply
-
-
-class PromptInput(Input):
-    """An Input with a history: up and down walk through earlier prompts."""
-
-    BINDINGS = [Binding("up", "older", "Older prompt"),
-                Binding("down", "newer", "Newer prompt")]
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.history: list[str] = []
-        self.position = 0
-
-    def remember(self, prompt: str) -> None:
-        if prompt and (not self.history or self.history[-1] != prompt):
-            self.history.append(prompt)
-        self.position = len(self.history)
-
-    def action_older(self) -> None:
-        if self.position > 0:
-            self.position -= 1
-            self.value = self.history[self.position]
-            self.cursor_position = len(self.value)
-
-    def action_newer(self) -> None:
-        if self.position < len(self.history):
-            self.position += 1
-            self.value = self.history[self.position] if self.position < len(self.history) else ""
-            self.cursor_position = len(self.value)
 
 
 class Rule(Validator):
@@ -114,10 +87,10 @@ def is_stop_text(text: str) -> bool:
 
 def setting(label: str, input_id: str, value, validators, valid_empty=False,
             tooltip: str | None = None) -> Horizontal:
+    """A sampling setting's line: its name, then a box holding its value as typed."""
     box = Input("" if value is None else str(value), id=input_id, validators=validators,
                 valid_empty=valid_empty, compact=True)
-    box.tooltip = plain(tooltip) if tooltip else None
-    return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
+    return labelled(label, box, tooltip)
 
 
 class ChatPane(Widget, can_focus=False):

@@ -8,7 +8,6 @@ watching costs training almost nothing. Pause, save and stop are signals to the 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from rich.text import Text
@@ -22,6 +21,7 @@ from textual.widgets import ProgressBar, Sparkline, Static
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.files import new_run_dir, run_files
 from minigpt.runs.state import LIVE, RunState, measured_at
+from minigpt.units import clock, number, size
 from minigpt_tui import runs
 from minigpt_tui.follower import RunFollower
 from minigpt_tui.text import assemble, clean, plain
@@ -49,10 +49,6 @@ def fields(*lines: list[tuple]) -> Text:
     return out
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _compute(s: RunState) -> str:
     """How hard the model works the device: MFU where the peak is known, else FLOP/s."""
     if s.mfu is not None:
@@ -62,22 +58,6 @@ def _compute(s: RunState) -> str:
     if s.flops_per_s >= 1e12:
         return f"{s.flops_per_s / 1e12:.2f} TFLOP/s"
     return f"{s.flops_per_s / 1e9:.0f} GFLOP/s"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
 
 
 class TrainPane(Widget, can_focus=True):
@@ -176,14 +156,15 @@ class TrainPane(Widget, can_focus=True):
             length = [("step ", (str(s.step), "bold"), f"/{s.max_steps}")]
         else:  # a timed run: the clock is its length
             length = [("step ", (str(s.step), "bold")),
-                      ("time ", (_duration(s.progress), "bold"), f"/{_duration(s.time_budget)}")]
+                      ("time ", (clock(s.progress), "bold"), f"/{clock(s.time_budget)}")]
         self.query_one("#train-stats", Static).update(fields(
             [*length,
-             ("loss ", (_fmt(s.loss, ".3f"), "bold")),
-             ("val ", (_fmt(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
-             (f"eta {_duration(s.eta_s)}",)],
-            [(f"{_fmt(s.tokens_per_s, ',.0f')} tok/s",), (f"{_fmt(s.steps_per_s, '.1f')} steps/s",),
-             (_compute(s),), (f"lr {_fmt(s.lr, '.2e')}",), (f"grad {_fmt(s.grad_norm, '.2f')}",)],
+             ("loss ", (number(s.loss, ".3f"), "bold")),
+             ("val ", (number(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
+             (f"eta {clock(s.eta_s)}",)],
+            [(f"{number(s.tokens_per_s, ',.0f')} tok/s",),
+             (f"{number(s.steps_per_s, '.1f')} steps/s",), (_compute(s),),
+             (f"lr {number(s.lr, '.2e')}",), (f"grad {number(s.grad_norm, '.2f')}",)],
             [(f"{s.device} {s.precision}".strip(),), (params,), (s.data,)]))
         self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState
         chart = self.query_one(LossChart)
@@ -205,7 +186,7 @@ class TrainPane(Widget, can_focus=True):
             how = ("cached" if p.cached else
                    f"prepared in {p.seconds:.1f} s" if p.seconds is not None else "prepared")
             title = assemble((run_files(s.run_dir).name, "bold"), "  ",
-                             (f"data ready: {_fmt(p.tokens, ',')} tokens, {how}", "green"))
+                             (f"data ready: {number(p.tokens, ',')} tokens, {how}", "green"))
         else:
             title = assemble((run_files(s.run_dir).name, "bold"), "  preparing data: ",
                              PREPARE_STAGES.get(p.stage, p.stage))
@@ -217,10 +198,10 @@ class TrainPane(Widget, can_focus=True):
         self.query_one(ProgressBar).update(total=max(p.bytes_total, 1), progress=p.bytes_done)
         share = f" ({p.bytes_done / p.bytes_total:.0%})" if p.bytes_total else ""
         stats = fields(
-            [(f"{_size(p.bytes_done)} of {_size(p.bytes_total)}{share}",),
-             ("tokens ", (_fmt(p.tokens, ","), "bold")),
-             (f"{_fmt(p.tokens_per_s, ',.0f')} tok/s",)],
-            [(f"elapsed {_duration(p.elapsed)}",), (f"eta {_duration(p.eta_s)}",)])
+            [(f"{size(p.bytes_done)} of {size(p.bytes_total)}{share}",),
+             ("tokens ", (number(p.tokens, ","), "bold")),
+             (f"{number(p.tokens_per_s, ',.0f')} tok/s",)],
+            [(f"elapsed {clock(p.elapsed)}",), (f"eta {clock(p.eta_s)}",)])
         stats.append("\nthe data is tokenized once into the cache; training starts when ready")
         self.query_one("#train-stats", Static).update(stats)
         self.query_one(Sparkline).data = []
