@@ -17,7 +17,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
-from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from minigpt.runs.events import PREPARE_STAGES
@@ -26,7 +25,7 @@ from minigpt.train.ablation import STEPS, VARIANTS, new_ablation_dir
 from minigpt.train.config import PRESETS
 from minigpt.units import number
 from minigpt_tui import runs
-from minigpt_tui.follower import RunFollower
+from minigpt_tui.panes.following import FollowingPane
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.grad_flow import variants_table
@@ -54,17 +53,19 @@ class DetailBox(VerticalScroll, can_focus=True):
     ]
 
 
-class AblatePane(Widget, can_focus=False):
+class AblatePane(FollowingPane, can_focus=False):
+    """One ablation: the form that starts it, every variant's loss curve, and the results table
+    with each variant's evidence, sample and gradient flow."""
+
     BINDINGS = [
         Binding("ctrl+r", "start", "Run ablation"),
         Binding("ctrl+k", "cancel", "Cancel"),
         Binding("f2", "toggle_results", "Results"),
     ]
+    RUN_NAME = "An ablation"
 
     def __init__(self, runs_root: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.runs_root = runs_root
-        self.follower: RunFollower | None = None
+        super().__init__(runs_root, **kwargs)
         self._rows: dict[str, VariantResult] = {}  # the table's: variant -> result shown
         self._highlighted: str | None = None  # the table's highlighted variant
 
@@ -103,15 +104,6 @@ class AblatePane(Widget, can_focus=False):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
 
-    @property
-    def state(self) -> RunState | None:
-        """The followed ablation's state (None before any)."""
-        return self.follower.state if self.follower else None
-
-    @property
-    def is_live(self) -> bool:
-        return self.state is not None and self.state.status in LIVE
-
     # --- starting and following --------------------------------------------------------------------
 
     @on(Button.Pressed, "#ablate-start")
@@ -142,22 +134,11 @@ class AblatePane(Widget, can_focus=False):
             return
         self.attach(run_dir, process)
 
-    def attach(self, run_dir: Path, process=None) -> None:
-        """Follow an ablation's run directory; process is its child when this pane started it."""
-        if self.follower is not None:
-            self.follower.stop()
+    def clear_run(self) -> None:
         self._rows.clear()
         self._highlighted = None
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
-        self.follower = RunFollower(self, Path(run_dir), process)
-        self.redraw()
-
-    @on(RunFollower.Changed)
-    @on(RunFollower.Ended)
-    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
-        if message.follower is self.follower:  # not one this pane has since let go
-            self.redraw()
 
     def redraw(self) -> None:
         s = self.state
@@ -260,7 +241,3 @@ class AblatePane(Widget, can_focus=False):
             return
         self.follower.ask_to_stop()
         self.notify("cancelling: finished variants stay in the table", markup=False)
-
-    def stop_run(self) -> None:
-        if self.is_live:
-            self.follower.ask_to_stop()

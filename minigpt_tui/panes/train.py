@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from minigpt.runs.events import PREPARE_STAGES
@@ -23,14 +21,15 @@ from minigpt.runs.files import new_run_dir, run_files
 from minigpt.runs.state import LIVE, RunState, measured_at
 from minigpt.units import clock, number, size
 from minigpt_tui import runs
-from minigpt_tui.follower import RunFollower
+from minigpt_tui.messages import PickRun
+from minigpt_tui.panes.following import FollowingPane
+from minigpt_tui.screens.new_run import NewRunForm
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.grad_flow import layer_bars
 from minigpt_tui.widgets.loss_chart import LossChart
 
 TRAINING = ("running", "paused")  # the child handles pause and save signals only once it trains
-
-
+NO_SAMPLE = "(a sample appears at each evaluation)"
 SEPARATOR = " · "  # between the fields of a line of numbers, so none run together
 
 
@@ -60,7 +59,10 @@ def _compute(s: RunState) -> str:
     return f"{s.flops_per_s / 1e9:.0f} GFLOP/s"
 
 
-class TrainPane(Widget, can_focus=True):
+class TrainPane(FollowingPane, can_focus=True):
+    """One training run: its numbers, its loss curves, its gradients and its latest sample; keys
+    start a run, attach to one, and pause, save or stop the one that is live."""
+
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("a", "attach", "Attach"),
@@ -68,11 +70,7 @@ class TrainPane(Widget, can_focus=True):
         Binding("s", "save", "Save now"),
         Binding("x", "stop", "Stop run"),
     ]
-
-    def __init__(self, runs_root: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.runs_root = runs_root
-        self.follower: RunFollower | None = None
+    RUN_NAME = "Training"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -89,17 +87,16 @@ class TrainPane(Widget, can_focus=True):
     # --- following a run -----------------------------------------------------------------------
 
     @property
-    def state(self) -> RunState | None:
-        """The followed run's state (None before any run)."""
-        return self.follower.state if self.follower else None
-
-    @property
-    def is_live(self) -> bool:
-        return self.state is not None and self.state.status in LIVE
+    def checkpoint(self) -> Path | None:
+        s = self.state
+        if s is None:
+            return None
+        return Path(s.checkpoint) if s.checkpoint else run_files(s.run_dir).checkpoint
 
     def start_run(self, data: str | None, preset: str | None, steps: int | None,
                   text_field: str | None = None, time: str | None = None) -> Path | None:
-        """time: how long to train, as typed (110s, 5m): a timed run, instead of steps."""
+        """Start `minigpt train` in a new run directory and follow it. time: how long to train,
+        as typed (110s, 5m): a timed run, instead of steps."""
         try:
             run_dir = new_run_dir(self.runs_root)
             process = runs.launch_training(run_dir, data, preset, steps, text_field=text_field,
@@ -109,24 +106,11 @@ class TrainPane(Widget, can_focus=True):
             self.notify(message, severity="error", markup=False)
             self.query_one("#train-title", Static).update(plain(message, "red"))  # stays in view
             return None
-        self._follow(run_dir, process)
+        self.attach(run_dir, process)
         return run_dir
 
-    def attach(self, run_dir: Path) -> None:
-        self._follow(Path(run_dir))
-
-    def _follow(self, run_dir: Path, process=None) -> None:
-        if self.follower is not None:
-            self.follower.stop()
+    def clear_run(self) -> None:
         self.query_one(LossChart).clear()
-        self.follower = RunFollower(self, run_dir, process)
-        self.redraw()  # its name at once; what it did as its events come
-
-    @on(RunFollower.Changed)
-    @on(RunFollower.Ended)
-    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
-        if message.follower is self.follower:  # not one this pane has since let go
-            self.redraw()
 
     def redraw(self) -> None:
         s = self.state
@@ -176,7 +160,7 @@ class TrainPane(Widget, can_focus=True):
         grad.display = bool(s.grad_norms)
         grad.update(layer_bars(s.grad_norms, s.update_ratios))
         self.query_one("#train-sample", Static).update(
-            plain(s.sample) if s.sample else plain("(a sample appears at each evaluation)"))
+            plain(s.sample if s.sample else NO_SAMPLE))
 
     def _redraw_preparing(self, s: RunState) -> None:
         """Before the start: the data's preparation (bytes read, tokens, tokens/s, ETA), then
@@ -205,16 +189,14 @@ class TrainPane(Widget, can_focus=True):
         stats.append("\nthe data is tokenized once into the cache; training starts when ready")
         self.query_one("#train-stats", Static).update(stats)
         self.query_one(Sparkline).data = []
-        self.query_one("#train-sample", Static).update(plain("(a sample appears at each evaluation)"))
+        self.query_one("#train-sample", Static).update(plain(NO_SAMPLE))
 
     # --- actions ---------------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
-        from minigpt_tui.screens.new_run import NewRunForm
-
         if self.is_live:
-            self.notify("a run is in progress here: stop it (x) first, or leave it and attach later",
-                        severity="warning", markup=False)
+            self.notify("a run is in progress here: stop it (x) first, or leave it and attach "
+                        "later", severity="warning", markup=False)
             return
 
         def started(choice) -> None:
@@ -225,7 +207,7 @@ class TrainPane(Widget, can_focus=True):
         self.app.push_screen(NewRunForm(), started)
 
     def action_attach(self) -> None:
-        self.app.pick_run()
+        self.post_message(PickRun())
 
     def _signal(self, send, done: str, training_only: bool = True) -> None:
         if not self.is_live:
@@ -253,7 +235,3 @@ class TrainPane(Widget, can_focus=True):
             self._signal(stop, "stopping: the run ends before training", training_only=False)
             return
         self._signal(stop, "stopping: the run saves a checkpoint and ends")
-
-    def stop_run(self) -> None:
-        if self.is_live:
-            self.follower.ask_to_stop()

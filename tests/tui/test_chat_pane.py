@@ -1,3 +1,4 @@
+import os
 import time
 
 import pytest
@@ -10,8 +11,10 @@ from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
+from .runs import live_run
 from .screen import shown_lines
 from .waiting import wait_for
 
@@ -295,16 +298,19 @@ async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monk
 
 @pytest.mark.parametrize("training", [False, True])
 async def test_a_reply_takes_every_core_unless_a_run_trains_beside_it(checkpoint, monkeypatch,
-                                                                      training):
-    import os
-
+                                                                      training, tmp_path):
+    """The Train pane says its run is live, the app tells the Chat pane to decode with half the
+    cores."""
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     app = MinigptApp(ckpt=checkpoint, autostart=False)
-    monkeypatch.setattr(app, "training_beside", lambda: training)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_chat(app, pilot)
+        if training:
+            train = app.query_one(TrainPane)
+            train.attach(live_run(tmp_path))
+            await wait_for(pilot, lambda: train in app.followed, what="the app to hear of it")
         app.query_one("#max_new_tokens").value = "3"
         await ask(pilot, pane, "the cat")
     assert seen[-1] == (4 if training else 8)

@@ -14,6 +14,7 @@ from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.screens.quit import QuitScreen
 from minigpt_tui.widgets.loss_chart import LossChart
 
+from .runs import live_ablation, live_run
 from .screen import shown_lines
 from .waiting import settle, wait_for, wait_until
 
@@ -96,6 +97,38 @@ async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_fi
     run_dir = pane.state.run_dir
     wait_until(lambda: read_events(run_dir)[-1]["type"] == "done", what="the stopped run's done")
     assert read_events(run_dir)[-1]["reason"] == "stopped"
+
+
+async def test_quit_while_runs_are_live_asks_and_stops_them_all(tmp_path, monkeypatch):
+    """The run panes say their runs are live: q names both and stays on Esc; s stops both."""
+    from textual.widgets import Label
+
+    from minigpt.runs import control
+    from minigpt_tui import runs
+    from minigpt_tui.panes.ablate import AblatePane
+
+    sent = []  # the runs' process is this one: record the signals instead of sending them
+    monkeypatch.setattr(runs, "send", lambda pid, sig: sent.append((pid, sig)) or True)
+    app = MinigptApp(attach=live_run(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        train, ablate = app.query_one(TrainPane), app.query_one(AblatePane)
+        ablate.attach(live_ablation(tmp_path))
+        await wait_for(pilot, lambda: all(pane in app.followed and app.followed[pane].live
+                                          for pane in (train, ablate)),
+                       what="the app to hear both runs are live")
+        asked = lambda: isinstance(app.screen, QuitScreen)  # noqa: E731
+        await pilot.press("q")
+        await wait_for(pilot, asked, what="the quit question")
+        assert str(app.screen.query_one(Label).render()).startswith(
+            "Training and An ablation still running")
+        await pilot.press("escape")  # stay: the runs go on
+        await wait_for(pilot, lambda: not asked(), what="the question to close")
+        assert app.is_running and sent == []
+        await pilot.press("q")
+        await wait_for(pilot, asked, what="the quit question")
+        await pilot.press("s")
+    assert sent == [(os.getpid(), control.STOP)] * 2
+    assert train.follower.stop_sent and ablate.follower.stop_sent
 
 
 def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_file, reap_runs):
