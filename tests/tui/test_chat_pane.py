@@ -95,11 +95,14 @@ async def test_invalid_settings_block_generation(checkpoint, monkeypatch):
         pane = await open_chat(app, pilot)
         top_p = app.query_one("#top_p")
         top_p.value = ""
-        top_p.focus()
+        top_p.focus()  # after the focus the loaded model gave the prompt, which may land later
+        await wait_for(pilot, lambda: app.focused is top_p, what="focus in top-p")
         await pilot.press("2")  # typed: validated as it is typed
-        await pilot.pause()
+        await wait_for(pilot, lambda: top_p.value == "2", what="the key typed")
         assert "top-p must be in (0, 1]" in str(app.query_one("#chat-status").render())
-        app.query_one("#chat-prompt").focus()
+        prompt = app.query_one("#chat-prompt")
+        prompt.focus()
+        await wait_for(pilot, lambda: app.focused is prompt, what="focus in the prompt")
         await pilot.press("h", "i", "enter")
         await pilot.pause()
         assert calls == [] and pane.reply is None

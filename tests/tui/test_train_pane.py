@@ -12,11 +12,12 @@ from minigpt.runs.state import list_runs, summarize_run
 from minigpt_tui.app import MinigptApp
 from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.screens.quit import QuitScreen
+from minigpt_tui.screens.run_picker import RunPicker
 from minigpt_tui.widgets.loss_chart import LossChart
 
 from .runs import live_ablation, live_run
-from .screen import shown_lines
-from .waiting import settle, wait_for, wait_until
+from .screen import shown, shown_lines
+from .waiting import wait_for, wait_until
 
 SIZE = (80, 24)
 
@@ -26,9 +27,9 @@ async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
         reap_runs.append(pane.state.run_dir)
-        await wait_for(pilot, lambda: pane.state.status == "finished", what="the run to finish")
-        await settle(pilot)
-        stats = str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the finished run drawn")
+        stats = shown(app, "#train-stats")
         assert "step 60/60" in stats and "tok/s" in stats and "cpu" in stats
         assert "FLOP/s" in stats  # a CPU's peak is unknown: the pane shows FLOP/s, not MFU
         assert pane.state.eval_xs == [0, 60] and len(pane.state.step_xs) > 3
@@ -41,7 +42,8 @@ async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs)
 async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
     app = MinigptApp(attach=finished_run, runs_root=finished_run.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the run drawn")
         pane = app.query_one(TrainPane)
         assert pane.state.status == "finished" and pane.state.step == 40
         assert pane.state.eval_xs == [0, 20, 40]
@@ -65,8 +67,9 @@ async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        stats = str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
+        stats = shown(app, "#train-stats")
         assert "MFU 47%" in stats and "FLOP/s" not in stats
         assert "NVIDIA H100 80GB HBM3 bf16" in stats
         assert "torch.compile failed, training without it: [x]" in str(
@@ -76,11 +79,12 @@ async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
 async def test_run_picker_lists_runs_and_attaches(finished_run):
     app = MinigptApp(runs_root=finished_run.parent)  # runs exist and no --data: the picker opens
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        assert app.screen.__class__.__name__ == "RunPicker"
+        await wait_for(pilot, lambda: isinstance(app.screen, RunPicker), what="the run picker")
         await pilot.press("down", "enter")  # the first row is "new run"; the second is our run
-        await settle(pilot)
-        assert app.query_one(TrainPane).state.run_dir == finished_run
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None
+                       and not isinstance(app.screen, RunPicker), what="the run attached")
+        assert pane.state.run_dir == finished_run
 
 
 async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_file, reap_runs):
@@ -91,8 +95,8 @@ async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_fi
         reap_runs.append(pane.state.run_dir)
         await wait_for(pilot, lambda: pane.state.step > 0, what="training steps")
         await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, QuitScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen),
+                       what="the quit question")
         await pilot.press("s")
     run_dir = pane.state.run_dir
     wait_until(lambda: read_events(run_dir)[-1]["type"] == "done", what="the stopped run's done")
@@ -162,8 +166,9 @@ def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_
     async def attach():
         app = MinigptApp(attach=run_dir, runs_root=runs_root)
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
             pane = app.query_one(TrainPane)
+            await wait_for(pilot, lambda: pane.state is not None and pane.state.step > 0,
+                           what="the run's history")
             assert pane.state.status == "running"
             first = pane.state.step
             assert first > 0 and pane.state.eval_xs[0] == 0  # the history from the start
@@ -179,8 +184,9 @@ async def test_a_run_that_cannot_start_says_why_and_stays_said(tmp_path, corpus_
     blocker.write_text("a file where the runs folder would go")
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=5, runs_root=blocker)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        title = str(app.query_one("#train-title").render())
+        await wait_for(pilot, lambda: shown(app, "#train-title").startswith("cannot start"),
+                       what="the refusal")
+        title = shown(app, "#train-title")
         assert title.startswith("cannot start a run:") and "runs" in title
         assert app.query_one(TrainPane).state is None
 
@@ -218,7 +224,8 @@ async def test_attaching_while_the_data_is_prepared_shows_it_then_training(tmp_p
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
-        await settle(pilot)
+        await wait_for(pilot, lambda: "preparing data" in shown(app, "#train-title"),
+                       what="the preparation drawn")
         assert pane.state.status == "preparing" and pane.is_live
         title = str(app.query_one("#train-title").render())
         assert "preparing data: tokenizing" in title and "read-only" not in title
@@ -267,7 +274,8 @@ async def test_data_found_in_the_cache_says_so(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "data ready" in shown(app, "#train-title"),
+                       what="the prepared data drawn")
         assert app.query_one(TrainPane).state.status == "preparing"
         assert "data ready: 12,345 tokens, cached" in str(app.query_one("#train-title").render())
 
@@ -337,8 +345,9 @@ async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
         done = events[-1]
         assert done["type"] == "done" and done["final_eval_seconds"] is not None
         assert [e for e in events if e["type"] == "eval"][-1]["step"] == done["step"]
-        await settle(pilot)
-        assert "time " in str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the finished run drawn")
+        assert "time " in shown(app, "#train-stats")
         assert app.query_one(ProgressBar).percentage == 1.0  # finished: full, whatever time is left
 
 
@@ -357,8 +366,12 @@ async def test_the_new_run_form_refuses_a_bad_time_or_steps_and_a_time(tmp_path)
             form.query_one("#steps", Input).value = steps
             form.query_one("#time", Input).value = time
             form.query_one("#time", Input).focus()
+            said_before = len(app._notifications)
+            await wait_for(pilot, lambda: app.focused is form.query_one("#time", Input),
+                           what="focus in the time box")
             await pilot.press("enter")
-            await pilot.pause()
+            await wait_for(pilot, lambda before=said_before: len(app._notifications) > before,
+                           what="the refusal")
             assert app.screen is form and app.query_one(TrainPane).state is None
             assert said in str(list(app._notifications)[-1].message)
 
@@ -375,7 +388,8 @@ async def test_the_stats_line_separates_its_fields(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
         assert shown_lines(app.query_one("#train-stats")) == [
             "step 10/100 · loss 2.377 · val 2.385 · eta -",
             "540,000 tok/s · - steps/s · MFU 47% · lr 6.00e-04 · grad 1.00",
@@ -400,7 +414,8 @@ async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
     assert "val 4.250 (step 0)" in describe(summarize_run(run_dir)).plain
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
         assert shown_lines(app.query_one("#train-stats"))[0] == \
             "step 30/100 · loss 2.377 · val 4.250 (step 0) · eta -"
 
@@ -416,7 +431,8 @@ async def test_the_loss_chart_marks_whole_steps(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the run drawn")
         lines = shown_lines(app.query_one("#train-chart", LossChart))
         axis = next(i for i, line in enumerate(lines) if "└" in line)
         ticks = lines[axis + 1].split()
