@@ -1,4 +1,5 @@
-"""Run directories written by hand, as `minigpt train` leaves them."""
+"""Runs without a process: run directories written by hand, as `minigpt train` and `minigpt
+ablate` leave them, and stand-ins for their processes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from pathlib import Path
 
 from minigpt.runs.events import event
 from minigpt.runs.log import EventLog
+
+NO_PROCESS = 2**22 + 1  # above any process id Linux or macOS hands out: a process long gone
+
+
+class StandIn:
+    """In place of a run's child process (subprocess.Popen): started, and still running, or
+    ended with exit_code; no signal reaches it (pid None, or a pid no process has)."""
+
+    def __init__(self, exit_code: int | None = None, pid: int | None = None):
+        self.exit_code, self.pid = exit_code, pid
+
+    def poll(self) -> int | None:
+        return self.exit_code
 
 
 def live_run(root: Path, name: str = "live") -> Path:

@@ -32,6 +32,21 @@ async def start_ablation(app, pilot, variants, corpus_file, steps: str) -> Ablat
     return app.query_one(AblatePane)
 
 
+async def test_the_form_starts_the_ablation_it_shows(tmp_path, launches):
+    """The variants, data, text field, steps and preset in the form: the ablation asked for has
+    them (the slow tests below run it)."""
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#ablate-text-field").value = "body"
+        pane = await start_ablation(app, pilot, ["attention", "tying"], "x.jsonl", "3")
+        await wait_for(pilot, lambda: pane.state is not None, what="the ablation followed")
+    [(args, run_dir)] = launches
+    assert pane.state.run_dir == run_dir and run_dir.parent == tmp_path / "runs"
+    assert args == ["ablate", "attention", "tying", "--out", str(run_dir), "--steps", "3",
+                    "--quiet", "--data", "x.jsonl", "--text-field", "body", "--preset", "tiny"]
+
+
+@pytest.mark.slow
 async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -60,6 +75,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         assert mine["val_loss"] == theirs["val_loss"]
 
 
+@pytest.mark.slow
 async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -71,6 +87,7 @@ async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
         assert app.query_one(DataTable).row_count == 0  # the interrupted baseline is not a result
 
 
+@pytest.mark.slow
 async def test_the_form_passes_the_text_field(tmp_path, english_text):
     """Data x.jsonl and text field body in the form: the ablation reads the body field."""
     data = tmp_path / "corpus.jsonl"

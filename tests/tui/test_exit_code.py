@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs the real command line in a process of its own
+
 CRASH = {
     "tui": "from minigpt_tui.panes.train import TrainPane\n"
            "def boom(self, force=False):\n"

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from textual.widgets import ProgressBar
 
 from minigpt.runs.events import event
@@ -15,13 +16,14 @@ from minigpt_tui.screens.quit import QuitScreen
 from minigpt_tui.screens.run_picker import RunPicker
 from minigpt_tui.widgets.loss_chart import LossChart
 
-from .runs import live_ablation, live_run
+from .runs import NO_PROCESS, live_ablation, live_run
 from .screen import shown, shown_lines
 from .waiting import wait_for, wait_until
 
 SIZE = (80, 24)
 
 
+@pytest.mark.slow
 async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs):
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=60, runs_root=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
@@ -45,9 +47,9 @@ async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
         await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
                        what="the run drawn")
         pane = app.query_one(TrainPane)
-        assert pane.state.status == "finished" and pane.state.step == 40
-        assert pane.state.eval_xs == [0, 20, 40]
-        assert app.query_one("#train-chart", LossChart).series["train"][0] == [0, 20, 40]
+        assert pane.state.status == "finished" and pane.state.step == 4
+        assert pane.state.eval_xs == [0, 2, 4]
+        assert app.query_one("#train-chart", LossChart).series["train"][0] == [0, 2, 4]
         await pilot.press("p")  # a finished run is read-only: a notice, nothing else
         await pilot.pause()
         assert pane.state.status == "finished"
@@ -87,6 +89,7 @@ async def test_run_picker_lists_runs_and_attaches(finished_run):
         assert pane.state.run_dir == finished_run
 
 
+@pytest.mark.slow
 async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_file, reap_runs):
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=100_000,
                      runs_root=tmp_path / "runs")
@@ -135,6 +138,7 @@ async def test_quit_while_runs_are_live_asks_and_stops_them_all(tmp_path, monkey
     assert train.follower.stop_sent and ablate.follower.stop_sent
 
 
+@pytest.mark.slow
 def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_file, reap_runs):
     """The TUI is killed with SIGHUP (a closed SSH connection); its training child goes on."""
     runs_root = tmp_path / "runs"
@@ -209,9 +213,7 @@ def test_a_run_preparing_its_data_is_listed_as_preparing(tmp_path):
     summary = summarize_run(run_dir)
     assert summary.status == "preparing" and summary.pid == os.getpid()
     assert [r.path for r in list_runs(tmp_path)] == [run_dir]
-    gone = subprocess.Popen([sys.executable, "-c", ""])
-    gone.wait()  # a process that ended without a word, as a killed run does
-    killed = preparing_run(tmp_path / "killed", gone.pid)
+    killed = preparing_run(tmp_path / "killed", NO_PROCESS)  # gone without a word: killed
     assert summarize_run(killed).status == "ended"
     log = EventLog(run_dir)
     log.write(event("error", message="big: 3: not JSON"))
@@ -280,6 +282,45 @@ async def test_data_found_in_the_cache_says_so(tmp_path):
         assert "data ready: 12,345 tokens, cached" in str(app.query_one("#train-title").render())
 
 
+async def test_the_app_starts_its_run_as_the_command_line_asked(tmp_path, launches):
+    """minigpt tui --data x.jsonl --text-field body --preset tiny --steps 2: the run it starts is
+    `minigpt train` with those (the slow tests below train it)."""
+    app = MinigptApp(data="x.jsonl", preset="tiny", steps=2, runs_root=tmp_path / "runs",
+                     text_field="body")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None, what="the run followed")
+    [(args, run_dir)] = launches
+    assert pane.state.run_dir == run_dir and run_dir.parent == tmp_path / "runs"
+    assert args == ["train", "--out", str(run_dir), "--quiet", "--data", "x.jsonl",
+                    "--text-field", "body", "--preset", "tiny", "--steps", "2"]
+
+
+@pytest.mark.parametrize("steps, time, length", [("2", "", ["--steps", "2"]),
+                                                 ("", "2s", ["--time", "2s"])])
+async def test_the_new_run_form_starts_the_run_it_shows(tmp_path, launches, steps, time, length):
+    """n, then the form's data, text field, preset and steps or time: the run asked for has
+    them (the slow tests below train it)."""
+    from textual.widgets import Input, Select
+
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the pane's focus")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen.query("#time")) == 1, what="the form")
+        app.screen.query_one("#data", Input).value = "x.jsonl"
+        app.screen.query_one("#text-field", Input).value = "body"
+        app.screen.query_one("#preset", Select).value = "tiny"
+        app.screen.query_one("#steps", Input).value = steps
+        app.screen.query_one("#time", Input).value = time
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: launches, what="the run to start")
+    [(args, run_dir)] = launches
+    assert args == ["train", "--out", str(run_dir), "--quiet", "--data", "x.jsonl",
+                    "--text-field", "body", "--preset", "tiny", *length]
+
+
+@pytest.mark.slow
 async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, english_text):
     """minigpt tui --data x.jsonl --text-field body: the child run reads the body field."""
     data = tmp_path / "corpus.jsonl"
@@ -296,6 +337,7 @@ async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, engl
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
 
 
+@pytest.mark.slow
 async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
     """n, then data x.jsonl and text field body in the form: the run reads the body field."""
     from textual.widgets import Input, Select
@@ -321,6 +363,7 @@ async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
 
 
+@pytest.mark.slow
 async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
     """n, then a time of 2s in the form: the run's plan has that time budget, and it ends by it
     with its final evaluation; the pane shows its clock."""
