@@ -134,7 +134,7 @@ def time_generate(loaded: InferenceModel, prompt_ids: list[int], cfg: SamplingCo
 
 async def run_shape(shape: str, args) -> float:
     from minigpt_tui.app import MinigptApp
-    from minigpt_tui.chat_pane import ChatPane
+    from minigpt_tui.panes.chat import ChatPane
     from minigpt_tui.widgets.reply import Reply
     from minigpt_tui.widgets.token_inspector import TokenInspector
 

@@ -6,6 +6,9 @@
 
 Training and ablations run as child processes in their own sessions, so quitting the TUI or
 losing the SSH connection leaves them running; attaching later replays their history.
+
+The app routes: panes post what happened (minigpt_tui.messages), the app keeps what it needs of
+it and tells the panes concerned. No pane calls the app or reads another pane.
 """
 
 from __future__ import annotations
@@ -15,46 +18,20 @@ from pathlib import Path
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Header, Label, TabbedContent, TabPane
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from minigpt.backends.cpu import decode_threads
 from minigpt.infer.config import SamplingConfig
 from minigpt.runs.files import DEFAULT_RUNS_ROOT
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.ablate_pane import AblatePane
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.inspect_pane import InspectPane
-from minigpt_tui.train_pane import TrainPane
-from minigpt_tui.widgets.run_picker import NEW_RUN, RunPicker
-
-
-class QuitScreen(ModalScreen[str]):
-    """Asked on quit while a run is live: leave it running, stop it, or stay."""
-
-    BINDINGS = [Binding("l", "choose('leave')", "Leave running"),
-                Binding("s", "choose('stop')", "Stop it"),
-                Binding("escape", "choose('cancel')", "Cancel")]
-
-    def __init__(self, what: str):
-        super().__init__()
-        self.what = what
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="form"):
-            yield Label(f"{self.what} still running. Leave it running (attach later with "
-                        "minigpt tui --attach), or stop it?", classes="title")
-            with Horizontal(classes="buttons"):
-                yield Button("Leave running (l)", variant="primary", id="leave")
-                yield Button("Stop it (s)", variant="error", id="stop")
-                yield Button("Cancel (esc)", id="cancel")
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id)
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
+from minigpt_tui.messages import ExchangeChanged, ModelLoaded, PickRun, RunChanged
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.following import FollowingPane
+from minigpt_tui.panes.inspect import InspectPane
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.quit import QuitScreen
+from minigpt_tui.screens.run_picker import NEW_RUN, RunPicker
 
 
 class MinigptApp(App):
@@ -83,6 +60,9 @@ class MinigptApp(App):
         self.attach_dir, self.ckpt = attach, ckpt
         self.runs_root = Path(runs_root)
         self.autostart = autostart
+        # what the panes said last, kept for the panes that need it
+        self.followed: dict[FollowingPane, RunChanged] = {}  # each run pane's run: live or not
+        self.last_exchange = ""  # the Chat pane's: the Inspect pane's suggested prompt
 
     def compose(self) -> ComposeResult:
         yield Header(icon="")
@@ -113,7 +93,10 @@ class MinigptApp(App):
 
     # --- runs --------------------------------------------------------------------------------------
 
+    @on(PickRun)
     def pick_run(self) -> None:
+        """The run picker: attach the run picked to its pane, or open the new run form."""
+
         def picked(choice) -> None:
             if choice == NEW_RUN:
                 self.query_one(TrainPane).action_new_run()
@@ -123,6 +106,7 @@ class MinigptApp(App):
         self.push_screen(RunPicker(list_runs(self.runs_root)), picked)
 
     def open_run(self, run_dir: Path) -> None:
+        """Attach the pane of its kind (Train or Ablate) to a run directory, and show it."""
         summary = summarize_run(run_dir)
         if summary is not None and summary.kind == "ablate":
             self.query_one(AblatePane).attach(run_dir)
@@ -131,22 +115,30 @@ class MinigptApp(App):
             self.query_one(TrainPane).attach(run_dir)
             self.action_show_tab("train")
 
-    def training_beside(self) -> bool:
-        """Whether a training run or an ablation this app follows is under way (chat then leaves
-        it half the cores)."""
-        return self.query_one(TrainPane).is_live or self.query_one(AblatePane).is_live
+    @on(RunChanged)
+    def _run_changed(self, message: RunChanged) -> None:
+        """A reply decodes with half the cores while a run trains beside it (it uses every
+        core too)."""
+        self.followed[message.pane] = message
+        training_beside = any(run.live for run in self.followed.values())
+        self.query_one(ChatPane).threads = decode_threads(training_beside)
 
-    def latest_checkpoint(self) -> Path | None:
-        state = self.query_one(TrainPane).state
-        if state is None:
-            return None
-        from minigpt.runs.files import run_files
+    @on(RunChanged, "TrainPane")
+    def _training_changed(self, message: RunChanged) -> None:
+        """The Chat pane offers the model the Train pane's run saves."""
+        self.query_one(ChatPane).run_checkpoint = message.checkpoint
 
-        path = Path(state.checkpoint) if state.checkpoint else run_files(state.run_dir).checkpoint
-        try:
-            return path if path.exists() else None
-        except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it
-            return None
+    # --- the model ---------------------------------------------------------------------------------
+
+    @on(ModelLoaded)
+    def _chat_model_loaded(self, message: ModelLoaded) -> None:
+        """The Inspect pane looks inside the Chat pane's model."""
+        self.query_one(InspectPane).use_model(message.model, message.tokenizer,
+                                              message.description, message.lock)
+
+    @on(ExchangeChanged)
+    def _exchange_changed(self, message: ExchangeChanged) -> None:
+        self.last_exchange = message.text  # suggested when the Inspect tab is shown
 
     # --- navigation --------------------------------------------------------------------------------
 
@@ -163,15 +155,8 @@ class MinigptApp(App):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "inspect":
-            self.query_one(InspectPane).suggest(self.query_one(ChatPane).last_exchange)
+            self.query_one(InspectPane).suggest(self.last_exchange)
         self._focus_tab(event.pane.id)
-
-    @on(ChatPane.Loaded)
-    def _chat_model_loaded(self, message: ChatPane.Loaded) -> None:
-        """The Inspect pane looks inside the Chat pane's model."""
-        lock = self.query_one(ChatPane).model_lock
-        self.query_one(InspectPane).use_model(message.model, message.tokenizer,
-                                              message.description, lock)
 
     def _focus_tab(self, tab: str) -> None:
         """Focus the pane's main widget once the tab is shown (a hidden widget takes no focus),
@@ -198,17 +183,18 @@ class MinigptApp(App):
     # --- quitting ----------------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        train, ablate = self.query_one(TrainPane), self.query_one(AblatePane)
-        live = [name for name, pane in (("Training", train), ("An ablation", ablate)) if pane.is_live]
+        """Quit, asking first while a run followed here is live: leave it running, or stop it."""
+        live = [pane for pane in self.query(FollowingPane)
+                if pane in self.followed and self.followed[pane].live]
         if not live:
             self.exit()
             return
 
         def decided(choice: str) -> None:
             if choice == "stop":
-                train.stop_run()
-                ablate.stop_run()
+                for pane in live:
+                    pane.stop_run()
             if choice in ("stop", "leave"):
                 self.exit()
 
-        self.push_screen(QuitScreen(" and ".join(live)), decided)
+        self.push_screen(QuitScreen(" and ".join(pane.RUN_NAME for pane in live)), decided)

@@ -24,11 +24,12 @@ def corpus_file(tmp_path, english_text) -> Path:
     return path
 
 
-@pytest.fixture
-def finished_run(tmp_path, english_text) -> Path:
-    """A run directory written by the real trainer: 40 steps, evaluations every 20."""
-    run_dir = tmp_path / "checkpoints" / "finished"
-    cfg = preset("tiny").with_overrides(max_steps=40, eval_interval=20, log_interval=5, **TINY)
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, english_text) -> Path:
+    """A run directory written by the real trainer, in this process: 4 steps, evaluations every
+    2. Trained once for the session: the tests only read it (the TUI never writes to a run)."""
+    run_dir = tmp_path_factory.mktemp("finished") / "checkpoints" / "finished"
+    cfg = preset("tiny").with_overrides(max_steps=4, eval_interval=2, log_interval=1, **TINY)
     trainer = Trainer(cfg, prepare_data(Corpus(english_text[:30_000], "t", "test text"), cfg),
                       device="cpu", run_dir=run_dir)
     for _ in trainer.run():
@@ -66,3 +67,22 @@ def kill_launched_children(monkeypatch):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+
+
+@pytest.fixture
+def launches(monkeypatch) -> list[tuple[list[str], Path]]:
+    """The runs the panes start, as (the arguments of `minigpt`, the run directory), none of them
+    started: each pane follows a stand-in that never ends (tests of what the TUI asks for, in
+    this process; the slow tests start real children)."""
+    from minigpt_tui import runs
+
+    from .runs import StandIn
+
+    asked = []
+
+    def launch(args, run_dir):
+        asked.append((args, run_dir))
+        return StandIn()
+
+    monkeypatch.setattr(runs, "_launch", launch)
+    return asked

@@ -6,11 +6,12 @@ import pytest
 from textual.widgets import DataTable, SelectionList
 
 from minigpt.runs.log import read_events
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
+from minigpt_tui.panes.ablate import AblatePane
 
+from .screen import shown
 from .test_gradient_flow import write_events
-from .waiting import settle, wait_for
+from .waiting import wait_for
 
 SIZE = (80, 24)
 
@@ -31,13 +32,27 @@ async def start_ablation(app, pilot, variants, corpus_file, steps: str) -> Ablat
     return app.query_one(AblatePane)
 
 
+async def test_the_form_starts_the_ablation_it_shows(tmp_path, launches):
+    """The variants, data, text field, steps and preset in the form: the ablation asked for has
+    them (the slow tests below run it)."""
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#ablate-text-field").value = "body"
+        pane = await start_ablation(app, pilot, ["attention", "tying"], "x.jsonl", "3")
+        await wait_for(pilot, lambda: pane.state is not None, what="the ablation followed")
+    [(args, run_dir)] = launches
+    assert pane.state.run_dir == run_dir and run_dir.parent == tmp_path / "runs"
+    assert args == ["ablate", "attention", "tying", "--out", str(run_dir), "--steps", "3",
+                    "--quiet", "--data", "x.jsonl", "--text-field", "body", "--preset", "tiny"]
+
+
+@pytest.mark.slow
 async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await start_ablation(app, pilot, ["attention", "tying"], corpus_file, "15")
-        await wait_for(pilot, lambda: pane.state.status == "finished", timeout=300,
-                       what="the ablation to finish")
-        await pilot.pause(0.6)
+        await wait_for(pilot, lambda: shown(app, "#ablate-status").startswith("finished"),
+                       timeout=300, what="the finished ablation drawn")
         table = app.query_one(DataTable)
         assert table.row_count == 3
         assert [str(table.get_row_at(i)[0]) for i in range(3)] == [  # cells are Text: no markup
@@ -45,8 +60,8 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         assert set(app.query_one("#ablate-chart").series) == {"baseline", "attention", "tying"}
         assert all(len(steps) > 0 for steps, _ in app.query_one("#ablate-chart").series.values())
         table.move_cursor(row=1)
-        await pilot.pause()
-        assert "attention" in str(app.query_one("#ablate-sample").render())
+        await wait_for(pilot, lambda: "attention" in shown(app, "#ablate-sample"),
+                       what="the attention variant's sample")
         pane_results = [e for e in read_events(pane.state.run_dir) if e["type"] == "result"]
 
     out = tmp_path / "headless.json"
@@ -60,6 +75,7 @@ async def test_ablation_of_two_variants_fills_the_table_like_the_command(tmp_pat
         assert mine["val_loss"] == theirs["val_loss"]
 
 
+@pytest.mark.slow
 async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -71,6 +87,7 @@ async def test_cancel_keeps_finished_variants(tmp_path, corpus_file):
         assert app.query_one(DataTable).row_count == 0  # the interrupted baseline is not a result
 
 
+@pytest.mark.slow
 async def test_the_form_passes_the_text_field(tmp_path, english_text):
     """Data x.jsonl and text field body in the form: the ablation reads the body field."""
     data = tmp_path / "corpus.jsonl"
@@ -134,27 +151,22 @@ def footer_keys(app) -> str:
 async def test_a_key_reaches_the_variants_and_their_cursor_picks_the_detail(tmp_path):
     app = MinigptApp(attach=finished_ablation(tmp_path), runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        assert app.focused is app.query_one("#ablate-variants")
+        focused = lambda selector: app.focused is app.query_one(selector)  # noqa: E731
+        await wait_for(pilot, lambda: focused("#ablate-variants"), what="the form's focus")
         await pilot.press("f2")
-        await settle(pilot)
-        assert app.focused is app.query_one(DataTable)
-        assert "Variant" in footer_keys(app)
-        sample = app.query_one("#ablate-sample")
-        assert "the baseline sample" in str(sample.render())
+        await wait_for(pilot, lambda: focused("#ablate-table") and "Variant" in footer_keys(app),
+                       what="the table's focus and keys")
+        sample = lambda: shown(app, "#ablate-sample")  # noqa: E731
+        await wait_for(pilot, lambda: "the baseline sample" in sample(), what="the first sample")
         await pilot.press("down")
-        await settle(pilot)
-        assert "the residual sample" in str(sample.render())
+        await wait_for(pilot, lambda: "the residual sample" in sample(), what="the next sample")
         await pilot.press("down")
-        await settle(pilot)
-        assert "the attention sample" in str(sample.render())
+        await wait_for(pilot, lambda: "the attention sample" in sample(), what="the last sample")
         await pilot.press("tab")  # on to the box beside: it scrolls with the keys
-        await settle(pilot)
-        assert app.focused is app.query_one("#ablate-sample-box")
-        assert "Scroll" in footer_keys(app)
+        await wait_for(pilot, lambda: focused("#ablate-sample-box")
+                       and "Scroll" in footer_keys(app), what="the box's focus and keys")
         await pilot.press("f2")  # back to the form
-        await settle(pilot)
-        assert app.focused is app.query_one("#ablate-variants")
+        await wait_for(pilot, lambda: focused("#ablate-variants"), what="the form's focus again")
         start = app.query_one("#ablate-start")
         assert start.region and app.screen.region.contains_region(start.region)
 
@@ -164,9 +176,13 @@ async def test_the_gradient_flow_and_every_evidence_line_are_on_screen(tmp_path,
     """At 80x24 after one key (the results take the pane), at 120x40 beside the form."""
     app = MinigptApp(attach=finished_ablation(tmp_path), runs_root=tmp_path)
     async with app.run_test(size=size) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: app.focused is app.query_one("#ablate-variants"),
+                       what="the form's focus")  # a key pressed before it lands goes nowhere
         await pilot.press(*keys)
-        await settle(pilot)
+        table = app.query_one("#ablate-table")
+        await wait_for(pilot, lambda: (app.focused is table) == bool(keys)
+                       and "grad norm by layer" in " ".join(screen_lines(app)),
+                       what="the gradient flow on screen")
         lines = screen_lines(app)
         screen = " ".join(" ".join(line.split()) for line in lines)
         assert "grad norm by layer" in screen

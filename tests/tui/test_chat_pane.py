@@ -1,3 +1,4 @@
+import os
 import time
 
 import pytest
@@ -9,9 +10,11 @@ from minigpt.infer import sampling
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
+from .runs import live_run
 from .screen import shown_lines
 from .waiting import wait_for
 
@@ -92,11 +95,14 @@ async def test_invalid_settings_block_generation(checkpoint, monkeypatch):
         pane = await open_chat(app, pilot)
         top_p = app.query_one("#top_p")
         top_p.value = ""
-        top_p.focus()
+        top_p.focus()  # after the focus the loaded model gave the prompt, which may land later
+        await wait_for(pilot, lambda: app.focused is top_p, what="focus in top-p")
         await pilot.press("2")  # typed: validated as it is typed
-        await pilot.pause()
+        await wait_for(pilot, lambda: top_p.value == "2", what="the key typed")
         assert "top-p must be in (0, 1]" in str(app.query_one("#chat-status").render())
-        app.query_one("#chat-prompt").focus()
+        prompt = app.query_one("#chat-prompt")
+        prompt.focus()
+        await wait_for(pilot, lambda: app.focused is prompt, what="focus in the prompt")
         await pilot.press("h", "i", "enter")
         await pilot.pause()
         assert calls == [] and pane.reply is None
@@ -216,7 +222,7 @@ def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
 @pytest.mark.parametrize("typed, stop", [("", ()), ("END", ("END",)), ("[x", None),
                                          ('["\\n\\n", "[b]"]', ("\n\n", "[b]"))])
 def test_stop_strings_as_typed(typed, stop):
-    from minigpt_tui.chat_pane import parse_stop, show_stop
+    from minigpt_tui.panes.chat import parse_stop, show_stop
 
     if stop is None:
         with pytest.raises(ValueError):
@@ -295,16 +301,19 @@ async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monk
 
 @pytest.mark.parametrize("training", [False, True])
 async def test_a_reply_takes_every_core_unless_a_run_trains_beside_it(checkpoint, monkeypatch,
-                                                                      training):
-    import os
-
+                                                                      training, tmp_path):
+    """The Train pane says its run is live, the app tells the Chat pane to decode with half the
+    cores."""
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     app = MinigptApp(ckpt=checkpoint, autostart=False)
-    monkeypatch.setattr(app, "training_beside", lambda: training)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_chat(app, pilot)
+        if training:
+            train = app.query_one(TrainPane)
+            train.attach(live_run(tmp_path))
+            await wait_for(pilot, lambda: train in app.followed, what="the app to hear of it")
         app.query_one("#max_new_tokens").value = "3"
         await ask(pilot, pane, "the cat")
     assert seen[-1] == (4 if training else 8)
@@ -314,7 +323,7 @@ async def test_a_streaming_reply_shows_its_candidates_a_few_times_a_second_and_a
         checkpoint, monkeypatch):
     """Redrawing the candidates and tokens/s with every batch redraws most of the screen: they
     follow the reply at most every SIDE_EVERY seconds, and show its last token when it ends."""
-    from minigpt_tui import chat_pane
+    from minigpt_tui.panes import chat as chat_pane
 
     monkeypatch.setattr(chat_pane, "POST_EVERY", 0.0)  # a batch per token
     monkeypatch.setattr(chat_pane, "SIDE_EVERY", 3600.0)  # only at the end

@@ -7,7 +7,7 @@ from textual.widgets import Select
 from minigpt.infer.config import STRATEGIES
 from minigpt.train.config import PRESETS, preset
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.panes.train import TrainPane
 
 from .waiting import wait_for
 

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs the real command line in a process of its own
+
 CRASH = {
-    "tui": "from minigpt_tui.train_pane import TrainPane\n"
+    "tui": "from minigpt_tui.panes.train import TrainPane\n"
            "def boom(self, force=False):\n"
            "    raise RuntimeError('boom in the Train pane')\n"
            "TrainPane.redraw = boom\n",
-    "chat": "from minigpt_tui.chat_pane import ChatPane\n"
+    "chat": "from minigpt_tui.panes.chat import ChatPane\n"
             "def boom(self, path, weights=None):\n"
             "    raise RuntimeError('boom in the Chat pane')\n"
             "ChatPane.load = boom\n",

@@ -8,8 +8,8 @@ from textual.widgets import DataTable
 from minigpt.runs.files import EVENTS_NAME
 from minigpt_tui.app import MinigptApp
 
-from .screen import shown_lines
-from .waiting import settle
+from .screen import shown, shown_lines
+from .waiting import wait_for
 
 SIZE = (80, 24)
 NORMS = {"embedding": 1.2, "1": 0.6, "2": 0.004, "head": 0.09}
@@ -36,8 +36,9 @@ async def test_the_train_pane_shows_each_layers_gradient_norm(tmp_path):
                  {"type": "done", "step": 10, "reason": "stopped"})
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
         grad = app.query_one("#train-grad")
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title")
+                       and grad.region.width > 0, what="the bars laid out")
         assert grad.display and grad.region.right <= SIZE[0]
         lines = shown_lines(grad)
         assert lines[0].startswith("gradient norm")
@@ -55,7 +56,8 @@ async def test_a_run_without_layer_norms_shows_no_chart(tmp_path):
                  {"type": "done", "step": 10, "reason": "stopped"})
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
         assert not app.query_one("#train-grad").display
 
 
@@ -75,11 +77,13 @@ async def test_the_ablate_pane_shows_variants_side_by_side_and_the_evidence(tmp_
         {"type": "ablation_done", "reason": "finished", "results": []})
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
         table = app.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="the results")
         table.focus()
+        await wait_for(pilot, lambda: app.focused is table, what="the table's focus")
         await pilot.press("down")  # the residual variant
-        await settle(pilot)
+        await wait_for(pilot, lambda: "residual" in shown(app, "#ablate-sample"),
+                       what="the residual variant's detail")
         evidence = " ".join(" ".join(shown_lines(app.query_one("#ablate-evidence"))).split())
         assert "▸residual no residual: layer 1 gradient norm 1/40 of the baseline's [b]" in evidence
         grad = app.query_one("#ablate-grad")

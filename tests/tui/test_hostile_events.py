@@ -16,14 +16,14 @@ from minigpt.model.gpt import GPT
 from minigpt.runs.files import EVENTS_NAME
 from minigpt.runs.log import EventTail, read_events
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.run_picker import RunPicker, describe
 from minigpt_tui.widgets.loss_chart import LossChart
-from minigpt_tui.widgets.run_picker import RunPicker, describe
 
-from .waiting import settle, wait_for
+from .waiting import wait_for
 
 SIZE = (80, 24)
 TYPES = ["start", "step", "eval", "sample", "checkpoint", "done", "paused", "resumed", "error",
@@ -42,6 +42,12 @@ NAMED = ['{"type": "step"}', "[1, 2, 3]", '"step"', "null", '{"type": ["step"]}'
          '{"type": "eval", "step": 10, "train_loss": NaN, "val_loss": -Infinity}',
          '{"type": "done", "step": 11, "reason": 7, "train_loss": NaN}',
          '{"type": "step", "variant": [], "step": 3, "loss": 1.0}', "not json at all", "{"]
+
+
+def caught_up(pane) -> bool:
+    """Whether the pane's follower has read its run's events file to the end."""
+    tail = pane.follower.tail
+    return tail._offset == tail.path.stat().st_size
 
 
 def random_value(rng: random.Random, depth: int = 0):
@@ -142,10 +148,11 @@ async def test_panes_survive_random_events(tmp_path, seed):
             if round_ % 2 == 0 and table.row_count:
                 table.focus()
                 await pilot.press("down", "down")  # each highlighted row shows its sample
-            await settle(pilot)
+            await wait_for(pilot, lambda: caught_up(train) and caught_up(ablate),
+                           what="both panes to read the new lines")
             assert app.is_running
         train.redraw()
-        await settle(pilot)
+        await pilot.pause()
         assert train.state.run_dir == train_dir and ablate.state.run_dir == ablate_dir
         assert "train-run" in str(app.query_one("#train-title").render())
         assert all(math.isfinite(v) for v in app.query_one(Sparkline).data)
@@ -153,8 +160,8 @@ async def test_panes_survive_random_events(tmp_path, seed):
             for xs, ys in pane.query_one(LossChart).series.values():
                 assert len(xs) == len(ys) and all(map(math.isfinite, [*xs, *ys]))
         app.push_screen(RunPicker(list_runs(tmp_path)))  # every row of the picker, drawn
-        await settle(pilot)
-        assert app.is_running and isinstance(app.screen, RunPicker)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunPicker), what="the picker")
+        assert app.is_running
 
 
 @pytest.fixture
@@ -188,7 +195,8 @@ def diverged_run(tmp_path):
 async def test_a_diverged_run_can_be_attached_and_its_checkpoint_is_refused(diverged_run):
     app = MinigptApp(attach=diverged_run, runs_root=diverged_run.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "finished" in str(app.query_one("#train-title").render()),
+                       what="the run drawn")
         pane = app.query_one(TrainPane)
         assert pane.state.status == "finished" and pane.state.step == 30
         assert "loss nan" in str(app.query_one("#train-stats").render())  # said, not drawn
@@ -205,7 +213,6 @@ async def test_a_diverged_run_can_be_attached_and_its_checkpoint_is_refused(dive
         chat = app.query_one(ChatPane)
         shown = lambda: str(app.query_one("#chat-model").render())  # noqa: E731
         await wait_for(pilot, lambda: not shown().startswith("loading"), what="the load")
-        await settle(pilot)
         assert chat.model is None
         assert "NaN" in shown() and "\n" not in shown()
         assert app.is_running

@@ -12,15 +12,15 @@ from minigpt.data.tokenizer import CharTokenizer
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt.runs.files import EVENTS_NAME
-from minigpt_tui.ablate_pane import AblatePane
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
+from minigpt_tui.panes.ablate import AblatePane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.train import TrainPane
 from minigpt_tui.runs import LOG_NAME
-from minigpt_tui.train_pane import TrainPane
 from minigpt_tui.widgets.token_inspector import TokenInspector
 
 from .screen import shown_lines
-from .waiting import settle, wait_for
+from .waiting import wait_for
 
 SIZE = (80, 24)
 # Markup tags, a closing tag with nothing open, an unclosed tag, escapes, an action, the piece
@@ -74,7 +74,7 @@ async def test_train_pane_shows_foreign_text_literally(tmp_path, ending):
         await wait_for(pilot, lambda: pane.state.status not in ("starting", "running"),
                        what="the run's end")
         pane.redraw()
-        await settle(pilot)
+        await pilot.pause()
         assert app.is_running
         title = str(app.query_one("#train-title").render())
         assert NAME in title
@@ -106,16 +106,18 @@ async def test_ablate_pane_shows_foreign_text_literally(tmp_path, ending):
     run_dir = ablate_run(tmp_path, ending)
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        table = app.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="the results drawn")
         assert app.query_one(AblatePane).state.run_dir == run_dir
         status = str(app.query_one("#ablate-status").render())
         literal(status, "the status line")
         if ending["type"] == "ablation_done":
             assert NAME in status  # the run directory
-        table = app.query_one(DataTable)
         table.focus()
+        await wait_for(pilot, lambda: app.focused is table, what="the table's focus")
         await pilot.press("down")  # the second row: the variant with the hostile name
-        await settle(pilot)
+        await wait_for(pilot, lambda: NAME in str(app.query_one("#ablate-sample").render()),
+                       what="the second variant's sample")
         assert NAME in "\n".join(shown_lines(table))
         sample = str(app.query_one("#ablate-sample").render())
         assert sample.startswith(NAME)
@@ -127,8 +129,8 @@ async def test_run_picker_shows_run_names_literally(tmp_path):
     train_run(tmp_path, NAME, [{"type": "done", "step": 10, "reason": "finished"}])
     app = MinigptApp(runs_root=tmp_path)  # runs exist: the picker opens
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        assert app.screen.__class__.__name__ == "RunPicker"
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunPicker",
+                       what="the run picker")
         assert NAME in "\n".join(shown_lines(app.screen.query_one(OptionList)))
 
 
@@ -155,7 +157,6 @@ async def test_chat_pane_shows_paths_replies_and_tokens_literally(hostile_checkp
         await pilot.press("enter")
         await wait_for(pilot, lambda: pane.reply is not None and not pane.generating,
                        what="the reply")
-        await settle(pilot)
         shown = "".join("".join(shown_lines(pane.reply)).split())  # wrapped: spaces aside
         assert shown.startswith("[b]a[/][bold\\[d][@click=app.quit]")
         # the model's characters, drawn as they came
@@ -188,7 +189,7 @@ async def test_errors_naming_foreign_paths_are_shown_literally(tmp_path):
         missing = tmp_path / ("no" + NAME)
         app.screen.query_one("Input").value = str(missing)
         await pilot.press("enter")
-        await settle(pilot)
-        toasts = [str(toast.render()) for toast in app.screen.query("Toast")]
-        assert any(str(missing) in toast for toast in toasts), toasts
+        await wait_for(pilot, lambda: any(str(missing) in str(toast.render())
+                                          for toast in app.screen.query("Toast")),
+                       what="the notification naming the path")
         assert app.is_running

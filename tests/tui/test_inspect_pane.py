@@ -15,10 +15,10 @@ from minigpt.data.tokenizer import CharTokenizer
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
 from minigpt_tui.app import MinigptApp
-from minigpt_tui.chat_pane import ChatPane
-from minigpt_tui.inspect_pane import NO_MODEL, InspectPane
+from minigpt_tui.panes.chat import ChatPane
+from minigpt_tui.panes.inspect import NO_MODEL, InspectPane
 
-from .waiting import settle, wait_for
+from .waiting import wait_for
 
 SIZE = (80, 24)
 CHARS = " abcdefghijklmnopqrstuvwxyz.,\n"
@@ -59,15 +59,22 @@ def screen_lines(app) -> list[str]:
     return ["".join(row) for row in rows]
 
 
-async def inspected(app, pilot, prompt: str = PROMPT) -> InspectPane:
+async def show_inspect(app, pilot) -> None:
+    """Once the model is loaded, the Inspect tab, its prompt focused."""
     await wait_for(pilot, lambda: app.query_one(ChatPane).model is not None,
                    what="the model to load")
-    await settle(pilot)  # the Chat pane focuses its prompt once loaded: let that land first
+    # the Chat pane focuses its prompt once loaded: let that land first
+    await wait_for(pilot, lambda: app.focused is app.query_one("#chat-prompt"),
+                   what="focus in the Chat pane")
     app.action_show_tab("inspect")  # (a 4 typed in the Chat pane's prompt is text)
-    await settle(pilot)
+    await wait_for(pilot, lambda: app.focused is app.query_one("#inspect-prompt"),
+                   what="focus in the Inspect pane")
+
+
+async def inspected(app, pilot, prompt: str = PROMPT) -> InspectPane:
+    await show_inspect(app, pilot)
     pane = app.query_one(InspectPane)
     box = pane.query_one("#inspect-prompt")
-    assert app.focused is box
     box.value = prompt
     await pilot.press("enter")
     await wait_for(pilot, lambda: pane.inspection is not None, what="the inspection")
@@ -155,11 +162,12 @@ async def test_without_a_model_the_pane_says_how_to_get_one(tmp_path):
     app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
-        await settle(pilot)
+        await wait_for(pilot, lambda: app.focused is app.query_one("#inspect-prompt"),
+                       what="focus in the Inspect pane")
         assert NO_MODEL in str(app.query_one("#inspect-model").render())
         app.query_one("#inspect-prompt").value = "hello"
         await pilot.press("enter")
-        await pilot.pause()
+        await wait_for(pilot, lambda: status(app) != "", what="the answer")
         assert "ctrl+o" in status(app) and "minigpt chat --ckpt" in status(app)
 
 
@@ -168,11 +176,7 @@ async def test_without_a_model_the_pane_says_how_to_get_one(tmp_path):
 async def test_a_bad_prompt_is_one_line(checkpoint, prompt, said):
     app = MinigptApp(ckpt=checkpoint, autostart=False)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.query_one(ChatPane).model is not None,
-                       what="the model to load")
-        await settle(pilot)
-        app.action_show_tab("inspect")
-        await settle(pilot)
+        await show_inspect(app, pilot)
         app.query_one("#inspect-prompt").value = prompt
         await pilot.press("enter")
         await wait_for(pilot, lambda: status(app) not in ("", "inspecting ..."),
@@ -194,16 +198,17 @@ async def test_the_prompt_defaults_to_the_last_chat_exchange(checkpoint):
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.reply is not None and not chat.generating,
                        what="the reply")
-        app.action_show_tab("inspect")
-        await settle(pilot)
         box = app.query_one("#inspect-prompt")
+        app.action_show_tab("inspect")
+        await wait_for(pilot, lambda: app.focused is box, what="focus in the Inspect pane")
         assert box.value == str(chat.reply_text) and box.value.startswith("the cat")
         assert len(box.value) == len("the cat") + 5
         box.value = "my own"  # what the user typed stays
         app.action_show_tab("chat")
-        await settle(pilot)
+        await wait_for(pilot, lambda: app.focused is app.query_one("#chat-prompt"),
+                       what="focus in the Chat pane")
         app.action_show_tab("inspect")
-        await settle(pilot)
+        await wait_for(pilot, lambda: app.focused is box, what="focus in the Inspect pane")
         assert box.value == "my own"
 
 
@@ -220,7 +225,7 @@ async def test_an_exchange_with_newlines_is_shown_on_one_line_and_inspected_as_i
         box.value = ""
         app.query_one(InspectPane).suggest("the\ncat")
         app.action_show_tab("inspect")
-        await settle(pilot)
+        await wait_for(pilot, lambda: app.focused is box, what="focus in the Inspect pane")
         assert box.value == "the↵cat"
         box.focus()
         await pilot.press("enter")

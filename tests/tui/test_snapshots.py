@@ -6,6 +6,8 @@ import pytest
 
 from minigpt_tui.app import MinigptApp
 
+from .waiting import wait_for
+
 SIZE = (80, 24)
 
 
@@ -29,13 +31,20 @@ async def footer_settled(pilot, timeout: float = 10.0) -> None:
         last = now
 
 
-def keys_then_steady(*keys):
-    """Press keys, then stop cursors blinking: a blink caught on or off is not a difference."""
+def keys_then_steady(*keys, focus: str):
+    """Press keys, wait for focus to land on the widget whose id is focus (it moves after a
+    refresh), then stop cursors blinking: a blink caught on or off is not a difference."""
 
     async def run_before(pilot) -> None:
-        await footer_settled(pilot)  # a key pressed before the pane has focus goes nowhere
+        def focused(widget_id: str | None = None) -> bool:
+            now = pilot.app.focused
+            return now is not None and (widget_id is None or now.id == widget_id)
+
+        # a key pressed before the pane has focus goes nowhere
+        await wait_for(pilot, focused, what="the first focus")
+        await footer_settled(pilot)
         await pilot.press(*keys)
-        await pilot.pause(0.5)  # focus moves after a refresh: let it land before the picture
+        await wait_for(pilot, lambda: focused(focus), what=f"focus on #{focus}")
         await footer_settled(pilot)
         for screen in pilot.app.screen_stack:
             for box in screen.query("Input"):
@@ -46,12 +55,14 @@ def keys_then_steady(*keys):
 
 
 def test_new_run_form(app, snap_compare):
-    assert snap_compare(app, run_before=keys_then_steady("n"), terminal_size=SIZE)
+    assert snap_compare(app, run_before=keys_then_steady("n", focus="data"), terminal_size=SIZE)
 
 
 def test_ablate_pane_before_a_run(app, snap_compare):
-    assert snap_compare(app, run_before=keys_then_steady("3"), terminal_size=SIZE)
+    assert snap_compare(app, run_before=keys_then_steady("3", focus="ablate-variants"),
+                        terminal_size=SIZE)
 
 
 def test_inspect_pane_without_a_model(app, snap_compare):
-    assert snap_compare(app, run_before=keys_then_steady("4"), terminal_size=SIZE)
+    assert snap_compare(app, run_before=keys_then_steady("4", focus="inspect-prompt"),
+                        terminal_size=SIZE)

@@ -6,8 +6,9 @@ from textual.widgets import TabbedContent
 
 from minigpt_tui import app as app_module
 from minigpt_tui.app import MinigptApp
+from minigpt_tui.panes.train import TrainPane
 
-from .waiting import settle
+from .waiting import wait_for
 
 SIZE = (80, 24)
 
@@ -25,20 +26,21 @@ class CountingApp(MinigptApp):
 async def test_fast_tab_keys_settle_on_the_last_tab(finished_run):
     app = CountingApp(attach=finished_run, runs_root=finished_run.parent)  # idle: nothing live
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
         tabs = app.query_one(TabbedContent)
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the first focus")
         # three keys in one batch, as a terminal delivers "1 2 3" typed fast or sent by tmux
         for key in "123":
             app.simulate_key(key)
-        await settle(pilot, 1.0)
-        assert tabs.active == "ablate"
+        ablate_focused = lambda: app.focused is app.query_one("#ablate-variants")  # noqa: E731
+        await wait_for(pilot, lambda: tabs.active == "ablate" and ablate_focused(),
+                       what="the last tab and its focus")
         before, seen = app.activations, set()
         for _ in range(20):  # a second more: nothing may switch tabs by itself
             await pilot.pause(0.05)
             seen.add(tabs.active)
         assert seen == {"ablate"}
         assert app.activations == before
-        assert app.focused is not None and app.focused.id == "ablate-variants"
+        assert ablate_focused()
 
 
 async def test_each_tab_key_shows_its_tab_from_any_other(finished_run):
@@ -46,18 +48,17 @@ async def test_each_tab_key_shows_its_tab_from_any_other(finished_run):
     which showed that pane again: 1 from the Ablate tab stayed on Ablate."""
     app = MinigptApp(attach=finished_run, runs_root=finished_run.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
         tabs = app.query_one(TabbedContent)
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the first focus")
         focus = {"train": "TrainPane", "ablate": "#ablate-variants", "chat": "#chat-prompt",
                  "inspect": "#inspect-prompt"}
         for key, tab in [("3", "ablate"), ("4", "inspect"), ("tab", "inspect"), ("1", "train"),
                          ("4", "inspect"), ("tab", "inspect"), ("3", "ablate"), ("2", "chat")]:
-            if key == "tab":  # from the prompt (where a digit is text) to the view, as a user does
-                await pilot.press("tab")
-                await settle(pilot)
-                assert app.focused is app.query_one("#inspect-view")
-                continue
+            # from the prompt (where a digit is text) to the view, as a user does
+            target = app.query_one("#inspect-view" if key == "tab" else focus[tab])
             await pilot.press(key)
-            await settle(pilot)
+            await wait_for(pilot, lambda target=target: app.focused is target,
+                           what=f"focus after {key}")
             assert tabs.active == tab, f"after {key}"
-            assert app.focused is app.query_one(focus[tab])
+            await pilot.pause()
+            assert tabs.active == tab and app.focused is target, f"{key}: it moved on"

@@ -4,29 +4,34 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from textual.widgets import ProgressBar
 
 from minigpt.runs.events import event
 from minigpt.runs.log import EventLog, process_alive, read_events
 from minigpt.runs.state import list_runs, summarize_run
-from minigpt_tui.app import MinigptApp, QuitScreen
-from minigpt_tui.train_pane import TrainPane
+from minigpt_tui.app import MinigptApp
+from minigpt_tui.panes.train import TrainPane
+from minigpt_tui.screens.quit import QuitScreen
+from minigpt_tui.screens.run_picker import RunPicker
 from minigpt_tui.widgets.loss_chart import LossChart
 
-from .screen import shown_lines
-from .waiting import settle, wait_for, wait_until
+from .runs import NO_PROCESS, live_ablation, live_run
+from .screen import shown, shown_lines
+from .waiting import wait_for, wait_until
 
 SIZE = (80, 24)
 
 
+@pytest.mark.slow
 async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs):
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=60, runs_root=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
         reap_runs.append(pane.state.run_dir)
-        await wait_for(pilot, lambda: pane.state.status == "finished", what="the run to finish")
-        await settle(pilot)
-        stats = str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the finished run drawn")
+        stats = shown(app, "#train-stats")
         assert "step 60/60" in stats and "tok/s" in stats and "cpu" in stats
         assert "FLOP/s" in stats  # a CPU's peak is unknown: the pane shows FLOP/s, not MFU
         assert pane.state.eval_xs == [0, 60] and len(pane.state.step_xs) > 3
@@ -39,11 +44,12 @@ async def test_training_updates_the_train_pane(tmp_path, corpus_file, reap_runs)
 async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
     app = MinigptApp(attach=finished_run, runs_root=finished_run.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the run drawn")
         pane = app.query_one(TrainPane)
-        assert pane.state.status == "finished" and pane.state.step == 40
-        assert pane.state.eval_xs == [0, 20, 40]
-        assert app.query_one("#train-chart", LossChart).series["train"][0] == [0, 20, 40]
+        assert pane.state.status == "finished" and pane.state.step == 4
+        assert pane.state.eval_xs == [0, 2, 4]
+        assert app.query_one("#train-chart", LossChart).series["train"][0] == [0, 2, 4]
         await pilot.press("p")  # a finished run is read-only: a notice, nothing else
         await pilot.pause()
         assert pane.state.status == "finished"
@@ -63,8 +69,9 @@ async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        stats = str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
+        stats = shown(app, "#train-stats")
         assert "MFU 47%" in stats and "FLOP/s" not in stats
         assert "NVIDIA H100 80GB HBM3 bf16" in stats
         assert "torch.compile failed, training without it: [x]" in str(
@@ -74,13 +81,15 @@ async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
 async def test_run_picker_lists_runs_and_attaches(finished_run):
     app = MinigptApp(runs_root=finished_run.parent)  # runs exist and no --data: the picker opens
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        assert app.screen.__class__.__name__ == "RunPicker"
+        await wait_for(pilot, lambda: isinstance(app.screen, RunPicker), what="the run picker")
         await pilot.press("down", "enter")  # the first row is "new run"; the second is our run
-        await settle(pilot)
-        assert app.query_one(TrainPane).state.run_dir == finished_run
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None
+                       and not isinstance(app.screen, RunPicker), what="the run attached")
+        assert pane.state.run_dir == finished_run
 
 
+@pytest.mark.slow
 async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_file, reap_runs):
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=100_000,
                      runs_root=tmp_path / "runs")
@@ -89,14 +98,47 @@ async def test_quit_while_training_asks_and_can_stop_the_run(tmp_path, corpus_fi
         reap_runs.append(pane.state.run_dir)
         await wait_for(pilot, lambda: pane.state.step > 0, what="training steps")
         await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, QuitScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen),
+                       what="the quit question")
         await pilot.press("s")
     run_dir = pane.state.run_dir
     wait_until(lambda: read_events(run_dir)[-1]["type"] == "done", what="the stopped run's done")
     assert read_events(run_dir)[-1]["reason"] == "stopped"
 
 
+async def test_quit_while_runs_are_live_asks_and_stops_them_all(tmp_path, monkeypatch):
+    """The run panes say their runs are live: q names both and stays on Esc; s stops both."""
+    from textual.widgets import Label
+
+    from minigpt.runs import control
+    from minigpt_tui import runs
+    from minigpt_tui.panes.ablate import AblatePane
+
+    sent = []  # the runs' process is this one: record the signals instead of sending them
+    monkeypatch.setattr(runs, "send", lambda pid, sig: sent.append((pid, sig)) or True)
+    app = MinigptApp(attach=live_run(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        train, ablate = app.query_one(TrainPane), app.query_one(AblatePane)
+        ablate.attach(live_ablation(tmp_path))
+        await wait_for(pilot, lambda: all(pane in app.followed and app.followed[pane].live
+                                          for pane in (train, ablate)),
+                       what="the app to hear both runs are live")
+        asked = lambda: isinstance(app.screen, QuitScreen)  # noqa: E731
+        await pilot.press("q")
+        await wait_for(pilot, asked, what="the quit question")
+        assert str(app.screen.query_one(Label).render()).startswith(
+            "Training and An ablation still running")
+        await pilot.press("escape")  # stay: the runs go on
+        await wait_for(pilot, lambda: not asked(), what="the question to close")
+        assert app.is_running and sent == []
+        await pilot.press("q")
+        await wait_for(pilot, asked, what="the quit question")
+        await pilot.press("s")
+    assert sent == [(os.getpid(), control.STOP)] * 2
+    assert train.follower.stop_sent and ablate.follower.stop_sent
+
+
+@pytest.mark.slow
 def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_file, reap_runs):
     """The TUI is killed with SIGHUP (a closed SSH connection); its training child goes on."""
     runs_root = tmp_path / "runs"
@@ -128,8 +170,9 @@ def test_training_outlives_the_tui_process_and_can_be_attached(tmp_path, corpus_
     async def attach():
         app = MinigptApp(attach=run_dir, runs_root=runs_root)
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
             pane = app.query_one(TrainPane)
+            await wait_for(pilot, lambda: pane.state is not None and pane.state.step > 0,
+                           what="the run's history")
             assert pane.state.status == "running"
             first = pane.state.step
             assert first > 0 and pane.state.eval_xs[0] == 0  # the history from the start
@@ -145,8 +188,9 @@ async def test_a_run_that_cannot_start_says_why_and_stays_said(tmp_path, corpus_
     blocker.write_text("a file where the runs folder would go")
     app = MinigptApp(data=str(corpus_file), preset="tiny", steps=5, runs_root=blocker)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        title = str(app.query_one("#train-title").render())
+        await wait_for(pilot, lambda: shown(app, "#train-title").startswith("cannot start"),
+                       what="the refusal")
+        title = shown(app, "#train-title")
         assert title.startswith("cannot start a run:") and "runs" in title
         assert app.query_one(TrainPane).state is None
 
@@ -169,9 +213,7 @@ def test_a_run_preparing_its_data_is_listed_as_preparing(tmp_path):
     summary = summarize_run(run_dir)
     assert summary.status == "preparing" and summary.pid == os.getpid()
     assert [r.path for r in list_runs(tmp_path)] == [run_dir]
-    gone = subprocess.Popen([sys.executable, "-c", ""])
-    gone.wait()  # a process that ended without a word, as a killed run does
-    killed = preparing_run(tmp_path / "killed", gone.pid)
+    killed = preparing_run(tmp_path / "killed", NO_PROCESS)  # gone without a word: killed
     assert summarize_run(killed).status == "ended"
     log = EventLog(run_dir)
     log.write(event("error", message="big: 3: not JSON"))
@@ -184,7 +226,8 @@ async def test_attaching_while_the_data_is_prepared_shows_it_then_training(tmp_p
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
-        await settle(pilot)
+        await wait_for(pilot, lambda: "preparing data" in shown(app, "#train-title"),
+                       what="the preparation drawn")
         assert pane.state.status == "preparing" and pane.is_live
         title = str(app.query_one("#train-title").render())
         assert "preparing data: tokenizing" in title and "read-only" not in title
@@ -233,11 +276,51 @@ async def test_data_found_in_the_cache_says_so(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "data ready" in shown(app, "#train-title"),
+                       what="the prepared data drawn")
         assert app.query_one(TrainPane).state.status == "preparing"
         assert "data ready: 12,345 tokens, cached" in str(app.query_one("#train-title").render())
 
 
+async def test_the_app_starts_its_run_as_the_command_line_asked(tmp_path, launches):
+    """minigpt tui --data x.jsonl --text-field body --preset tiny --steps 2: the run it starts is
+    `minigpt train` with those (the slow tests below train it)."""
+    app = MinigptApp(data="x.jsonl", preset="tiny", steps=2, runs_root=tmp_path / "runs",
+                     text_field="body")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await wait_for(pilot, lambda: pane.state is not None, what="the run followed")
+    [(args, run_dir)] = launches
+    assert pane.state.run_dir == run_dir and run_dir.parent == tmp_path / "runs"
+    assert args == ["train", "--out", str(run_dir), "--quiet", "--data", "x.jsonl",
+                    "--text-field", "body", "--preset", "tiny", "--steps", "2"]
+
+
+@pytest.mark.parametrize("steps, time, length", [("2", "", ["--steps", "2"]),
+                                                 ("", "2s", ["--time", "2s"])])
+async def test_the_new_run_form_starts_the_run_it_shows(tmp_path, launches, steps, time, length):
+    """n, then the form's data, text field, preset and steps or time: the run asked for has
+    them (the slow tests below train it)."""
+    from textual.widgets import Input, Select
+
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.focused, TrainPane), what="the pane's focus")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(app.screen.query("#time")) == 1, what="the form")
+        app.screen.query_one("#data", Input).value = "x.jsonl"
+        app.screen.query_one("#text-field", Input).value = "body"
+        app.screen.query_one("#preset", Select).value = "tiny"
+        app.screen.query_one("#steps", Input).value = steps
+        app.screen.query_one("#time", Input).value = time
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: launches, what="the run to start")
+    [(args, run_dir)] = launches
+    assert args == ["train", "--out", str(run_dir), "--quiet", "--data", "x.jsonl",
+                    "--text-field", "body", "--preset", "tiny", *length]
+
+
+@pytest.mark.slow
 async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, english_text):
     """minigpt tui --data x.jsonl --text-field body: the child run reads the body field."""
     data = tmp_path / "corpus.jsonl"
@@ -254,6 +337,7 @@ async def test_a_json_lines_corpus_with_its_own_text_field_trains(tmp_path, engl
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
 
 
+@pytest.mark.slow
 async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
     """n, then data x.jsonl and text field body in the form: the run reads the body field."""
     from textual.widgets import Input, Select
@@ -279,6 +363,7 @@ async def test_the_new_run_form_passes_the_text_field(tmp_path, english_text):
         assert prepared["tokens"] > 20_000  # the bodies, not a missing "text" field
 
 
+@pytest.mark.slow
 async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
     """n, then a time of 2s in the form: the run's plan has that time budget, and it ends by it
     with its final evaluation; the pane shows its clock."""
@@ -303,8 +388,9 @@ async def test_the_new_run_forms_time_makes_a_timed_run(tmp_path, corpus_file):
         done = events[-1]
         assert done["type"] == "done" and done["final_eval_seconds"] is not None
         assert [e for e in events if e["type"] == "eval"][-1]["step"] == done["step"]
-        await settle(pilot)
-        assert "time " in str(app.query_one("#train-stats").render())
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the finished run drawn")
+        assert "time " in shown(app, "#train-stats")
         assert app.query_one(ProgressBar).percentage == 1.0  # finished: full, whatever time is left
 
 
@@ -323,8 +409,12 @@ async def test_the_new_run_form_refuses_a_bad_time_or_steps_and_a_time(tmp_path)
             form.query_one("#steps", Input).value = steps
             form.query_one("#time", Input).value = time
             form.query_one("#time", Input).focus()
+            said_before = len(app._notifications)
+            await wait_for(pilot, lambda: app.focused is form.query_one("#time", Input),
+                           what="focus in the time box")
             await pilot.press("enter")
-            await pilot.pause()
+            await wait_for(pilot, lambda before=said_before: len(app._notifications) > before,
+                           what="the refusal")
             assert app.screen is form and app.query_one(TrainPane).state is None
             assert said in str(list(app._notifications)[-1].message)
 
@@ -341,7 +431,8 @@ async def test_the_stats_line_separates_its_fields(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
         assert shown_lines(app.query_one("#train-stats")) == [
             "step 10/100 · loss 2.377 · val 2.385 · eta -",
             "540,000 tok/s · - steps/s · MFU 47% · lr 6.00e-04 · grad 1.00",
@@ -353,7 +444,7 @@ async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
     untrained model's at step 0: said with its step, in the stats line and in the runs' list,
     not as the loss of the model at step 30."""
     from minigpt.runs.state import summarize_run
-    from minigpt_tui.widgets.run_picker import describe
+    from minigpt_tui.screens.run_picker import describe
 
     run_dir = tmp_path / "runs" / "stopped"
     log = EventLog(run_dir)
@@ -366,7 +457,8 @@ async def test_a_loss_from_an_earlier_step_says_its_step(tmp_path):
     assert "val 4.250 (step 0)" in describe(summarize_run(run_dir)).plain
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
         assert shown_lines(app.query_one("#train-stats"))[0] == \
             "step 30/100 · loss 2.377 · val 4.250 (step 0) · eta -"
 
@@ -382,7 +474,8 @@ async def test_the_loss_chart_marks_whole_steps(tmp_path):
     log.close()
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await wait_for(pilot, lambda: "finished" in shown(app, "#train-title"),
+                       what="the run drawn")
         lines = shown_lines(app.query_one("#train-chart", LossChart))
         axis = next(i for i, line in enumerate(lines) if "└" in line)
         ticks = lines[axis + 1].split()

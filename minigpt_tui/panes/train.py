@@ -8,29 +8,28 @@ watching costs training almost nothing. Pause, save and stop are signals to the 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widget import Widget
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.files import new_run_dir, run_files
 from minigpt.runs.state import LIVE, RunState, measured_at
+from minigpt.units import clock, number, size
 from minigpt_tui import runs
-from minigpt_tui.follower import RunFollower
+from minigpt_tui.messages import PickRun
+from minigpt_tui.panes.following import FollowingPane
+from minigpt_tui.screens.new_run import NewRunForm
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.grad_flow import layer_bars
 from minigpt_tui.widgets.loss_chart import LossChart
 
 TRAINING = ("running", "paused")  # the child handles pause and save signals only once it trains
-
-
+NO_SAMPLE = "(a sample appears at each evaluation)"
 SEPARATOR = " · "  # between the fields of a line of numbers, so none run together
 
 
@@ -49,10 +48,6 @@ def fields(*lines: list[tuple]) -> Text:
     return out
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _compute(s: RunState) -> str:
     """How hard the model works the device: MFU where the peak is known, else FLOP/s."""
     if s.mfu is not None:
@@ -64,23 +59,10 @@ def _compute(s: RunState) -> str:
     return f"{s.flops_per_s / 1e9:.0f} GFLOP/s"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+class TrainPane(FollowingPane, can_focus=True):
+    """One training run: its numbers, its loss curves, its gradients and its latest sample; keys
+    start a run, attach to one, and pause, save or stop the one that is live."""
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
-
-
-class TrainPane(Widget, can_focus=True):
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("a", "attach", "Attach"),
@@ -88,11 +70,7 @@ class TrainPane(Widget, can_focus=True):
         Binding("s", "save", "Save now"),
         Binding("x", "stop", "Stop run"),
     ]
-
-    def __init__(self, runs_root: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.runs_root = runs_root
-        self.follower: RunFollower | None = None
+    RUN_NAME = "Training"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -109,17 +87,16 @@ class TrainPane(Widget, can_focus=True):
     # --- following a run -----------------------------------------------------------------------
 
     @property
-    def state(self) -> RunState | None:
-        """The followed run's state (None before any run)."""
-        return self.follower.state if self.follower else None
-
-    @property
-    def is_live(self) -> bool:
-        return self.state is not None and self.state.status in LIVE
+    def checkpoint(self) -> Path | None:
+        s = self.state
+        if s is None:
+            return None
+        return Path(s.checkpoint) if s.checkpoint else run_files(s.run_dir).checkpoint
 
     def start_run(self, data: str | None, preset: str | None, steps: int | None,
                   text_field: str | None = None, time: str | None = None) -> Path | None:
-        """time: how long to train, as typed (110s, 5m): a timed run, instead of steps."""
+        """Start `minigpt train` in a new run directory and follow it. time: how long to train,
+        as typed (110s, 5m): a timed run, instead of steps."""
         try:
             run_dir = new_run_dir(self.runs_root)
             process = runs.launch_training(run_dir, data, preset, steps, text_field=text_field,
@@ -129,24 +106,11 @@ class TrainPane(Widget, can_focus=True):
             self.notify(message, severity="error", markup=False)
             self.query_one("#train-title", Static).update(plain(message, "red"))  # stays in view
             return None
-        self._follow(run_dir, process)
+        self.attach(run_dir, process)
         return run_dir
 
-    def attach(self, run_dir: Path) -> None:
-        self._follow(Path(run_dir))
-
-    def _follow(self, run_dir: Path, process=None) -> None:
-        if self.follower is not None:
-            self.follower.stop()
+    def clear_run(self) -> None:
         self.query_one(LossChart).clear()
-        self.follower = RunFollower(self, run_dir, process)
-        self.redraw()  # its name at once; what it did as its events come
-
-    @on(RunFollower.Changed)
-    @on(RunFollower.Ended)
-    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
-        if message.follower is self.follower:  # not one this pane has since let go
-            self.redraw()
 
     def redraw(self) -> None:
         s = self.state
@@ -176,14 +140,15 @@ class TrainPane(Widget, can_focus=True):
             length = [("step ", (str(s.step), "bold"), f"/{s.max_steps}")]
         else:  # a timed run: the clock is its length
             length = [("step ", (str(s.step), "bold")),
-                      ("time ", (_duration(s.progress), "bold"), f"/{_duration(s.time_budget)}")]
+                      ("time ", (clock(s.progress), "bold"), f"/{clock(s.time_budget)}")]
         self.query_one("#train-stats", Static).update(fields(
             [*length,
-             ("loss ", (_fmt(s.loss, ".3f"), "bold")),
-             ("val ", (_fmt(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
-             (f"eta {_duration(s.eta_s)}",)],
-            [(f"{_fmt(s.tokens_per_s, ',.0f')} tok/s",), (f"{_fmt(s.steps_per_s, '.1f')} steps/s",),
-             (_compute(s),), (f"lr {_fmt(s.lr, '.2e')}",), (f"grad {_fmt(s.grad_norm, '.2f')}",)],
+             ("loss ", (number(s.loss, ".3f"), "bold")),
+             ("val ", (number(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
+             (f"eta {clock(s.eta_s)}",)],
+            [(f"{number(s.tokens_per_s, ',.0f')} tok/s",),
+             (f"{number(s.steps_per_s, '.1f')} steps/s",), (_compute(s),),
+             (f"lr {number(s.lr, '.2e')}",), (f"grad {number(s.grad_norm, '.2f')}",)],
             [(f"{s.device} {s.precision}".strip(),), (params,), (s.data,)]))
         self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState
         chart = self.query_one(LossChart)
@@ -195,7 +160,7 @@ class TrainPane(Widget, can_focus=True):
         grad.display = bool(s.grad_norms)
         grad.update(layer_bars(s.grad_norms, s.update_ratios))
         self.query_one("#train-sample", Static).update(
-            plain(s.sample) if s.sample else plain("(a sample appears at each evaluation)"))
+            plain(s.sample if s.sample else NO_SAMPLE))
 
     def _redraw_preparing(self, s: RunState) -> None:
         """Before the start: the data's preparation (bytes read, tokens, tokens/s, ETA), then
@@ -205,7 +170,7 @@ class TrainPane(Widget, can_focus=True):
             how = ("cached" if p.cached else
                    f"prepared in {p.seconds:.1f} s" if p.seconds is not None else "prepared")
             title = assemble((run_files(s.run_dir).name, "bold"), "  ",
-                             (f"data ready: {_fmt(p.tokens, ',')} tokens, {how}", "green"))
+                             (f"data ready: {number(p.tokens, ',')} tokens, {how}", "green"))
         else:
             title = assemble((run_files(s.run_dir).name, "bold"), "  preparing data: ",
                              PREPARE_STAGES.get(p.stage, p.stage))
@@ -217,23 +182,21 @@ class TrainPane(Widget, can_focus=True):
         self.query_one(ProgressBar).update(total=max(p.bytes_total, 1), progress=p.bytes_done)
         share = f" ({p.bytes_done / p.bytes_total:.0%})" if p.bytes_total else ""
         stats = fields(
-            [(f"{_size(p.bytes_done)} of {_size(p.bytes_total)}{share}",),
-             ("tokens ", (_fmt(p.tokens, ","), "bold")),
-             (f"{_fmt(p.tokens_per_s, ',.0f')} tok/s",)],
-            [(f"elapsed {_duration(p.elapsed)}",), (f"eta {_duration(p.eta_s)}",)])
+            [(f"{size(p.bytes_done)} of {size(p.bytes_total)}{share}",),
+             ("tokens ", (number(p.tokens, ","), "bold")),
+             (f"{number(p.tokens_per_s, ',.0f')} tok/s",)],
+            [(f"elapsed {clock(p.elapsed)}",), (f"eta {clock(p.eta_s)}",)])
         stats.append("\nthe data is tokenized once into the cache; training starts when ready")
         self.query_one("#train-stats", Static).update(stats)
         self.query_one(Sparkline).data = []
-        self.query_one("#train-sample", Static).update(plain("(a sample appears at each evaluation)"))
+        self.query_one("#train-sample", Static).update(plain(NO_SAMPLE))
 
     # --- actions ---------------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
-        from minigpt_tui.widgets.new_run import NewRunForm
-
         if self.is_live:
-            self.notify("a run is in progress here: stop it (x) first, or leave it and attach later",
-                        severity="warning", markup=False)
+            self.notify("a run is in progress here: stop it (x) first, or leave it and attach "
+                        "later", severity="warning", markup=False)
             return
 
         def started(choice) -> None:
@@ -244,7 +207,7 @@ class TrainPane(Widget, can_focus=True):
         self.app.push_screen(NewRunForm(), started)
 
     def action_attach(self) -> None:
-        self.app.pick_run()
+        self.post_message(PickRun())
 
     def _signal(self, send, done: str, training_only: bool = True) -> None:
         if not self.is_live:
@@ -272,7 +235,3 @@ class TrainPane(Widget, can_focus=True):
             self._signal(stop, "stopping: the run ends before training", training_only=False)
             return
         self._signal(stop, "stopping: the run saves a checkpoint and ends")
-
-    def stop_run(self) -> None:
-        if self.is_live:
-            self.follower.ask_to_stop()

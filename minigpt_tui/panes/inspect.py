@@ -1,5 +1,6 @@
 """The Inspect pane: on the Chat pane's model, what each head of a prompt attends to, the kind of
-every head, and the logit lens. minigpt.infer.inspect computes them, minigpt.cli.inspect_view draws them.
+every head, and the logit lens. minigpt.infer.inspect computes them, minigpt.cli.inspect_view
+draws them.
 
 Enter runs inspect_prompt in a thread worker; the arrow keys (or h j k l) then move through the
 layers (up, down) and heads (left, right) without computing again: the Inspection holds every
@@ -48,12 +49,16 @@ class HeadView(VerticalScroll):
 
 
 class InspectPane(Widget, can_focus=False):
+    """Inside the Chat pane's model, on a prompt: one head's attention as a heatmap, every
+    head's kind, and the logit lens."""
+
+    # what the inspecting worker tells the pane
     @dataclass
-    class Inspected(Message):
+    class Inspected(Message, bubble=False):
         inspection: Inspection
 
     @dataclass
-    class Failed(Message):
+    class Failed(Message, bubble=False):
         error: str
 
     def __init__(self, **kwargs):

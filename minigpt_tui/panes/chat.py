@@ -2,8 +2,8 @@
 candidates it chose from.
 
 The model loads and generates in thread workers (PyTorch releases the GIL in its kernels, and a
-reply is short), posting messages to the UI; Esc cancels a reply between two tokens. Pieces are
-sent in batches of at most 50 ms so a fast model cannot flood the screen.
+reply is short), posting messages to the pane; Esc cancels a reply between two tokens. Pieces
+are sent in batches, POST_EVERY apart, so a fast model cannot flood the screen.
 """
 
 from __future__ import annotations
@@ -22,14 +22,18 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.validation import Function, ValidationResult, Validator
 from textual.widget import Widget
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
 from minigpt.backends.cpu import decode_threads
 from minigpt.infer.config import SAMPLING_RULES, STRATEGIES, SamplingConfig
 from minigpt.rules import Whole
+from minigpt_tui.messages import ExchangeChanged, ModelLoaded
+from minigpt_tui.screens.open_checkpoint import OpenCheckpoint
 from minigpt_tui.text import assemble, clean, plain
+from minigpt_tui.widgets.prompt_input import PromptInput
 from minigpt_tui.widgets.reply import Reply
+from minigpt_tui.widgets.setting import labelled
 from minigpt_tui.widgets.token_inspector import Candidates, TokenInspector
 
 N_CANDIDATES = 8
@@ -39,35 +43,6 @@ N_CANDIDATES = 8
 POST_EVERY = 0.15  # seconds between batches
 GROW_BY = 4  # lines: a streaming reply grows this many at a time, each time a layout
 SIDE_EVERY = 1.0  # seconds: how often the candidates and tokens/s follow a streaming reply
-
-
-class PromptInput(Input):
-    """An Input with a history: up and down walk through earlier prompts."""
-
-    BINDINGS = [Binding("up", "older", "Older prompt"),
-                Binding("down", "newer", "Newer prompt")]
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.history: list[str] = []
-        self.position = 0
-
-    def remember(self, prompt: str) -> None:
-        if prompt and (not self.history or self.history[-1] != prompt):
-            self.history.append(prompt)
-        self.position = len(self.history)
-
-    def action_older(self) -> None:
-        if self.position > 0:
-            self.position -= 1
-            self.value = self.history[self.position]
-            self.cursor_position = len(self.value)
-
-    def action_newer(self) -> None:
-        if self.position < len(self.history):
-            self.position += 1
-            self.value = self.history[self.position] if self.position < len(self.history) else ""
-            self.cursor_position = len(self.value)
 
 
 class Rule(Validator):
@@ -114,38 +89,39 @@ def is_stop_text(text: str) -> bool:
 
 def setting(label: str, input_id: str, value, validators, valid_empty=False,
             tooltip: str | None = None) -> Horizontal:
+    """A sampling setting's line: its name, then a box holding its value as typed."""
     box = Input("" if value is None else str(value), id=input_id, validators=validators,
                 valid_empty=valid_empty, compact=True)
-    box.tooltip = plain(tooltip) if tooltip else None
-    return Horizontal(Label(label, classes="setting-label"), box, classes="setting")
+    return labelled(label, box, tooltip)
 
 
 class ChatPane(Widget, can_focus=False):
+    """The conversation with a model: the transcript and the prompt, the sampling settings, and
+    the candidates of each token of the reply."""
+
     BINDINGS = [
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+o", "open", "Open checkpoint"),
         Binding("ctrl+l", "clear", "Clear"),
     ]
 
-    @dataclass
-    class Loaded(Message):
-        model: object
-        tokenizer: object
-        description: Text
+    # what the pane's workers tell it; what it tells the app is in minigpt_tui.messages
 
     @dataclass
-    class LoadFailed(Message):
+    class LoadFailed(Message, bubble=False):
         error: str
 
     @dataclass
-    class Generated(Message):
+    class Generated(Message, bubble=False):
+        """A batch of the reply: its text, each token's candidates, the speed so far."""
+
         text: str
         candidates: list[Candidates]
         tokens_per_s: float
 
     @dataclass
-    class Finished(Message):
-        reason: str
+    class Finished(Message, bubble=False):
+        reason: str  # "done", "stopped", or "failed: ..." (said in the reply)
 
     def __init__(self, sampling: SamplingConfig | None = None, device: str | None = None,
                  **kwargs):
@@ -162,6 +138,9 @@ class ChatPane(Widget, can_focus=False):
         self.tokens_per_s = 0.0  # the reply's speed, as last measured
         self.last_exchange = ""  # the last prompt and its reply (the Inspect pane's default)
         self.model_lock = threading.Lock()  # one user of the model at a time: chat or inspect
+        # set by the app from what the run panes say (minigpt_tui.messages.RunChanged):
+        self.threads = decode_threads(training_beside=False)  # a reply's torch threads
+        self.run_checkpoint: Path | None = None  # the Train pane's run's model, saved or not
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -212,10 +191,9 @@ class ChatPane(Widget, can_focus=False):
         self.weights = weights or self.weights
         self._load(Path(path), self.weights)
 
-    @staticmethod
-    def _loaded_message(loaded) -> Message:
+    def _loaded_message(self, loaded) -> ModelLoaded:
         description = assemble((str(loaded.path), "bold"), f"  {loaded.describe()}")
-        return ChatPane.Loaded(loaded.model, loaded.tokenizer, description)
+        return ModelLoaded(loaded.model, loaded.tokenizer, description, self.model_lock)
 
     @work(thread=True, exclusive=True, group="load")
     def _load(self, path: Path, weights: str) -> None:
@@ -233,8 +211,9 @@ class ChatPane(Widget, can_focus=False):
             return
         self.post_message(self._loaded_message(loaded))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
+    @on(ModelLoaded)
+    def _loaded(self, message: ModelLoaded) -> None:
+        """Decode with the model (the message goes on up: the app hands it to Inspect)."""
         self.model, self.tokenizer = message.model, message.tokenizer
         self.query_one("#chat-model", Static).update(message.description)
         self.query_one("#chat-prompt").focus()
@@ -308,14 +287,13 @@ class ChatPane(Widget, can_focus=False):
         prompt_box = self.query_one(PromptInput)
         prompt_box.remember(prompt)
         prompt_box.value = ""
-        self.last_exchange = prompt
+        self._exchanged(prompt)
         self.reply = Reply(plain(prompt, "bold"), grow_by=GROW_BY, classes="reply")
         self.query_one("#chat-transcript").mount(self.reply)
         self.query_one(TokenInspector).clear()
         self.generating = True
         prompt_box.cursor_blink = False  # each blink redraws the box: not while decoding
-        training_beside = getattr(self.app, "training_beside", lambda: False)()
-        self._generate(prompt_ids, cfg, decode_threads(training_beside))
+        self._generate(prompt_ids, cfg, self.threads)
 
     @work(thread=True, exclusive=True, group="generate")
     def _generate(self, prompt_ids: list[int], cfg, threads: int) -> None:
@@ -358,7 +336,7 @@ class ChatPane(Widget, can_focus=False):
     def _append(self, message: Generated) -> None:
         if self.reply is None:
             return
-        self.last_exchange += message.text
+        self._exchanged(self.last_exchange + message.text)
         if self.reply.append(plain(message.text)):  # draws the new text, not all of it again
             self.query_one("#chat-transcript").scroll_end(animate=False)  # a line more: follow
         # The candidates and the speed, beside and below the reply, a few times a second:
@@ -370,6 +348,10 @@ class ChatPane(Widget, can_focus=False):
         if time.monotonic() - self._side_shown >= SIDE_EVERY:
             self._side_shown = time.monotonic()
             self.call_after_refresh(self._show_side)
+
+    def _exchanged(self, text: str) -> None:
+        self.last_exchange = text
+        self.post_message(ExchangeChanged(text))
 
     def _show_side(self) -> None:
         self.query_one(TokenInspector).show()
@@ -400,12 +382,20 @@ class ChatPane(Widget, can_focus=False):
         self.query_one(TokenInspector).clear()
 
     def action_open(self) -> None:
-        from minigpt_tui.widgets.open_checkpoint import OpenCheckpoint
-
-        suggestion = self.app.latest_checkpoint() or self.checkpoint_path
+        """Ask for a checkpoint to open: the Train pane's run's, where it saved one, else the one
+        open."""
+        suggestion = _saved(self.run_checkpoint) or self.checkpoint_path
 
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self.load(path)
 
         self.app.push_screen(OpenCheckpoint(suggestion), chosen)
+
+
+def _saved(path: Path | None) -> Path | None:
+    """The path if a file or folder is there."""
+    try:
+        return path if path is not None and path.exists() else None
+    except (OSError, ValueError):  # a path from events.jsonl with a NUL byte in it
+        return None

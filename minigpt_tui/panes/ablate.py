@@ -17,31 +17,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
-from textual.widget import Widget
-from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import LIVE, RunState, VariantResult
 from minigpt.train.ablation import STEPS, VARIANTS, new_ablation_dir
 from minigpt.train.config import PRESETS
+from minigpt.units import number
 from minigpt_tui import runs
-from minigpt_tui.follower import RunFollower
+from minigpt_tui.panes.following import FollowingPane
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.grad_flow import variants_table
 from minigpt_tui.widgets.loss_chart import LossChart
+from minigpt_tui.widgets.setting import labelled
 
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
-
-
-def labelled(label: str, widget: Widget, tooltip: str | None = None) -> Horizontal:
-    """One line of the form: its name, then its input."""
-    widget.tooltip = plain(tooltip) if tooltip else None
-    return Horizontal(Label(label, classes="setting-label"), widget, classes="setting")
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 class VariantTable(DataTable):
@@ -62,17 +53,19 @@ class DetailBox(VerticalScroll, can_focus=True):
     ]
 
 
-class AblatePane(Widget, can_focus=False):
+class AblatePane(FollowingPane, can_focus=False):
+    """One ablation: the form that starts it, every variant's loss curve, and the results table
+    with each variant's evidence, sample and gradient flow."""
+
     BINDINGS = [
         Binding("ctrl+r", "start", "Run ablation"),
         Binding("ctrl+k", "cancel", "Cancel"),
         Binding("f2", "toggle_results", "Results"),
     ]
+    RUN_NAME = "An ablation"
 
     def __init__(self, runs_root: Path, **kwargs):
-        super().__init__(**kwargs)
-        self.runs_root = runs_root
-        self.follower: RunFollower | None = None
+        super().__init__(runs_root, **kwargs)
         self._rows: dict[str, VariantResult] = {}  # the table's: variant -> result shown
         self._highlighted: str | None = None  # the table's highlighted variant
 
@@ -111,15 +104,6 @@ class AblatePane(Widget, can_focus=False):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
 
-    @property
-    def state(self) -> RunState | None:
-        """The followed ablation's state (None before any)."""
-        return self.follower.state if self.follower else None
-
-    @property
-    def is_live(self) -> bool:
-        return self.state is not None and self.state.status in LIVE
-
     # --- starting and following --------------------------------------------------------------------
 
     @on(Button.Pressed, "#ablate-start")
@@ -150,22 +134,11 @@ class AblatePane(Widget, can_focus=False):
             return
         self.attach(run_dir, process)
 
-    def attach(self, run_dir: Path, process=None) -> None:
-        """Follow an ablation's run directory; process is its child when this pane started it."""
-        if self.follower is not None:
-            self.follower.stop()
+    def clear_run(self) -> None:
         self._rows.clear()
         self._highlighted = None
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
-        self.follower = RunFollower(self, Path(run_dir), process)
-        self.redraw()
-
-    @on(RunFollower.Changed)
-    @on(RunFollower.Ended)
-    def _run_changed(self, message: RunFollower.Changed | RunFollower.Ended) -> None:
-        if message.follower is self.follower:  # not one this pane has since let go
-            self.redraw()
 
     def redraw(self) -> None:
         s = self.state
@@ -182,9 +155,9 @@ class AblatePane(Widget, can_focus=False):
             if name in self._rows:  # a variant's result again: the newer one stands
                 table.remove_row(name)
                 del self._rows[name]
-            delta = "" if name == "baseline" else _fmt(result.val_loss_delta, "+.3f")
-            cells = [name, _fmt(result.train_loss, ".3f"), _fmt(result.val_loss, ".3f"), delta,
-                     _fmt(result.tokens_per_s, ",.0f"),
+            delta = "" if name == "baseline" else number(result.val_loss_delta, "+.3f")
+            cells = [name, number(result.train_loss, ".3f"), number(result.val_loss, ".3f"), delta,
+                     number(result.tokens_per_s, ",.0f"),
                      "-" if result.seconds is None else f"{result.seconds:.0f}s"]
             table.add_row(*map(plain, cells), key=name)
             self._rows[name] = result
@@ -210,7 +183,7 @@ class AblatePane(Widget, can_focus=False):
         if s.loss is None:
             return plain(f"training {current}")
         return plain(f"training {current}: step {s.step}/{s.max_steps}, loss {s.loss:.3f}, "
-                     f"{_fmt(s.tokens_per_s, ',.0f')} tok/s")
+                     f"{number(s.tokens_per_s, ',.0f')} tok/s")
 
     @on(DataTable.RowHighlighted)
     def _show_sample(self, event: DataTable.RowHighlighted) -> None:
@@ -268,7 +241,3 @@ class AblatePane(Widget, can_focus=False):
             return
         self.follower.ask_to_stop()
         self.notify("cancelling: finished variants stay in the table", markup=False)
-
-    def stop_run(self) -> None:
-        if self.is_live:
-            self.follower.ask_to_stop()

@@ -1,0 +1,1 @@
+"""The app's tabs, a pane each: Train, Chat, Ablate, Inspect."""
