@@ -50,8 +50,10 @@ class MinigptApp(App):
                  steps: int | None = None, attach: Path | None = None, ckpt=None,
                  runs_root: Path = DEFAULT_RUNS_ROOT, autostart: bool = True,
                  weights: str = "auto", text_field: str | None = None,
-                 sampling: SamplingConfig | None = None, device: str | None = None):
+                 sampling: SamplingConfig | None = None, device: str | None = None,
+                 system: str | None = None):
         super().__init__()
+        self.system = system  # minigpt chat's --system: the Chat pane's system prompt
         self.text_field = text_field  # of JSON Lines / Parquet --data, for the run it starts
         # for the chat model: minigpt chat's --weights, --device and sampling options
         self.weights, self.device, self.sampling = weights, device, sampling

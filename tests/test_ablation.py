@@ -56,10 +56,10 @@ def test_a_variant_that_diverges_is_a_result_not_the_end(tiny_train_config, corp
     real_step = Trainer._train_step
 
     def step(self):
-        loss, grad_norm, lr = real_step(self)
+        loss, measures, grad_norm, lr = real_step(self)
         if self.cfg.model.dropout == 0.25 and self.step >= 5:
             loss = loss * float("nan")
-        return loss, grad_norm, lr
+        return loss, measures, grad_norm, lr
 
     monkeypatch.setattr(Trainer, "_train_step", step)
     runner = AblationRunner(["explode", "tying"], prepare_data(corpus, tiny_train_config),

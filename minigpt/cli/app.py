@@ -239,6 +239,15 @@ def train(
                           "it fails.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     text_field: TextFieldOpt = None,
+    sft: Annotated[str | None, typer.Option(
+        "--sft", help="Instruction-tune the --init model on conversations: a JSON Lines file "
+                      "of {\"messages\": [...]}, or 'tasks' for the built-in tasks.")] = None,
+    dpo: Annotated[str | None, typer.Option(
+        "--dpo", help="Tune the --init model on preferences: a JSON Lines file of "
+                      "{\"prompt\", \"chosen\", \"rejected\"} (DPO).")] = None,
+    beta: Annotated[float | None, typer.Option(
+        "--beta", help="DPO's strength: how far the tuned model may move from the starting "
+                       "one (default 0.1).")] = None,
     variant: Annotated[str | None, typer.Option(
         "--variant", help="Apply an ablate variant's switches (rope, llama, modern, ...; see "
                           "'minigpt ablate --help'); a switch's own option overrides it.",
@@ -261,7 +270,8 @@ def train(
         seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-        eval_interval=eval_interval, **_switches(variant, switches or {}, preset_name),
+        eval_interval=eval_interval, beta=beta,
+        **_switches(variant, switches or {}, preset_name),
     )
     from minigpt.cli.console import console, run_training, say
     from minigpt.runs.control import RunSignals, signal_handlers
@@ -272,11 +282,10 @@ def train(
         try:
             resolve_precision(torch_device, dtype)  # a bad --dtype: said before data or folder
             plan = plan_training(torch_device, data, preset_name, overrides, out=out, name=name,
-                                 resume=resume, init=init)
+                                 resume=resume, init=init, sft=sft, dpo=dpo)
             with plan.claim():  # the run directory is ours before any time goes into the data
                 with _stopped_before_training(plan.run_dir):
-                    prepared = _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer,
-                                              plan.run_dir, quiet)
+                    prepared = _training_data(plan, text_field, quiet)
                     signals.run = plan.trainer(prepared, torch_device, dtype=dtype,
                                                compile=compile_model)
                 if not distributed.is_main():
@@ -320,6 +329,21 @@ def _stopped_before_training(run_dir):
                                 checkpoint=None))
             log.close()
         raise
+
+
+def _training_data(plan, text_field, quiet):
+    """What the run trains on, as its objective reads it: a corpus prepared in the cache, the
+    conversations of instruction tuning, or preference pairs."""
+    if plan.cfg.objective == "sft":
+        from minigpt.data.chat import load_conversations
+
+        return load_conversations(plan.data, plan.tokenizer, plan.cfg.model.block_size,
+                                  plan.cfg.val_fraction)
+    if plan.cfg.objective == "dpo":
+        from minigpt.train.dpo import load_preferences
+
+        return load_preferences(plan.data, plan.tokenizer, plan.cfg)
+    return _prepared_data(plan.data, text_field, plan.cfg, plan.tokenizer, plan.run_dir, quiet)
 
 
 def _prepared_data(data, text_field, cfg, tokenizer, run_dir, quiet, command="train"):
@@ -407,6 +431,9 @@ WeightsOpt = Annotated[str, typer.Option(
                       "slightly less exact; see docs/chat-and-sampling.md).")]
 
 
+SystemOpt = Annotated[str | None, typer.Option(
+    "--system", help="A system prompt, for a model with a chat template (minigpt train --sft).")]
+
 SAMPLING = SamplingConfig()  # the defaults of generate's and chat's sampling options
 
 
@@ -437,10 +464,13 @@ def generate(
                           "of seconds first), so for long outputs; falls back if compiling "
                           "fails.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print decode tokens/s to stderr.")] = False,
+    system: SystemOpt = None,
 ) -> None:
-    """Print the prompt and its continuation, token by token."""
+    """Print the prompt and its continuation, token by token; a model with a chat template
+    answers the prompt as the user's turn, and only its answer is printed."""
     limit_for_decoding()  # before torch loads
     from minigpt.backends.hardware import describe_device
+    from minigpt.infer.dialogue import Dialogue
     from minigpt.infer.load import load_for_inference
     from minigpt.infer.sampling import GenerationStats, compiled_decoder, stream_text
 
@@ -450,10 +480,14 @@ def generate(
     model, tok = loaded.model, loaded.tokenizer
     if not prompt:
         raise MinigptError("the prompt is empty")
-    tok.encode(prompt)  # a character the vocabulary lacks is an error before any output
+    dialogue = Dialogue(tok, system)
+    ids = dialogue.prompt(prompt)  # a character the vocabulary lacks: an error before any output
+    if dialogue.templated:
+        print(f"note: {dialogue.said}", file=sys.stderr)
     measured = GenerationStats()
-    sys.stdout.write(prompt)
-    for piece in stream_text(model, tok, prompt, cfg, stats=measured, compile=compile_model):
+    if not dialogue.templated:  # a continuation is the prompt's text and what follows it
+        sys.stdout.write(prompt)
+    for piece in stream_text(model, tok, ids, cfg, stats=measured, compile=compile_model):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -485,23 +519,26 @@ def chat(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     weights: WeightsOpt = "auto",
+    system: SystemOpt = None,
 ) -> None:
     """Talk to a model: each line you type is continued by the model."""
     limit_for_decoding()  # before torch loads
     cfg = sampling_config(strategy, temperature, top_k, top_p, min_p, repetition_penalty,
                           max_new_tokens, stop, seed)
+    from minigpt.infer.dialogue import Dialogue
     from minigpt.infer.load import load_for_inference
 
     # loaded once, here: a bad setting, device or file is one line, not a screen later
     loaded = load_for_inference(ckpt, device, weights)
+    Dialogue(loaded.tokenizer, system)  # a system prompt for a model without a template: no
     if plain:
         from minigpt.cli.console import plain_chat
 
-        plain_chat(loaded.model, loaded.tokenizer, cfg)
+        plain_chat(loaded.model, Dialogue(loaded.tokenizer, system), cfg)
         return
     from minigpt_tui.app import MinigptApp
 
-    tui_app = MinigptApp(ckpt=loaded, autostart=False, weights=weights, sampling=cfg,
+    tui_app = MinigptApp(ckpt=loaded, autostart=False, weights=weights, sampling=cfg, system=system,
                          device=device)
     tui_app.run()
     if tui_app.return_code:  # it crashed: Textual printed the traceback
@@ -547,6 +584,47 @@ def inspect_command(
     sys.stdout.flush()  # before the line on stderr, so the two never interleave
     if json_path is not None:
         _write_json(json_path, "inspect", found.to_dict())
+
+
+# --- eval -------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_command(
+    ckpts: Annotated[list[Path], typer.Argument(
+        help="Checkpoints to compare (a base model and its tuned child, say).")],
+    tasks: Annotated[bool, typer.Option(
+        "--tasks", help="The built-in instruction tasks: reverse, spell, add, count, continue.")] = False,
+    count: Annotated[int, typer.Option(
+        "--n", help="Held-out questions per task.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Which held-out questions.")] = 0,
+    device: DeviceOpt = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write every question, answer and reply here (a new file, or one "
+                       "an earlier --json wrote).")] = None,
+) -> None:
+    """How well models do: each built-in task's accuracy on questions no training saw."""
+    from minigpt.infer.evaluate import evaluate_tasks
+    from minigpt.infer.load import load_for_inference
+    from minigpt.rules import Whole
+
+    if not tasks:
+        raise MinigptError("name what to evaluate: --tasks (the built-in instruction tasks)")
+    Whole(1, 10_000).check("--n", count, MinigptError)
+    _check_json_output(json_path)
+    loaded = [load_for_inference(ckpt, device, weights="fp32") for ckpt in ckpts]  # all first
+    from minigpt.cli.console import evaluation_progress
+    from minigpt.cli.report import print_task_scores
+
+    scores = {}
+    for ckpt, model in zip(ckpts, loaded, strict=True):
+        with evaluation_progress(str(ckpt), count) as progress:
+            scores[str(ckpt)] = evaluate_tasks(model.model, model.tokenizer, count, seed,
+                                               progress=progress)
+    print_task_scores(scores, {str(c): m for c, m in zip(ckpts, loaded, strict=True)})
+    if json_path is not None:
+        _write_json(json_path, "eval", {"models": {name: [s.to_dict() for s in found]
+                                                   for name, found in scores.items()}}, indent=2)
 
 
 # --- ablate ----------------------------------------------------------------------------------------

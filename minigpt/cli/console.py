@@ -119,8 +119,7 @@ def run_training(trainer, quiet: bool = False) -> str:
                                 speed=f"{ev['tokens_per_s']:,.0f} tok/s",
                                 step=f"step {state.step}")
             elif kind == "eval":
-                console.print(f"step {ev['step']:>6}: train loss {ev['train_loss']:.4f}, "
-                              f"val loss {ev['val_loss']:.4f}")
+                console.print(_evaluation_line(ev))
             elif kind == "sample":
                 console.print(_indent(ev["text"]), style="dim")
             elif kind in ("paused", "resumed"):
@@ -153,6 +152,15 @@ def say(message: str) -> None:
 
 def _note(message: str) -> Text:
     return Text.assemble(("note:", "yellow"), " ", message)
+
+
+def _evaluation_line(ev: dict) -> str:
+    """An evaluation's losses; a preference-tuning run's validation pairs too."""
+    line = f"step {ev['step']:>6}: train loss {ev['train_loss']:.4f}, val loss {ev['val_loss']:.4f}"
+    if "accuracy" in ev:
+        line += (f", chosen preferred in {ev['accuracy']:.0%} of pairs (margin "
+                 f"{ev['margin']:+.3f}, log-ratio to the start {ev['kl']:+.3f})")
+    return line
 
 
 def _indent(text: str, width: int = 400) -> str:
@@ -208,12 +216,31 @@ def _print_results(results: list, scaling: dict | None) -> None:
         console.print(_indent(r.sample, 240), style="dim")
 
 
-def plain_chat(model, tokenizer, cfg) -> None:
-    """The seed's interactive mode: each line typed is continued by the model."""
+@contextmanager
+def evaluation_progress(name: str, per_task: int):
+    """A bar per task while a model answers its questions: yields progress(task, done)."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                        disable=not console.is_terminal, transient=True)
+    tasks: dict[str, int] = {}
+
+    def advance(task: str, done: int) -> None:
+        if task not in tasks:
+            tasks[task] = progress.add_task(f"{name}: {task}", total=per_task)
+        progress.update(tasks[task], completed=done)
+
+    with progress:
+        yield advance
+
+
+def plain_chat(model, dialogue, cfg) -> None:
+    """The seed's interactive mode: each line typed is continued by the model, or, for a model
+    with a chat template, answered as a turn of the conversation so far (/reset forgets it)."""
     from minigpt.infer.sampling import stream_text
 
-    print("minigpt chat: type a prompt and press Enter; the model continues it. "
-          "Ctrl-C stops a reply, Ctrl-D or /quit leaves.", file=sys.stderr)
+    turns = "/reset starts the conversation again, " if dialogue.templated else ""
+    print(f"minigpt chat ({dialogue.said}): type a prompt and press Enter. Ctrl-C stops a "
+          f"reply, {turns}Ctrl-D or /quit leaves.", file=sys.stderr)
     while True:
         try:
             line = input("> ")
@@ -222,14 +249,21 @@ def plain_chat(model, tokenizer, cfg) -> None:
             return
         if line.strip() in ("/quit", "/exit"):
             return
+        if line.strip() == "/reset":
+            dialogue.reset()
+            continue
         if not line:
             continue
+        reply = []
         try:
-            tokenizer.encode(line)  # an unknown character is reported before any output
-            sys.stdout.write(line)
-            for piece in stream_text(model, tokenizer, line, cfg):
+            ids = dialogue.prompt(line)  # an unknown character is reported before any output
+            if not dialogue.templated:
+                sys.stdout.write(line)
+            for piece in stream_text(model, dialogue.tokenizer, ids, cfg):
+                reply.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
+            dialogue.answered(line, "".join(reply))
         except TokenizerError as e:
             print(f"\nminigpt: {e}", file=sys.stderr)
         except KeyboardInterrupt:

@@ -4,6 +4,7 @@ as `minigpt info` shows it (Rich)."""
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from minigpt.cli.console import console
 from minigpt.model.switches import changed
@@ -148,3 +149,33 @@ def print_info(ckpt) -> None:
     console.print(table)
 
 
+
+
+def print_task_scores(scores: dict, models: dict) -> None:
+    """Each task's accuracy, a column a model; then a wrong reply of the last model's, each
+    task, so a reader sees what it does."""
+    from minigpt.data.chat import has_template
+
+    table = Table(title="built-in tasks: accuracy on held-out questions")
+    table.add_column("task", no_wrap=True)
+    for name, model in models.items():
+        asked = "chat" if has_template(model.tokenizer) else "continuation"
+        table.add_column(f"{name} ({asked})", justify="right")
+    tasks = [s.task for s in next(iter(scores.values()))]
+    for i, task in enumerate(tasks):
+        table.add_row(task, *(f"{found[i].accuracy:.0%}" for found in scores.values()))
+    table.add_row("all", *(f"{sum(s.correct for s in found) / sum(s.total for s in found):.0%}"
+                           for found in scores.values()), style="bold")
+    console.print(table)
+    last = list(scores.values())[-1]
+    for score in last:
+        if score.unreadable:
+            console.print(f"{score.task}: {score.unreadable} question(s) hold characters the "
+                          "model's vocabulary lacks")
+        wrong = next(((e, r) for e, r in score.replies if e.answer != r.strip().split("\n")[0]),
+                     None)
+        if wrong:
+            example, reply = wrong
+            console.print(Text.assemble((f"{score.task}: ", "bold"), f"{example.question} -> ",
+                                        (repr(reply.strip()[:40]), "dim"),
+                                        f" (the answer: {example.answer})"))

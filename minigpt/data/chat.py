@@ -264,3 +264,23 @@ class ConversationBatches:
             targets = torch.tensor(ids[1:])
             y[row, :n] = torch.where(torch.tensor(taught[1:]), targets, -1)
         return x.to(self.device), y.to(self.device)
+
+
+TASKS_SOURCE = "tasks"  # --sft's name for the built-in instruction tasks (data/tasks.py)
+
+
+def load_conversations(source: str, tokenizer: ChatTokenizer, block_size: int,
+                       val_fraction: float) -> ConversationData:
+    """An instruction-tuning run's data: a messages file, or the built-in tasks' training split."""
+    if source == TASKS_SOURCE:
+        from minigpt.data.tasks import TASKS, conversations
+
+        found = list(conversations())
+        description = f"the built-in tasks ({', '.join(TASKS)})"
+        return conversation_data(found, tokenizer, block_size, val_fraction, source, description)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"no such file: {source} (--sft takes a JSON Lines file of "
+                        f"conversations, or {TASKS_SOURCE!r} for the built-in tasks)")
+    return conversation_data(list(read_conversations(path)), tokenizer, block_size,
+                             val_fraction, str(path.resolve()), source)

@@ -176,7 +176,8 @@ class GenerationStats:
 def stream_pieces(model, tokenizer, prompt: str | list[int], cfg: SamplingConfig,
                   stats: GenerationStats | None = None, generator: torch.Generator | None = None,
                   compile: bool = False) -> Iterator[tuple[str, NextToken]]:
-    """Yield (text piece, token) for each new token, stopping before any stop string.
+    """Yield (text piece, token) for each new token, stopping before any stop string, and at
+    the chat template's <|end|> (a model with one says so when its answer is done).
 
     prompt: the text, or its token ids where the caller has encoded it already.
     A piece is only text that is final: a byte-level token that ends halfway through a UTF-8
@@ -190,13 +191,16 @@ def stream_pieces(model, tokenizer, prompt: str | list[int], cfg: SamplingConfig
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     start = time.perf_counter()
     text = ""
+    end = getattr(tokenizer, "end", None)  # the chat template's (data/chat.py)
     for step in generate(model, prompt_ids, cfg, generator, compile=compile,
                          vocab_size=tokenizer.vocab_size):
-        pending.append(step.id)
         if stats is not None:
             stats.new_tokens += 1
             stats.seconds = time.perf_counter() - start
             stats.token_seconds.append(stats.seconds)
+        if step.id == end:
+            break
+        pending.append(step.id)
         piece = tokenizer.decode(pending)
         if piece.endswith("\ufffd"):  # an unfinished multi-byte character
             yield "", step

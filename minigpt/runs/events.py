@@ -73,7 +73,15 @@ class Start(_Event, _OfVariant):
     world_size: int
 
 
-class Step(_Event, _OfVariant):
+class _Preferences(TypedDict, total=False):
+    """A preference-tuning run's measures (train/dpo.py), in its steps' and evaluations' events
+    (an evaluation's are of the validation pairs)."""
+    margin: float  # beta times how much more than the reference the model prefers the chosen reply
+    accuracy: float  # the share of pairs whose margin is positive
+    kl: float  # the replies' mean log-ratio to the reference: how far the tuning has moved
+
+
+class Step(_Event, _OfVariant, _Preferences):
     """A logged step: the loss of the steps since the last one, and the pace."""
     step: int
     max_steps: int
@@ -90,7 +98,7 @@ class Step(_Event, _OfVariant):
     update_ratios: dict[str, float]  # how far this step moved each layer's weights: ||dw||/||w||
 
 
-class Eval(_Event, _OfVariant):
+class Eval(_Event, _OfVariant, _Preferences):
     step: int
     train_loss: float
     val_loss: float

@@ -81,19 +81,25 @@ class Throughput:
 
     def restart(self, now: float) -> None:
         self.loss, self.steps, self.tokens, self.start = 0.0, 0, 0, now
+        self.metrics: dict = {}  # the objective's other measures, summed like the loss
 
     def restart_clock(self) -> None:
         """Count tokens/s from now (after an evaluation, a save or a pause, which are not
         slowness); the losses stay in the window."""
         self.tokens, self.start = 0, self.clock()
 
-    def add(self, loss, tokens: int) -> None:
+    def add(self, loss, tokens: int, metrics: dict | None = None) -> None:
         self.loss += loss
         self.steps += 1
         self.tokens += tokens
+        for name, value in (metrics or {}).items():
+            self.metrics[name] = self.metrics.get(name, 0.0) + value
 
     def mean_loss(self) -> float:
         return float(self.loss) / self.steps
+
+    def mean_metrics(self) -> dict[str, float]:
+        return {name: float(total) / self.steps for name, total in self.metrics.items()}
 
     def tokens_per_s(self, now: float) -> float:
         return self.tokens / max(now - self.start, 1e-9)

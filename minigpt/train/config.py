@@ -45,6 +45,11 @@ class TrainConfig:
     sample_tokens: int = 200  # length of the sample printed at each evaluation (0: none)
     val_fraction: float = 0.1
     seed: int = 1337
+    # what the run learns: "lm" the next token of a corpus (pretraining, --init fine-tuning),
+    # "sft" the assistant's turns of conversations (data/chat.py), "dpo" people's preferences
+    # between two replies (train/dpo.py), against the starting model, beta its strength
+    objective: str = "lm"
+    beta: float = 0.1
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, GPTConfig):
@@ -111,6 +116,7 @@ TRAIN_RULES = {
     "sample_tokens": Whole(0),
     "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
     "seed": Whole(0),
+    "objective": OneOf(("lm", "sft", "dpo")), "beta": Real(0, 100, low_open=True),
 }
 
 

@@ -26,6 +26,14 @@ FINETUNE = TrainConfig(
     eval_interval=50, eval_iters=10, sample_tokens=100,
 )
 
+# Instruction tuning (--sft) and preference tuning (--dpo) of a small model: larger steps than a
+# pretrained GPT-2 is fine-tuned with (its conversations are short and its answers few tokens),
+# batches of whole conversations or of pairs.
+SFT = replace(FINETUNE, batch_size=32, max_steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=30,
+              eval_interval=100, eval_iters=10, sample_tokens=40, objective="sft")
+DPO = replace(FINETUNE, batch_size=16, max_steps=200, lr=5e-5, min_lr=5e-6, warmup_steps=20,
+              eval_interval=50, eval_iters=10, sample_tokens=40, objective="dpo")
+
 # Settings that would change what the weights mean: refused with --init.
 FIXED_BY_THE_MODEL = ("n_layer", "n_head", "n_embd", "tokenizer", "bpe_vocab_size",
                       *(s.name for s in SWITCHES))  # a switch changes what the weights compute
@@ -63,3 +71,26 @@ def fit_to_context(start: Checkpoint, model: GPTConfig) -> Checkpoint:
     if wpe is not None and wpe.size(0) > model.block_size:
         state["transformer.wpe.weight"] = wpe[: model.block_size].clone()
     return replace(start, model_config=model, state_dict=state)
+
+
+def with_chat_tokens(start: Checkpoint) -> Checkpoint:
+    """The checkpoint with the chat template's tokens in its tokenizer, and rows for them in its
+    embedding (and an untied head): each new row the mean of the old ones, a token that starts
+    out meaning "a token" and learns its own meaning in instruction tuning. A checkpoint that
+    has them already is returned as it is."""
+    import torch
+
+    from minigpt.data.chat import chat_tokenizer
+
+    tokenizer = chat_tokenizer(start.tokenizer)
+    if tokenizer is start.tokenizer and start.model_config.vocab_size >= tokenizer.vocab_size:
+        return start
+    model = start.model_config
+    grow = max(0, tokenizer.vocab_size - model.vocab_size)
+    state = dict(start.state_dict)
+    for name in ("transformer.wte.weight", "lm_head.weight"):
+        if name in state and grow:
+            old = state[name]
+            state[name] = torch.cat([old, old.mean(dim=0, keepdim=True).expand(grow, -1)])
+    return replace(start, tokenizer=tokenizer, state_dict=state,
+                   model_config=replace(model, vocab_size=model.vocab_size + grow))

@@ -91,14 +91,20 @@ class TrainingPlan:
 
 def plan_training(device: torch.device, data: str | None = None, preset_name: str | None = None,
                   overrides: dict | None = None, out: Path | None = None, name: str | None = None,
-                  resume: Path | None = None, init: Path | None = None) -> TrainingPlan:
+                  resume: Path | None = None, init: Path | None = None, sft: str | None = None,
+                  dpo: str | None = None) -> TrainingPlan:
     """The plan for `minigpt train`'s options. overrides: settings by TrainConfig name (None for
     one not given); a run is as long as max_steps or time_budget (seconds), not both. out: a
     checkpoint file (x.pt: its events beside it as x.events.jsonl, unless it is named model.pt,
     whose folder is the run's) or a run directory; else the resumed run's own file, else a new
-    directory under checkpoints/ (named `name`, else by date and time)."""
+    directory under checkpoints/ (named `name`, else by date and time). sft, dpo: instruction
+    tuning on conversations (a file, or "tasks": the built-in ones) or preference tuning on
+    pairs, of the model --init names."""
     overrides = overrides or {}
     check_run_length(overrides.get("max_steps"), overrides.get("time_budget"))
+    objective = _objective(init, resume, data, sft, dpo)
+    if overrides.get("beta") is not None and objective != "dpo":
+        raise ConfigError("--beta is DPO's strength: give it with --dpo")
     checkpoint = start = None
     if resume is not None and init is not None:
         raise ConfigError("--resume continues a run, --init starts a new one from a model: "
@@ -107,11 +113,17 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
         checkpoint = load_checkpoint(resume)
         cfg, data = _resumed(checkpoint, resume, data, preset_name, overrides)
     elif init is not None:
-        from minigpt.train.finetune import FINETUNE, finetune_config, fit_to_context
+        from minigpt.train import finetune
 
         start = load_checkpoint(init)
-        cfg = finetune_config(start, preset(preset_name) if preset_name else FINETUNE, overrides)
-        start = fit_to_context(start, cfg.model)
+        if objective == "sft":  # the chat template's tokens, and rows for them
+            start = finetune.with_chat_tokens(start)
+        recipe = {"sft": finetune.SFT, "dpo": finetune.DPO}.get(objective, finetune.FINETUNE)
+        if preset_name:
+            recipe = preset(preset_name).with_overrides(objective=recipe.objective)
+        cfg = finetune.finetune_config(start, recipe, overrides)
+        start = finetune.fit_to_context(start, cfg.model)
+        data = sft or dpo or data
     else:
         cfg = preset(preset_name or default_preset_name(device.type)).with_overrides(**overrides)
 
@@ -129,6 +141,24 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
     return TrainingPlan(cfg, data, run_dir, checkpoint_path, resume=checkpoint, init=start)
 
 
+def _objective(init, resume, data, sft, dpo) -> str:
+    """What the run learns, from its options; a combination that cannot be is a ConfigError."""
+    if sft is not None and dpo is not None:
+        raise ConfigError("--sft tunes on conversations, --dpo on preferences: give one of them")
+    if sft is None and dpo is None:
+        return "lm"
+    option = "--sft" if sft is not None else "--dpo"
+    if resume is not None:
+        raise ConfigError(f"--resume continues a run on its own data: {option} starts a new one "
+                          "(with --init)")
+    if init is None:
+        raise ConfigError(f"{option} tunes a trained model: name it with --init MODEL (a "
+                          "checkpoint of minigpt train, or of import-gpt2)")
+    if data is not None:
+        raise ConfigError(f"{option} names the run's data; --data is for a corpus of text")
+    return "sft" if sft is not None else "dpo"
+
+
 def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name: str | None,
              overrides: dict) -> tuple[TrainConfig, str | None]:
     """The settings and the data of a resumed run: its own, with only a longer run (--steps, or
@@ -136,6 +166,11 @@ def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name:
     another --eval-interval; refused when it has nothing to resume or is done."""
     if checkpoint.train_config is None or checkpoint.train_state is None:
         raise CheckpointError(f"{given} has no training state to resume from")
+    if checkpoint.train_config.objective == "dpo":  # its reference is not in the checkpoint
+        raise ConfigError(f"{given} is a preference-tuning run, which is not resumed: DPO "
+                          "measures it against the model it started from, which the checkpoint "
+                          "does not keep. Tune again: --init START --dpo PAIRS, or tune this "
+                          f"one further: --init {given} --dpo PAIRS")
     changed = sorted(k for k, v in overrides.items()
                      if v is not None and k not in RESUME_MAY_CHANGE)
     if preset_name is not None:  # the recipe is the checkpoint's: a preset would change it

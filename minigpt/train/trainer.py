@@ -4,6 +4,7 @@
     data/batches  the batches it draws (its own generator) and the evaluations' fixed ones
     clock.py      the time it has spent, a timed run's budget, the pace of its steps
     schedule.py   the learning rate at each step
+    objective.py  what a step minimizes: the next token's loss, or DPO's against a reference
     gradflow.py   each layer's gradient norm and update ratio, on logged steps
     state.py      what a checkpoint carries to resume it exactly
 
@@ -46,6 +47,7 @@ from minigpt.train import distributed, state
 from minigpt.train.clock import RunClock, Throughput
 from minigpt.train.config import TrainConfig
 from minigpt.train.gradflow import GradientFlow
+from minigpt.train.objective import objective_for
 from minigpt.train.schedule import lr_at
 from minigpt.train.setup import build_model, build_optimizer
 from minigpt.units import rough_duration
@@ -82,6 +84,7 @@ class Trainer:
         self.model, self.step_model = built.model, built.step_model
         self.precision, self.autocast = built.precision, built.autocast
         self.optimizer = build_optimizer(self.model, self.cfg, self.precision, self.device)
+        self.objective = objective_for(self.cfg, self.model)  # before any step: DPO's reference
         self.batches = data.batches(self.cfg.batch_size, self.cfg.model.block_size,
                                     self.cfg.seed, self.device, self.world.rank)
         self.time = RunClock(self.cfg.time_budget)
@@ -219,7 +222,7 @@ class Trainer:
         a pause); returns whether it was the run's last."""
         t0 = time.perf_counter()
         self.interruptible = True
-        step_loss, grad_norm, lr = self._train_step()
+        step_loss, metrics, grad_norm, lr = self._train_step()
         self.interruptible = False
         end.train_seconds += time.perf_counter() - t0
         self._finite &= torch.isfinite(step_loss) & torch.isfinite(grad_norm)
@@ -228,7 +231,7 @@ class Trainer:
             end.compile_noted = True
             yield event("note", step=self.step,
                         message=f"torch.compile failed, training without it: {failure}")
-        window.add(step_loss, self.tokens_per_step)
+        window.add(step_loss, self.tokens_per_step, metrics)
         self.time.read()
         last = self.finished = self.reached_end()
         if self.logs(self.step) or last:
@@ -296,6 +299,8 @@ class Trainer:
         # the loss of the global batch: the mean over processes of each one's mean
         # (reading it waits for the device, so the clock is read after)
         loss = distributed.all_reduce_mean(window.mean_loss())
+        metrics = {name: distributed.all_reduce_mean(value)
+                   for name, value in window.mean_metrics().items()}  # DPO's: margin, accuracy
         now = self.clock()
         elapsed = self.clock() - started
         tokens_per_s = window.tokens_per_s(now)
@@ -307,7 +312,7 @@ class Trainer:
                      loss=loss, lr=lr, grad_norm=float(grad_norm),
                      tokens_per_s=tokens_per_s, flops_per_s=flops_per_s,
                      mfu=flops_per_s / self.peak_flops if self.peak_flops else None,
-                     elapsed=elapsed, time_spent=self.time_spent(), **by_layer)
+                     elapsed=elapsed, time_spent=self.time_spent(), **by_layer, **metrics)
 
     def _check_finite(self, what: str = "") -> None:
         """Stop the run, saving nothing, once a loss or a gradient norm was NaN or infinite."""
@@ -350,25 +355,28 @@ class Trainer:
         self.time.paused_for(self.clock() - began)
         yield event("resumed", step=self.step)
 
-    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """One optimizer step: this process's mean loss and the gradient norm (both tensors, left
-        on the device), and the learning rate."""
+    def _train_step(self) -> tuple[torch.Tensor, dict, torch.Tensor, float]:
+        """One optimizer step: this process's mean loss, the objective's other measures (DPO's)
+        and the gradient norm (tensors, left on the device), and the learning rate."""
         cfg = self.cfg
         lr = lr_at(self.schedule_step(), cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         total = torch.zeros((), device=self.device)
+        measures: dict[str, torch.Tensor] = {}
         for micro_step in range(cfg.grad_accum):
-            x, y = self.batches.train()
+            batch = self.batches.train()
             # under DDP, gradients are averaged over processes once, in the last micro-step
             last = micro_step == cfg.grad_accum - 1
             with nullcontext() if last or self.world.size == 1 else self.step_model.no_sync():
                 with self.autocast:
-                    _, loss = self.step_model(x, y)
+                    loss, metrics = self.objective.loss(self.step_model, batch)
                 # each micro-batch contributes its share of the mean over the whole step
                 (loss / cfg.grad_accum).backward()
             total += loss.detach()
+            for name, value in metrics.items():
+                measures[name] = measures.get(name, 0) + value / cfg.grad_accum
         measured = self.measure_gradient_flow and self.logs(self.step + 1)
         if measured:  # before clipping, as grad_norm is
             self.gradient_flow.grads()
@@ -382,24 +390,29 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += self.tokens_per_step
-        return total / cfg.grad_accum, grad_norm, lr
+        return total / cfg.grad_accum, measures, grad_norm, lr
 
     @torch.no_grad()
     def estimate_loss(self) -> dict[str, float] | None:
-        """Mean loss over eval_iters batches of each split; the same batches every time. None when
-        a stop was asked for in the middle: a stop never waits for an evaluation."""
+        """Mean loss over eval_iters batches of each split ("train", "val"), and the objective's
+        other measures on the validation batches (DPO's "accuracy", "margin", "kl"); the same
+        batches every time. None when a stop was asked for in the middle: a stop never waits for
+        an evaluation."""
         self.model.eval()
-        losses = {}
+        losses: dict[str, float] = {}
         self.interruptible = self.evaluating = True
         try:
             for split in ("train", "val"):
                 total = 0.0
-                for x, y in self.batches.evaluation(split, self.cfg.eval_iters):
+                for batch in self.batches.evaluation(split, self.cfg.eval_iters):
                     if self._stop_reason is not None:
                         return None
                     with self.autocast:
-                        _, loss = self.model(x, y)
+                        loss, metrics = self.objective.loss(self.model, batch)
                     total += loss.item()
+                    if split == "val":
+                        for name, value in metrics.items():
+                            losses[name] = losses.get(name, 0.0) + value.item() / self.cfg.eval_iters
                 losses[split] = total / self.cfg.eval_iters
         except KeyboardInterrupt:  # raised by a stop request's signal handler
             if self._stop_reason is None:
@@ -417,9 +430,9 @@ class Trainer:
         if not all(math.isfinite(v) for v in losses.values()):
             self._finite.fill_(False)
             self._check_finite("the evaluation loss")
-        self.last_eval = {"train_loss": losses["train"], "val_loss": losses["val"]}
+        self.last_eval = {"train_loss": losses.pop("train"), "val_loss": losses.pop("val")}
         self.last_eval_step = self.step
-        yield event("eval", step=self.step, **self.last_eval)
+        yield event("eval", step=self.step, **self.last_eval, **losses)
         if self.cfg.sample_tokens > 0:
             yield event("sample", step=self.step, text=self.sample_text(self.cfg.sample_tokens))
 
