@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from minigpt.data.tokenizer import Tokenizer
-from minigpt.errors import ConversionError, MinigptError
+from minigpt.errors import ConfigError, ConversionError
 from minigpt.hf.folder import (
     Fields,
     ImportedModel,
@@ -81,7 +81,7 @@ def gpt_config_from_hf(hf: dict, where: str = "config.json") -> GPTConfig:
         return GPTConfig(**shape, dropout=0.0, bias=True,
                          layer_norm_epsilon=f.real("layer_norm_epsilon", 1e-5),
                          tie_weights=f.flag("tie_word_embeddings", True))
-    except MinigptError as e:
+    except ConfigError as e:  # the checks of GPTConfig's own rules
         raise f.refuse(str(e)) from None
 
 
