@@ -168,8 +168,9 @@ def switch_options(switches=None):
     def option(switch) -> inspect.Parameter:
         if isinstance(switch.rule, Flag):
             kind, said = bool | None, f" (GPT-2: {'on' if switch.gpt2 else 'off'})"
-        else:
-            kind, said = str | None, f": {spelled_out(switch.values)} (GPT-2: {switch.gpt2})"
+        else:  # typed as its values are: "--mlp-ratio 2.5" gives 2.5, not the text "2.5"
+            choices = f": {spelled_out(switch.values)}" if switch.values else ""
+            kind, said = switch.kind | None, f"{choices} (GPT-2: {switch.gpt2})"
         declared = typer.Option(switch.option, help=f"{switch.meaning}{said}.",
                                 rich_help_panel="Model switches")
         return inspect.Parameter(switch.name, inspect.Parameter.KEYWORD_ONLY, default=None,
