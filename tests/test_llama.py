@@ -350,3 +350,25 @@ def test_cli_export_import_and_refusals(tmp_path, tokenizer):
     assert_one_line_error(cli("import-hf", tmp_path / "hf", "--out", tmp_path / "back.pt"),
                           "already exists")
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.pt").exists()
+
+
+def test_a_model_trained_with_llama_s_switches_generates_the_same_in_transformers(
+        tmp_path, english_text):
+    """train with the switches of ablate's "llama" and GQA, export-hf, and transformers'
+    greedy text is minigpt generate's."""
+    (tmp_path / "en.txt").write_text(english_text[:8000], encoding="utf-8")
+    trained = cli("train", "--data", tmp_path / "en.txt", "--out", tmp_path / "m.pt",
+                  "--preset", "tiny", "--block-size", "24", "--n-embd", "32", "--n-head", "4",
+                  "--batch-size", "2", "--steps", "5", "-q", "--position", "rope", "--norm",
+                  "rmsnorm", "--activation", "swiglu", "--mlp-ratio", "2.6667", "--no-bias",
+                  "--no-tie-weights", "--n-kv-head", "2")
+    assert trained.returncode == 0, trained.stderr
+    assert cli("export-hf", tmp_path / "m.pt", tmp_path / "hf").returncode == 0
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert theirs.config.num_key_value_heads == 2
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    prompt = hf_tokenizer("The ")["input_ids"]
+    expected = hf_tokenizer.decode(prompt + hf_greedy(theirs, prompt, 20))
+    generated = cli("generate", "--ckpt", tmp_path / "m.pt", "-p", "The ", "-n", "20",
+                    "--strategy", "greedy")
+    assert generated.stdout == expected + "\n"
