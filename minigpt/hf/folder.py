@@ -242,7 +242,7 @@ class ImportedModel:
     tokenizer: Tokenizer
     source: str  # what the user named: a folder or a hub id
     folder: Path
-    architecture: str = "GPT-2"  # what the folder held: "GPT-2" or "Llama"
+    architecture: str  # what the folder held: "GPT-2" or "Llama"
 
 
 def check_vocabulary(tokenizer: Tokenizer, vocab_size: int, folder: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from minigpt.data.tokenizer import Tokenizer
+from minigpt.data.tokenizer import Tokenizer, gpt2_tokenizer_from_folder
 from minigpt.errors import ConfigError, ConversionError
 from minigpt.hf.folder import (
     Fields,
@@ -93,14 +93,15 @@ def places(config: GPTConfig) -> dict[str, Place]:
             if not (name == "lm_head.weight" and config.tie_weights)}
 
 
-def minigpt_name(hf_name: str) -> str | None:
-    """Our parameter name for a Hugging Face one; None for the mask buffers.
+def minigpt_name(hf_name: str, tied: bool) -> str | None:
+    """Our parameter name for a Hugging Face one; None for what is not a weight to read (the
+    mask buffers, a tied head that old .bin files hold beside wte).
 
     GPT2LMHeadModel files say transformer.h.0...; files saved from GPT2Model (the hub's gpt2) say
     h.0... without the prefix.
     """
     if hf_name == "lm_head.weight":
-        return hf_name
+        return None if tied else hf_name
     name = hf_name.removeprefix("transformer.")
     if name.endswith(MASK_BUFFERS):
         return None
@@ -116,17 +117,13 @@ def load_gpt2(src: str) -> ImportedModel:
 
 
 def read_folder(folder: Path, src: str) -> ImportedModel:
+    """The GPT-2 in a local folder (src: what the user named, a folder or a hub id)."""
     config = gpt_config_from_hf(read_hf_config(folder), f"{folder / 'config.json'}")
-    from minigpt.data.tokenizer import gpt2_tokenizer_from_folder
-
     tokenizer = gpt2_tokenizer_from_folder(folder)
     check_vocabulary(tokenizer, config.vocab_size, folder)
     model = empty_model(config)
-
-    def key(hf_name: str) -> str | None:  # a tied head in the file (old .bin files): it is wte
-        return None if hf_name == "lm_head.weight" and config.tie_weights else minigpt_name(hf_name)
-
-    load_weights(model, folder, places(config), key, NAME)
+    load_weights(model, folder, places(config), lambda n: minigpt_name(n, config.tie_weights),
+                 NAME)
     model.eval()
     return ImportedModel(model, tokenizer, src, folder, NAME)
 

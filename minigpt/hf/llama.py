@@ -157,6 +157,7 @@ def load_llama(src: str) -> ImportedModel:
 
 
 def read_folder(folder: Path, src: str) -> ImportedModel:
+    """The Llama in a local folder (src: what the user named, a folder or a hub id)."""
     config = gpt_config_from_llama(read_hf_config(folder), f"{folder / 'config.json'}")
     tokenizer = read_tokenizer_json(folder)
     check_vocabulary(tokenizer, config.vocab_size, folder)
