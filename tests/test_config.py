@@ -40,6 +40,7 @@ HUGE = 2**63  # one past what torch's int64 holds
     ("n_embd", [0, -64, 64.0]),
     ("dropout", [NAN, INF, -INF, -0.1, 1.0]),
     ("layer_norm_epsilon", [NAN, INF, 0.0, -1e-5]),
+    ("rope_theta", [NAN, 0.0, -1.0, "10000"]),
     ("bias", [1, "yes"]),
     ("residual", [0]),
     ("tie_weights", ["False"]),

@@ -411,6 +411,37 @@ def test_import_refuses_an_out_that_is_another_file(tmp_path):
     assert existing.read_text(encoding="utf-8") == "mine\n"
 
 
+@pytest.mark.parametrize("field, value, fragment", [
+    ("layer_norm_epsilon", "tiny", "layer_norm_epsilon must be a number, got 'tiny'"),
+    ("tie_word_embeddings", "no", "tie_word_embeddings must be true or false, got 'no'"),
+    ("n_layer", [2], "n_layer must be a whole number"),
+])
+def test_a_gpt2_config_field_of_the_wrong_type_is_one_line(tmp_path, field, value, fragment):
+    """import-gpt2 of a config.json saying "layer_norm_epsilon": "tiny" ended in a traceback
+    (ValueError from float()); "tie_word_embeddings": "no" read as true, a silently other model."""
+    config = {"model_type": "gpt2", "vocab_size": 40, "n_positions": 16, "n_embd": 32,
+              "n_layer": 1, "n_head": 2, field: value}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert_one_line_error(cli("import-gpt2", tmp_path, "--out", tmp_path / "x.pt"), fragment)
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("model_type", ["llama"], "model_type is ['llama']"),
+    ("rope_parameters", "default", "rope_parameters must be a JSON object, got 'default'"),
+    ("rope_scaling", {"type": "yarn", "factor": 4.0}, "rope_scaling asks for 'yarn' RoPE"),
+    ("num_attention_heads", "4", "num_attention_heads must be a whole number, got '4'"),
+])
+def test_a_llama_config_field_of_the_wrong_type_is_one_line(tmp_path, field, value, fragment):
+    """import-hf of a config.json whose fields are of the wrong type: a list for model_type is
+    no key of the table of architectures (a TypeError, unhashable, when looked up there)."""
+    config = {"model_type": "llama", "vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 1, "num_attention_heads": 4, field: value}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert_one_line_error(cli("import-hf", tmp_path, "--out", tmp_path / "x.pt"), fragment)
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_resumed_runs_report_their_own_speed(tmp_path, english_text, monkeypatch):
     """After --resume the end said 861,736 tokens/s where the steps ran at 52-55k: every token
     since step 0 over the time since the resume. With a clock where each step takes a second,

@@ -60,6 +60,23 @@ def test_a_new_switch_is_an_option_of_train():
     assert seen == {"parallel": True, "residual": False}
 
 
+def test_train_s_switch_options_give_values_of_their_type():
+    """--mlp-ratio 2.6667 and --n-kv-head 2 were refused: the options gave text, "2.6667"."""
+    app = typer.Typer()
+    seen = {}
+
+    @app.command()
+    @switch_options()
+    def train(steps: int = 1, switches: dict | None = None):
+        seen.update(switches)
+
+    result = CliRunner().invoke(app, ["--mlp-ratio", "2.6667", "--n-kv-head", "2",
+                                      "--position", "rope"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"mlp_ratio": 2.6667, "n_kv_head": 2, "position": "rope"}
+    assert GPTConfig(**{**SHAPE, "n_head": 2}, **seen).n_kv_head == 2
+
+
 def test_gpt2_s_table_exports_as_gpt2():
     assert export_problems(GPTConfig(**SHAPE)) == []
     assert export_problems(GPTConfig(**SHAPE, tie_weights=False)) == []

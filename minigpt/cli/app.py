@@ -168,8 +168,9 @@ def switch_options(switches=None):
     def option(switch) -> inspect.Parameter:
         if isinstance(switch.rule, Flag):
             kind, said = bool | None, f" (GPT-2: {'on' if switch.gpt2 else 'off'})"
-        else:
-            kind, said = str | None, f": {spelled_out(switch.values)} (GPT-2: {switch.gpt2})"
+        else:  # typed as its values are: "--mlp-ratio 2.5" gives 2.5, not the text "2.5"
+            choices = f": {spelled_out(switch.values)}" if switch.values else ""
+            kind, said = switch.kind | None, f"{choices} (GPT-2: {switch.gpt2})"
         declared = typer.Option(switch.option, help=f"{switch.meaning}{said}.",
                                 rich_help_panel="Model switches")
         return inspect.Parameter(switch.name, inspect.Parameter.KEYWORD_ONLY, default=None,
@@ -736,7 +737,24 @@ def _write_json(path: Path, command: str, value: dict, indent: int | None = None
     print(f"wrote {path}", file=sys.stderr)
 
 
-# --- Hugging Face GPT-2 ---------------------------------------------------------------------------
+# --- Hugging Face: GPT-2 and Llama ---------------------------------------------------------------
+
+ImportOut = Annotated[Path, typer.Option(
+    "--out", help="Checkpoint file (x.pt) or run directory to write; a checkpoint already there "
+                  "is kept and the import refused.")]
+
+
+@app.command("import-hf")
+def import_hf(
+    src: Annotated[str, typer.Argument(
+        help="A local Hugging Face folder (config.json, weights, tokenizer files) of a GPT-2 or a "
+             "Llama, or a hub id: gpt2, openai-community/gpt2, TinyLlama/TinyLlama_v1.1, ...")],
+    out: ImportOut,
+) -> None:
+    """Convert a pretrained GPT-2 or Llama into a minigpt checkpoint, weights and tokenizer."""
+    from minigpt.hf.formats import import_hf as convert
+
+    _import(src, out, convert)
 
 
 @app.command("import-gpt2")
@@ -744,22 +762,26 @@ def import_gpt2(
     src: Annotated[str, typer.Argument(
         help="A local Hugging Face GPT-2 folder (config.json, weights, tokenizer files) or a hub "
              "id: gpt2, gpt2-medium, openai-community/gpt2, ...")],
-    out: Annotated[Path, typer.Option(
-        "--out", help="Checkpoint file (x.pt) or run directory to write; a checkpoint "
-                      "already there is kept and the import refused.")],
+    out: ImportOut,
 ) -> None:
-    """Convert a pretrained GPT-2 into a minigpt checkpoint, weights and tokenizer."""
-    from minigpt.checkpoint import CHECKPOINT_NAME
+    """Convert a pretrained GPT-2 into a minigpt checkpoint (import-hf reads Llama too)."""
     from minigpt.hf.gpt2 import import_gpt2 as convert
+
+    _import(src, out, convert)
+
+
+def _import(src: str, out: Path, convert) -> None:
+    from minigpt.checkpoint import CHECKPOINT_NAME
 
     if out.suffix != ".pt" and out.exists() and not out.is_dir():
         raise MinigptError(f"{out} is a file and not a checkpoint: --out takes a path ending in "
                            ".pt, or a folder")
     path, imported = convert(src, out if out.suffix == ".pt" else out / CHECKPOINT_NAME)
     cfg = imported.model.config
-    print(f"imported {src}: {imported.model.num_params() / 1e6:.2f}M parameters ({cfg.n_layer} "
-          f"layers, {cfg.n_head} heads, {cfg.n_embd} dims, context {cfg.block_size}, vocabulary "
-          f"{cfg.vocab_size}), tokenizer of {imported.tokenizer.vocab_size} tokens")
+    print(f"imported {src} ({imported.architecture}): {imported.model.num_params() / 1e6:.2f}M "
+          f"parameters ({cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, context "
+          f"{cfg.block_size}, vocabulary {cfg.vocab_size}), tokenizer of "
+          f"{imported.tokenizer.vocab_size} tokens")
     print(f"saved to {path}")
 
 
@@ -768,15 +790,21 @@ def export_hf(
     ckpt: Annotated[Path, typer.Argument(help="Checkpoint file or run directory.")],
     outdir: Annotated[str, typer.Argument(help="Folder to write the Hugging Face model to: "
                                                "new, or an earlier export, which is replaced.")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="gpt2 (GPT2LMHeadModel), llama (LlamaForCausalLM), or auto: GPT-2 where "
+                         "it holds the model's switches, else Llama.")] = "auto",
 ) -> None:
-    """Write a model as a Hugging Face GPT-2 folder that transformers loads."""
+    """Write a model as a Hugging Face GPT-2 or Llama folder that transformers loads."""
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.hf.gpt2 import export_hf as convert
+    from minigpt.hf.formats import ARCHITECTURES
+    from minigpt.hf.formats import export_hf as convert
 
+    if fmt not in ("auto", *ARCHITECTURES):
+        raise MinigptError(f"--format is {fmt!r}; choose {spelled_out(('auto', *ARCHITECTURES))}")
     if not outdir:  # as a Path, "" would be the current folder
         raise MinigptError("the folder to export to is empty: name one ('.' for this one)")
-    written = convert(load_checkpoint(ckpt), outdir)
-    print(f"wrote {', '.join(written)} to {outdir}")
+    fmt, written = convert(load_checkpoint(ckpt), outdir, fmt)
+    print(f"wrote {', '.join(written)} to {outdir}, a Hugging Face {ARCHITECTURES[fmt].NAME} folder")
     print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(outdir)!r})")
 
 

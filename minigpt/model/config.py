@@ -31,6 +31,7 @@ class ModelShape:
     n_embd: int = 768
     dropout: float = 0.0
     layer_norm_epsilon: float = 1e-5
+    rope_theta: float = 10000.0  # RoPE's base (position="rope"): Llama 2's; imports carry others
     attn_impl: str = "sdpa"  # "sdpa" (fused kernel) or "explicit" (scores, mask, softmax, sum)
 
     switches: ClassVar[tuple[Switch, ...]] = ()  # the table the class was made from
@@ -72,7 +73,8 @@ class ModelShape:
 SHAPE_RULES = {
     "vocab_size": Whole(1), "block_size": Whole(1), "n_layer": Whole(1), "n_head": Whole(1),
     "n_embd": Whole(1), "dropout": Real(0, 1, high_open=True),
-    "layer_norm_epsilon": Real(0, low_open=True), "attn_impl": OneOf(ATTENTION_IMPLEMENTATIONS),
+    "layer_norm_epsilon": Real(0, low_open=True), "rope_theta": Real(0, low_open=True),
+    "attn_impl": OneOf(ATTENTION_IMPLEMENTATIONS),
 }
 
 

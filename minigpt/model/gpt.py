@@ -30,8 +30,6 @@ from minigpt.backends.kernels import attend_in_fp32
 from minigpt.model.config import GPTConfig
 from minigpt.model.kv_cache import KVCache
 
-ROPE_THETA = 10000.0  # the base of RoPE's angles (Llama's rope_theta)
-
 
 def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
     """True where attention is allowed: query i (the last n_queries positions) sees keys 0..its own.
@@ -43,11 +41,12 @@ def causal_mask(n_queries: int, n_keys: int, device: torch.device) -> torch.Tens
     return ones.tril(diagonal=n_keys - n_queries)
 
 
-def rope_angles(head_dim: int, start: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_angles(head_dim: int, start: int, length: int, device,
+                theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of RoPE's angles for positions start.., [length, head_dim]: position p turns
     channel pair i by p / theta^(2i / head_dim), fast turns in the first pairs, slow in the last.
     Hugging Face Llama's layout: channel i pairs with channel i + head_dim / 2."""
-    inv_freq = 1.0 / ROPE_THETA ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
     positions = torch.arange(start, start + length, device=device).float()
     angles = torch.outer(positions, inv_freq).repeat(1, 2)
     return angles.cos(), angles.sin()
@@ -304,7 +303,8 @@ class GPT(nn.Module):
             pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
             x = x + self.transformer.wpe(pos)
         elif self.config.position == "rope":  # the angles of these positions, for every layer
-            rope = rope_angles(self.config.n_embd // self.config.n_head, start, T, idx.device)
+            rope = rope_angles(self.config.n_embd // self.config.n_head, start, T, idx.device,
+                               self.config.rope_theta)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, input_pos, rope)
