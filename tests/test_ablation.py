@@ -223,3 +223,44 @@ def test_the_tables_never_cut_a_variant_s_name(capsys):
     for r in results:
         assert text.count(f"│ {r.variant} ") == len(tables)  # whole, in every table
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_variants_are_listed_by_what_they_do_each_once():
+    """ablate --help and the TUI's Ablate pane list the names under the same headings, in the
+    order of KINDS, every name once."""
+    from minigpt.model.switches import KINDS
+    from minigpt.train.ablation import by_kind
+
+    groups = by_kind()
+    assert list(groups) == list(KINDS)  # remove, add, question, size
+    assert sorted(n for names in groups.values() for n in names) == sorted(VARIANTS)
+    assert "residual" in groups["remove"] and "llama" in groups["add"]
+    assert groups["question"] == ["mlp-ratio", "no-mask"] and groups["size"] == ["size"]
+
+
+def test_the_cells_are_the_same_for_every_table_and_a_timed_run_puts_steps_first():
+    """The command line's "+-" and the TUI's "±" around the same numbers; an ablation on equal
+    time shows each variant's steps and speed right after the noise."""
+    from minigpt.runs.columns import pack, result_rows
+    from minigpt.runs.results import VariantResult
+
+    results = [VariantResult("baseline", kind="baseline", val_loss=2.41234, val_loss_std=0.0123,
+                             val_loss_delta=0.0, delta_half_width=0.02, steps=300,
+                             tokens_per_s=2000.0),
+               VariantResult("residual", val_loss=2.7, val_loss_std=0.02, val_loss_delta=0.29,
+                             delta_half_width=0.05, within_noise=False, steps=410,
+                             tokens_per_s=2700.0)]
+    headers, rows = result_rows(results)
+    assert headers[:3] == ["val loss", "vs baseline", "noise"] and "masked" not in headers
+    assert rows["baseline"]["val loss"] == "2.4123 +-0.012" and rows["baseline"]["vs baseline"] == ""
+    assert rows["residual"]["vs baseline"] == "+0.290 +-0.050"
+    assert rows["residual"]["noise"] == "outside"
+    _, tui = result_rows(results, plus_minus="±")
+    assert tui["residual"]["val loss"] == "2.7000 ±0.020"
+    timed, _ = result_rows(results, timed=True)
+    assert timed[:5] == ["val loss", "vs baseline", "noise", "steps", "tokens/s"]
+    one_seed = [VariantResult("baseline", kind="baseline", val_loss=2.4, steps=300,
+                              tokens_per_s=9.0)]
+    assert result_rows(one_seed, timed=True)[0] == ["val loss", "steps", "tokens/s"]
+    assert pack({"a": 5, "b": 5, "c": 5}, 10) == [["a", "b"], ["c"]]
+    assert pack({"wide": 20, "b": 5}, 10) == [["wide"], ["b"]]  # too wide alone: alone

@@ -23,7 +23,7 @@ from minigpt.infer.config import STRATEGIES, SamplingConfig
 from minigpt.runs import control
 from minigpt.runs.control import Stopped, exit_status
 from minigpt.train.ablation import STEPS as ABLATION_STEPS
-from minigpt.train.ablation import VARIANTS
+from minigpt.train.ablation import by_kind
 from minigpt.train.config import PRESETS, TRAIN_RULES, default_preset_name
 
 try:  # Typer >= 0.23 carries its own copy of click
@@ -138,11 +138,8 @@ def _variant_names() -> str:
     """ablate's variants by what they do: 'remove a part: residual, ...; another size: size'."""
     from minigpt.model.switches import KINDS
 
-    by_kind: dict[str, list[str]] = {}
-    for name, variants in VARIANTS.items():
-        by_kind.setdefault(variants[0].kind, []).append(name)
     return "; ".join(f"{KINDS[kind].capitalize()}: {', '.join(names)}"
-                     for kind, names in by_kind.items())
+                     for kind, names in by_kind().items())
 
 
 VARIANT_NAMES = _variant_names()

@@ -193,14 +193,14 @@ def run_ablation(runner, quiet: bool = False) -> list:
                               markup=True)
     results = runner.results
     if results:
-        _print_results(results, runner.scaling)
+        _print_results(results, runner.scaling, timed=runner.cfg.time_budget is not None)
     return results
 
 
-def _print_results(results: list, scaling: dict | None) -> None:
+def _print_results(results: list, scaling: dict | None, timed: bool = False) -> None:
     from minigpt.cli.report import gradient_table, results_tables, scaling_line
 
-    for table in results_tables(results, console.width):
+    for table in results_tables(results, console.width, timed):
         console.print(table)
     gradients = gradient_table(results)
     if gradients is not None:

@@ -8,49 +8,25 @@ from rich.text import Text
 
 from minigpt.cli.console import console
 from minigpt.model.switches import changed
+from minigpt.runs.columns import column_width, pack, result_rows
 from minigpt.runs.files import run_files, run_of_checkpoint
 from minigpt.runs.results import VariantResult
 from minigpt.train.gradflow import layer_order
-from minigpt.units import format_duration, number
-
-# the results' columns, in the order a narrow terminal keeps them: (header, cell, justify)
-COLUMNS = (
-    ("val loss", lambda r: _with_spread(r.val_loss, r.val_loss_std, ".4f", ".3f")),
-    ("vs baseline", lambda r: "" if r.kind == "baseline" else
-        _with_spread(r.val_loss_delta, r.delta_half_width, "+.3f", ".3f")),
-    ("noise", lambda r: {True: "within", False: "outside"}.get(r.within_noise, "")),
-    ("bits/byte", lambda r: number(r.bits_per_byte, ".3f")),
-    ("masked", lambda r: number(r.masked_val_loss, ".4f")),
-    ("train loss", lambda r: number(r.train_loss, ".4f")),
-    ("steps", lambda r: number(r.steps, ",")),
-    ("tokens/s", lambda r: number(r.tokens_per_s, ",.0f")),
-    ("params", lambda r: number(r.params and r.params / 1e6, ".2f") + "M"),
-    ("4-grams", lambda r: number(r.distinct_4grams, ".0%")),  # the samples' repetition
-    ("time", lambda r: number(r.seconds, ".1f") + " s"),
-)
+from minigpt.units import format_duration
 
 
-def results_tables(results: list[VariantResult], width: int = 80) -> list[Table]:
+def results_tables(results: list[VariantResult], width: int = 80,
+                   timed: bool = False) -> list[Table]:
     """The results as tables that fit `width` columns, the variant's name whole in each: what
-    does not fit in the first goes to a second. A diverged variant says so in its losses; a
-    column no variant has a number for (masked, noise with one seed) is left out."""
-    rows = {r.variant: {h: ("diverged" if r.diverged and h == "val loss" else cell(r))
-                        for h, cell in COLUMNS} for r in results}
-    headers = [h for h, _ in COLUMNS if any(row[h] not in ("", "-") for row in rows.values())]
+    does not fit in the first goes to a second (runs/columns.py). A diverged variant says so in
+    its losses; a column no variant has a number for (masked, noise with one seed) is left out.
+    timed: an ablation on equal time, whose steps and tokens/s come early."""
+    headers, rows = result_rows(results, timed=timed)
     name_width = max(len("variant"), *(len(name) for name in rows))
-
-    def cost(header: str) -> int:  # a column's width with its padding and border
-        return max(len(header), *(len(row[header]) for row in rows.values())) + 3
-
-    tables, remaining = [], headers
-    while remaining:
-        used, chosen = name_width + 4, []
-        for header in remaining:
-            if used + cost(header) > width and chosen:
-                break
-            used += cost(header)
-            chosen.append(header)
-        remaining = remaining[len(chosen):]
+    # a column's width with its padding and border; the name's with the table's edges
+    groups = pack({h: column_width(h, rows) + 3 for h in headers}, width - name_width - 4)
+    tables = []
+    for chosen in groups:
         title = "ablation: same data, seeds and budget" if not tables else None
         table = Table(title=title)
         table.add_column("variant", no_wrap=True, min_width=name_width)
@@ -60,13 +36,6 @@ def results_tables(results: list[VariantResult], width: int = 80) -> list[Table]
             table.add_row(name, *(row[h] for h in chosen))
         tables.append(table)
     return tables
-
-
-def _with_spread(value: float | None, spread: float | None, spec: str, spread_spec: str) -> str:
-    """'2.4512 +-0.012': a mean and its spread (or interval), where there is one."""
-    if value is None:
-        return "-"
-    return format(value, spec) + ("" if spread is None else f" +-{format(spread, spread_spec)}")
 
 
 def scaling_line(scaling: dict | None) -> str | None:

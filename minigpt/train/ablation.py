@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from minigpt.errors import ConfigError, TrainingDiverged
-from minigpt.model.switches import COMBINATIONS, SWITCHES, Switch, Variant
+from minigpt.model.switches import COMBINATIONS, KINDS, SWITCHES, Switch, Variant
 from minigpt.runs.results import SeedRun, VariantResult
 from minigpt.train import stats
 from minigpt.train.config import TrainConfig
@@ -46,6 +46,17 @@ def catalogue(switches: tuple[Switch, ...] = SWITCHES) -> dict[str, list[Variant
 
 
 VARIANTS = catalogue()
+
+
+def by_kind(known: dict[str, list[Variant]] | None = None) -> dict[str, list[str]]:
+    """The names ablate is asked for, by what their variants do (model/switches.KINDS, in its
+    order: remove a part, add a modern part, the questions, another size): the headings under
+    which `ablate --help` and the TUI's Ablate pane list them."""
+    known = VARIANTS if known is None else known
+    found: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for name, variants in known.items():
+        found[variants[0].kind].append(name)
+    return {kind: names for kind, names in found.items() if names}
 
 
 def variant_named(name: str) -> Variant:
