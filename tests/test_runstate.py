@@ -112,3 +112,46 @@ def test_a_timed_runs_length_and_eta_are_its_clock():
     by_steps = replay([event("start", step=0, max_steps=2000, time_budget=None, time_spent=0.0),
                        event("step", step=300, max_steps=2000, loss=2.5, time_spent=40.0)])
     assert (by_steps.length, by_steps.progress) == (2000, 300)
+
+
+def test_a_preference_run_keeps_its_latest_measures_and_a_plain_run_has_none():
+    """DPO's accuracy, margin and log-ratio: the latest step's, and the latest evaluation's of
+    the validation pairs; a field of the wrong kind is missing, never an error."""
+    state = replay([event("start", step=0, max_steps=100),
+                    event("step", step=10, max_steps=100, loss=0.6, accuracy=0.75, margin=0.3,
+                          kl=0.05),
+                    event("eval", step=10, train_loss=0.6, val_loss=0.65, accuracy=0.7,
+                          margin=0.2, kl=0.04),
+                    event("step", step=20, max_steps=100, loss=0.5, accuracy=0.83, margin=0.41,
+                          kl=0.12)])
+    assert (state.preferences.accuracy, state.preferences.margin, state.preferences.kl,
+            state.preferences.step) == (0.83, 0.41, 0.12, 20)
+    assert (state.val_preferences.accuracy, state.val_preferences.step) == (0.7, 10)
+    state.apply({"type": "step", "step": 30, "loss": 0.4, "accuracy": "83%", "margin": [1],
+                 "kl": True})  # nothing readable: the latest readable ones stay
+    assert state.step == 30 and state.preferences.step == 20
+    state.apply({"type": "step", "step": 40, "loss": 0.4, "accuracy": 0.9, "margin": "x"})
+    assert (state.preferences.accuracy, state.preferences.margin) == (0.9, None)
+    plain = replay([event("start", step=0, max_steps=100),
+                    event("step", step=10, max_steps=100, loss=3.0),
+                    event("eval", step=10, train_loss=3.0, val_loss=3.1)])
+    assert plain.preferences is None and plain.val_preferences is None
+
+
+def test_the_spread_of_a_variants_seeds_is_their_mean_lowest_and_highest():
+    """Each step the seeds that logged it: all of them where all did, the first alone beyond
+    the step the second has reached."""
+    from minigpt.runs.state import seed_spread
+
+    def step(variant, seed, n, loss):
+        return event("step", step=n, max_steps=30, loss=loss, variant=variant, seed=seed)
+
+    state = replay([event("ablation_start", variants=["baseline"], max_steps=30, seeds=2),
+                    step("baseline", 0, 10, 3.0), step("baseline", 0, 20, 2.0),
+                    step("baseline", 0, 30, 1.5), step("baseline", 1, 10, 3.2),
+                    step("baseline", 1, 20, 2.4)])
+    spread = seed_spread(state.seed_curves["baseline"])
+    assert spread.steps == [10, 20, 30] and spread.seeds == [2, 2, 1]
+    assert spread.mean == pytest.approx([3.1, 2.2, 1.5])
+    assert (spread.low, spread.high) == ([3.0, 2.0, 1.5], [3.2, 2.4, 1.5])
+    assert seed_spread({}).steps == []

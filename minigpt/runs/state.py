@@ -52,6 +52,57 @@ class Preparation:
         return (self.bytes_total - self.bytes_done) / rate
 
 
+@dataclass
+class Preferences:
+    """A preference-tuning (DPO) run's measures at a logged step, or at an evaluation of its
+    validation pairs (events._Preferences)."""
+
+    accuracy: float | None = None  # the share of pairs whose chosen reply the model prefers
+    margin: float | None = None  # beta times how much more than the reference it prefers it
+    kl: float | None = None  # the replies' mean log-ratio to the reference: how far it moved
+    step: int | None = None
+
+    @classmethod
+    def from_event(cls, ev: dict) -> Preferences | None:
+        """The measures a step or eval event carries; None for one that has none (a run that
+        tunes on no pairs)."""
+        found = cls(number(ev, "accuracy"), number(ev, "margin"), number(ev, "kl"),
+                    whole(ev, "step"))
+        measured = (found.accuracy, found.margin, found.kl)
+        return found if any(v is not None for v in measured) else None
+
+
+@dataclass
+class Spread:
+    """A variant's loss across its seeds: at each step one seed or more logged, their mean,
+    lowest and highest, and how many seeds logged it."""
+
+    steps: list[int] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+def seed_spread(curves: dict[int, tuple[list[int], list[float]]]) -> Spread:
+    """The spread of a variant's seeds' curves (RunState.seed_curves[variant]). A step counts
+    the seeds that logged it: while a later seed trains, the steps it has not reached yet are
+    the earlier seeds' alone; a timed run's seeds end at different steps."""
+    by_step: dict[int, list[float]] = {}
+    for steps, losses in curves.values():
+        for step, loss in dict(zip(steps, losses, strict=False)).items():
+            by_step.setdefault(step, []).append(loss)
+    spread = Spread()
+    for step in sorted(by_step):
+        losses = by_step[step]
+        spread.steps.append(step)
+        spread.mean.append(sum(losses) / len(losses))
+        spread.low.append(min(losses))
+        spread.high.append(max(losses))
+        spread.seeds.append(len(losses))
+    return spread
+
+
 def _seconds(ev: dict, key: str) -> float | None:
     """ev[key] if it is a finite number of seconds, more than 0; else None."""
     value = number(ev, key)
@@ -92,6 +143,10 @@ class RunState:
     note: str = ""
     stopped_by: str = ""  # what stopped it: "SIGHUP: the terminal closed" (the done event's signal)
     prep: Preparation = field(default_factory=Preparation)
+    # a preference-tuning run's: its latest logged step's, and its latest evaluation's (of the
+    # validation pairs); None for a run of another objective
+    preferences: Preferences | None = None
+    val_preferences: Preferences | None = None
     # the curves: logged steps' losses, and the evaluations' train and validation losses
     step_xs: list[int] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
@@ -225,6 +280,7 @@ class RunState:
             self.grad_norms, self.update_ratios = grad_norms, by_layer(ev, "update_ratios")
             if variant is not None:
                 self.variant_grad_norms[variant] = grad_norms
+        self.preferences = Preferences.from_event(ev) or self.preferences
         if not math.isfinite(loss):  # a diverged run's NaN is said, not drawn
             return
         if variant is None:
@@ -246,6 +302,7 @@ class RunState:
             self.skipped += 1
             return
         self.val_loss, self.val_step = val, step
+        self.val_preferences = Preferences.from_event(ev) or self.val_preferences
         self._last_step = None  # an evaluation is not slowness
         if (text(ev, "variant") is None and train is not None and math.isfinite(train)
                 and math.isfinite(val)):
