@@ -10,6 +10,12 @@ from minigpt.errors import ConfigError
 from minigpt.model.config import GPTConfig
 from minigpt.rules import Maybe, OneOf, Real, Whole, settings_record
 
+# What a run can learn (TrainConfig.objective), as `minigpt info` says it
+OBJECTIVES = {"lm": "the next token of text",
+              "sft": "instruction tuning (SFT): the assistant's turns of conversations",
+              "dpo": "preference tuning (DPO): chosen over rejected replies, against the model it "
+                     "started from"}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -116,7 +122,7 @@ TRAIN_RULES = {
     "sample_tokens": Whole(0),
     "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
     "seed": Whole(0),
-    "objective": OneOf(("lm", "sft", "dpo")), "beta": Real(0, 100, low_open=True),
+    "objective": OneOf(tuple(OBJECTIVES)), "beta": Real(0, 100, low_open=True),
 }
 
 
