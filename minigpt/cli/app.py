@@ -138,8 +138,8 @@ def _variant_names() -> str:
     """ablate's variants by what they do: 'remove a part: residual, ...; another size: size'."""
     from minigpt.model.switches import KINDS
 
-    return "; ".join(f"{KINDS[kind].capitalize()}: {', '.join(names)}"
-                     for kind, names in by_kind().items())
+    said = "; ".join(f"{KINDS[kind]}: {', '.join(names)}" for kind, names in by_kind().items())
+    return said[:1].upper() + said[1:]
 
 
 VARIANT_NAMES = _variant_names()
