@@ -49,9 +49,15 @@ def launch_training(run_dir: Path, data: str | None, preset: str | None, steps: 
     return _launch(args + list(extra or []), run_dir)
 
 
-def launch_ablation(run_dir: Path, variants: list[str], data: str | None, steps: int,
-                    preset: str | None = None, text_field: str | None = None) -> subprocess.Popen:
-    args = ["ablate", *variants, "--out", str(run_dir), "--steps", str(steps), "--quiet"]
+def launch_ablation(run_dir: Path, variants: list[str], data: str | None, steps: int | None,
+                    preset: str | None = None, text_field: str | None = None, seeds: int = 1,
+                    time: str | None = None) -> subprocess.Popen:
+    """steps None: ablate's own, or time: each model's time as --time takes it (110s, 5m)."""
+    args = ["ablate", *variants, "--out", str(run_dir), "--quiet", "--seeds", str(seeds)]
+    if steps:
+        args += ["--steps", str(steps)]
+    if time:
+        args += ["--time", time]
     if data:
         args += ["--data", data]
     if text_field:

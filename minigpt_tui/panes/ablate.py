@@ -8,6 +8,7 @@ stops the variant in training; the finished ones stay in the table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -17,15 +18,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Integer
-from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual.widgets.selection_list import Selection
 
+from minigpt.errors import ConfigError
+from minigpt.model.switches import KINDS
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import LIVE, RunState, VariantResult
-from minigpt.train.ablation import STEPS, VARIANTS, new_ablation_dir
+from minigpt.train.ablation import STEPS, VARIANTS, by_kind, new_ablation_dir
 from minigpt.train.config import PRESETS
-from minigpt.units import number
+from minigpt.train.plan import plan_ablation
+from minigpt.units import number, parse_duration
 from minigpt_tui import runs
 from minigpt_tui.panes.following import FollowingPane
+from minigpt_tui.screens.new_run import Duration
 from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.grad_flow import variants_table
@@ -33,6 +40,43 @@ from minigpt_tui.widgets.loss_chart import LossChart
 from minigpt_tui.widgets.setting import labelled
 
 COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
+
+
+@dataclass
+class Ablation:
+    """What the form asks for: `minigpt ablate`'s arguments."""
+
+    variants: list[str]
+    data: str | None
+    steps: int | None  # None: ablate's own (STEPS), or the time
+    preset: str
+    text_field: str | None
+    seeds: int
+    time: str | None  # each model's time as typed (110s, 5m), instead of steps
+
+
+def variant_choices() -> list:
+    """The check list's lines: the variants under headings by what they do (ablation.by_kind,
+    as `minigpt ablate --help` lists them), a sweep with its number of models; the residual
+    ticked, as a first ablation to try."""
+    lines = []
+    for kind, names in by_kind().items():
+        lines.append(CheckList.heading(KINDS[kind]))
+        for name in names:
+            prompt = Text(name)
+            if len(VARIANTS[name]) > 1:
+                prompt.append(f" x{len(VARIANTS[name])}", style="dim")
+            lines.append(Selection(prompt, name, name == "residual"))
+    return lines
+
+
+def pair(*settings: tuple[str, Widget, str]) -> Horizontal:
+    """Two settings on one line of the form: (label, widget, tooltip) each."""
+    widgets = []
+    for i, (label, widget, tooltip) in enumerate(settings):
+        widget.tooltip = plain(tooltip)
+        widgets += [Label(label, classes="setting-label" + (" more" if i else "")), widget]
+    return Horizontal(*widgets, classes="setting pair")
 
 
 class VariantTable(DataTable):
@@ -72,8 +116,7 @@ class AblatePane(FollowingPane, can_focus=False):
     def compose(self) -> ComposeResult:
         with Horizontal(id="ablate-top"):
             with Vertical(id="ablate-form"):
-                yield CheckList(*[(name, name, name == "residual") for name in VARIANTS],
-                                    id="ablate-variants")
+                yield CheckList(*variant_choices(), id="ablate-variants")
                 yield labelled("data", Input(placeholder="builtin", id="ablate-data",
                                              compact=True),
                                "a text, JSON Lines or Parquet file, a folder of them, a URL or "
@@ -82,12 +125,23 @@ class AblatePane(FollowingPane, can_focus=False):
                                               compact=True),
                                "the field (JSON Lines) or column (Parquet) holding the text; "
                                "empty: text")
-                yield labelled("steps", Input(str(STEPS), id="ablate-steps",
-                                              validators=[Integer(minimum=1)], compact=True),
-                               "training steps for each model")
-                yield labelled("preset", Select([(p, p) for p in PRESETS], value="cpu",
-                                                allow_blank=False, id="ablate-preset",
-                                                compact=True), "the baseline's preset")
+                yield pair(("steps", Input(placeholder=str(STEPS), id="ablate-steps",
+                                           validators=[Integer(minimum=1)], valid_empty=True,
+                                           compact=True),
+                            f"training steps for each model; empty: {STEPS}, or the time"),
+                           ("time", Input(placeholder="-", id="ablate-time",
+                                          validators=[Duration()], valid_empty=True,
+                                          compact=True),
+                            "or train each model for this long (110s, 5m), on the preset's "
+                            "schedule: equal time, where a faster variant takes more steps"))
+                yield pair(("seeds", Input(placeholder="1", id="ablate-seeds",
+                                           validators=[Integer(minimum=1)], valid_empty=True,
+                                           compact=True),
+                            "train every model at this many seeds: a mean and its spread, and "
+                            "whether a difference is within the noise"),
+                           ("preset", Select([(p, p) for p in PRESETS], value="cpu",
+                                             allow_blank=False, id="ablate-preset",
+                                             compact=True), "the baseline's preset"))
                 with Horizontal(classes="buttons"):
                     yield Button("Run", variant="primary", id="ablate-start", compact=True)
                     yield Button("Cancel", id="ablate-cancel", compact=True)
@@ -107,32 +161,48 @@ class AblatePane(FollowingPane, can_focus=False):
     # --- starting and following --------------------------------------------------------------------
 
     @on(Button.Pressed, "#ablate-start")
-    @on(Input.Submitted, "#ablate-steps")
+    @on(Input.Submitted, "#ablate-form Input")
     def action_start(self) -> None:
         if self.is_live:
             self.notify("an ablation is running: cancel it first (ctrl+k)", severity="warning",
                         markup=False)
             return
-        variants = list(self.query_one(CheckList).selected)
-        steps_box = self.query_one("#ablate-steps", Input)
-        if not variants:
-            self.notify("pick at least one variant", severity="error", markup=False)
+        try:
+            asked = self.asked()
+        except ConfigError as e:  # one line, as the command would say it; nothing started
+            self.notify(clean(str(e)), severity="error", markup=False)
             return
-        if not steps_box.is_valid:
-            self.notify("steps must be a whole number of at least 1", severity="error",
-                        markup=False)
-            return
-        data = self.query_one("#ablate-data", Input).value.strip() or None
-        text_field = self.query_one("#ablate-text-field", Input).value.strip() or None
-        preset = self.query_one("#ablate-preset", Select).value
         try:
             run_dir = new_ablation_dir(self.runs_root)
-            process = runs.launch_ablation(run_dir, variants, data, int(steps_box.value),
-                                           preset, text_field)
+            process = runs.launch_ablation(run_dir, asked.variants, asked.data, asked.steps,
+                                           asked.preset, asked.text_field, seeds=asked.seeds,
+                                           time=asked.time)
         except (OSError, ValueError) as e:  # an unwritable folder, a NUL in a typed path
             self.notify(clean(f"cannot start the ablation: {e}"), severity="error", markup=False)
             return
         self.attach(run_dir, process)
+
+    def asked(self) -> Ablation:
+        """The ablation the form asks for, checked as `minigpt ablate` checks its arguments
+        (plan_ablation): a ConfigError says what is wrong."""
+        variants = list(self.query_one(CheckList).selected)
+        if not variants:
+            raise ConfigError("pick at least one variant")
+        values = {}
+        for name in ("steps", "seeds"):
+            box = self.query_one(f"#ablate-{name}", Input)
+            if not box.is_valid:
+                raise ConfigError(f"{name} must be a whole number of at least 1")
+            values[name] = int(box.value) if box.value.strip() else None
+        time = self.query_one("#ablate-time", Input).value.strip() or None
+        budget = None if time is None else parse_duration(time)
+        preset = self.query_one("#ablate-preset", Select).value
+        seeds = values["seeds"] or 1
+        plan_ablation(variants, preset, values["steps"], seeds=seeds, time_budget=budget)
+        return Ablation(variants, self.query_one("#ablate-data", Input).value.strip() or None,
+                        values["steps"], preset,
+                        self.query_one("#ablate-text-field", Input).value.strip() or None,
+                        seeds, time)
 
     def clear_run(self) -> None:
         self._rows.clear()

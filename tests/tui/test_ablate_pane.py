@@ -42,8 +42,74 @@ async def test_the_form_starts_the_ablation_it_shows(tmp_path, launches):
         await wait_for(pilot, lambda: pane.state is not None, what="the ablation followed")
     [(args, run_dir)] = launches
     assert pane.state.run_dir == run_dir and run_dir.parent == tmp_path / "runs"
-    assert args == ["ablate", "attention", "tying", "--out", str(run_dir), "--steps", "3",
-                    "--quiet", "--data", "x.jsonl", "--text-field", "body", "--preset", "tiny"]
+    assert args == ["ablate", "attention", "tying", "--out", str(run_dir), "--quiet",
+                    "--seeds", "1", "--steps", "3", "--data", "x.jsonl", "--text-field", "body",
+                    "--preset", "tiny"]
+
+
+async def test_seeds_and_a_time_start_the_ablation_with_them(tmp_path, launches):
+    """Seeds 3 and time 2m, steps left empty: `ablate ... --seeds 3 --time 2m`, no --steps."""
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#ablate-seeds").value = "3"
+        app.query_one("#ablate-time").value = "2m"
+        pane = await start_ablation(app, pilot, ["rope"], "x.txt", "")
+        await wait_for(pilot, lambda: pane.state is not None, what="the ablation followed")
+    [(args, run_dir)] = launches
+    assert args == ["ablate", "rope", "--out", str(run_dir), "--quiet", "--seeds", "3",
+                    "--time", "2m", "--data", "x.txt", "--preset", "tiny"]
+
+
+@pytest.mark.parametrize("field, value, steps, said", [
+    ("#ablate-time", "5 minutes", "", "is not a time"),
+    ("#ablate-time", "0s", "", "more than 0 seconds"),
+    ("#ablate-seeds", "two", "", "seeds must be a whole number"),
+    ("#ablate-seeds", "101", "", "seeds (--seeds) must be at most 100"),
+    ("#ablate-steps", "", "0", "steps must be a whole number"),
+    ("#ablate-time", "1m", "5", "not both"),
+])
+async def test_a_bad_seeds_time_or_steps_says_why_and_starts_nothing(tmp_path, launches, field,
+                                                                      value, steps, said):
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(field).value = value
+        pane = await start_ablation(app, pilot, ["rope"], "x.txt", steps)
+        await wait_for(pilot, lambda: app._notifications, timeout=10, what="the refusal")
+        [note] = list(app._notifications)
+        assert said in note.message and note.severity == "error"
+        assert "\n" not in note.message
+    assert launches == [] and pane.state is None
+
+
+async def test_the_variants_are_listed_under_what_they_do(tmp_path):
+    """Headings from the engine's kinds, each name once under its own; a heading is never a
+    choice, select_all or not."""
+    from minigpt.model.switches import KINDS
+    from minigpt.train.ablation import VARIANTS
+    from minigpt_tui.widgets.check_list import CheckList, Heading
+
+    app = MinigptApp(runs_root=tmp_path / "runs", autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        checks = app.query_one(CheckList)
+        await wait_for(pilot, lambda: app.focused is checks, what="the list's focus")
+        values = [checks.get_option_at_index(i).value for i in range(checks.option_count)]
+        headings = [v.text for v in values if isinstance(v, Heading)]
+        assert headings == list(KINDS.values())
+        under = {}
+        for value in values:
+            if isinstance(value, Heading):
+                heading = value.text
+            else:
+                under[value] = heading
+        assert sorted(under) == sorted(VARIANTS)
+        assert under["residual"] == "remove a part" and under["llama"] == "add a modern part"
+        assert under["no-mask"] == "the questions" and under["size"] == KINDS["size"]
+        assert checks.selected == ["residual"]
+        await pilot.press("down", "space")  # the cursor steps over the headings
+        assert checks.selected == ["residual", "attention"]
+        checks.select_all()
+        assert sorted(checks.selected) == sorted(VARIANTS)
 
 
 @pytest.mark.slow
