@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from minigpt.train.scaling import fit
+from minigpt.train.scaling import PowerLaw, Sweep, fit
 from minigpt.train.stats import difference, mean, std, t_975
 
 
@@ -49,3 +49,21 @@ def test_noisy_points_fit_closely_and_too_few_do_not_fit():
     assert 0.2 < law.alpha < 0.45 and law.r2 > 0.99
     assert fit([1e4, 1e5], [3.0, 2.0]) is None
     assert fit([1e4, 1e5, 0.0, 1e6], [3.0, 2.0, 1.0, float("nan")]) is None  # two usable points
+
+
+def test_a_sweep_is_read_back_as_ablate_wrote_it_and_a_bad_one_is_none():
+    """The "scaling" entry of ablate's --json and ablation_done event: the law and its points
+    back; what a file may hold instead is None, or the points that can be drawn."""
+    law = fit([1e4, 1e5, 1e6], [3.0, 2.5, 2.2])
+    points = [{"variant": "size-1x32", "params": 1e4, "val_loss": 3.0},
+              {"variant": "baseline", "params": 1e5, "val_loss": 2.5}]
+    sweep = Sweep.from_dict({"parameters": law.to_dict(), "compute": None, "points": points})
+    assert sweep.law == law and sweep.points == [("size-1x32", 1e4, 3.0), ("baseline", 1e5, 2.5)]
+    bad_points = [{"params": 0, "val_loss": 2.0}, {"params": math.inf, "val_loss": 2.0},
+                  {"params": 1e5, "val_loss": math.nan}, {"params": "1e5", "val_loss": 2.0}, 7]
+    for d in (None, [], {"parameters": None, "points": points},
+              {"parameters": {"a": 1.0, "alpha": math.nan, "c": 1.0}, "points": points},
+              {"parameters": {"a": True, "alpha": 0.1, "c": 1.0}, "points": points},
+              {"parameters": law.to_dict(), "points": bad_points}):
+        assert Sweep.from_dict(d) is None, d
+    assert PowerLaw.from_dict({"a": 2.0, "alpha": 0.5, "c": 1.0})(4.0) == 2.0

@@ -382,9 +382,8 @@ class RunState:
     def _ablation_done(self, ev: dict) -> None:
         self.status = text(ev, "reason") or "finished"
         scaling = ev.get("scaling")
-        laws = scaling.get("parameters") if isinstance(scaling, dict) else None
-        if isinstance(laws, dict) and all(number(laws, k) is not None for k in ("a", "alpha", "c")):
-            self.scaling = scaling  # read by name (number()) wherever it is drawn
+        if isinstance(scaling, dict):  # read where it is drawn (train/scaling.Sweep.from_dict)
+            self.scaling = scaling
 
 
 HANDLERS = {  # a type of event (events.SCHEMA) -> how it changes a run's state

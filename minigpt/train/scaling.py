@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from minigpt.runs.read import number, text, whole
+
 
 @dataclass(frozen=True)
 class PowerLaw:
@@ -29,6 +31,39 @@ class PowerLaw:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d) -> PowerLaw | None:
+        """A law as to_dict() wrote it, read back from a file that may hold anything: None
+        without a finite a, alpha and c."""
+        if not isinstance(d, dict):
+            return None
+        a, alpha, c = number(d, "a"), number(d, "alpha"), number(d, "c")
+        if any(v is None or not math.isfinite(v) for v in (a, alpha, c)):
+            return None
+        r2 = number(d, "r2")
+        return cls(a, alpha, c, math.nan if r2 is None else r2, whole(d, "points") or 0,
+                   text(d, "against") or "parameters")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A size sweep's law against the parameters and the points it was fitted to, as ablate's
+    --json and its ablation_done event carry them (ablation.scaling_laws)."""
+
+    law: PowerLaw
+    points: list[tuple[str, float, float]]  # (variant, parameters, validation loss)
+
+    @classmethod
+    def from_dict(cls, d) -> Sweep | None:
+        """The sweep a "scaling" entry holds; None without a law, or with no point to draw."""
+        law = PowerLaw.from_dict(d.get("parameters")) if isinstance(d, dict) else None
+        points = d.get("points") if isinstance(d, dict) else None
+        read = [(text(p, "variant") or "", number(p, "params"), number(p, "val_loss"))
+                for p in (points if isinstance(points, list) else []) if isinstance(p, dict)]
+        read = [(name, n, loss) for name, n, loss in read
+                if n is not None and 0 < n < math.inf and loss is not None and math.isfinite(loss)]
+        return cls(law, read) if law is not None and read else None
 
 
 def fit(sizes: list[float], losses: list[float], against: str = "parameters",

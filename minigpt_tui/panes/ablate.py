@@ -4,6 +4,10 @@ The ablation is `minigpt ablate ... --out RUN_DIR` in a child process (its own s
 training run), so its numbers are the ones the command prints headless for the same arguments;
 a RunFollower reads RUN_DIR/events.jsonl into the run's state, and this pane draws it. Cancelling
 stops the variant in training; the finished ones stay in the table.
+
+The table's cells are the command line's (runs/columns.py), with "±" for a spread over seeds; the
+chart draws each variant's mean over its seeds with their lowest and highest loss about it. A size
+sweep's scaling law, once fitted, is drawn in the chart's place (f3 goes back to the curves).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from textual.widgets.selection_list import Selection
 
 from minigpt.errors import ConfigError
 from minigpt.model.switches import KINDS
+from minigpt.runs.columns import COLUMNS, result_rows
 from minigpt.runs.events import PREPARE_STAGES
-from minigpt.runs.state import LIVE, RunState, VariantResult
+from minigpt.runs.state import LIVE, RunState, VariantResult, seed_spread
 from minigpt.train.ablation import STEPS, VARIANTS, by_kind, new_ablation_dir
 from minigpt.train.config import PRESETS
 from minigpt.train.plan import plan_ablation
+from minigpt.train.scaling import Sweep
 from minigpt.units import number, parse_duration
 from minigpt_tui import runs
 from minigpt_tui.panes.following import FollowingPane
@@ -37,9 +43,10 @@ from minigpt_tui.text import assemble, clean, plain
 from minigpt_tui.widgets.check_list import CheckList
 from minigpt_tui.widgets.grad_flow import variants_table
 from minigpt_tui.widgets.loss_chart import LossChart
+from minigpt_tui.widgets.scaling_chart import ScalingChart
 from minigpt_tui.widgets.setting import labelled
 
-COLUMNS = ("variant", "train", "val", "vs base", "tok/s", "time")
+PLUS_MINUS = "±"  # a mean's spread over seeds, and a difference's interval, in the table
 
 
 @dataclass
@@ -105,6 +112,7 @@ class AblatePane(FollowingPane, can_focus=False):
         Binding("ctrl+r", "start", "Run ablation"),
         Binding("ctrl+k", "cancel", "Cancel"),
         Binding("f2", "toggle_results", "Results"),
+        Binding("f3", "toggle_scaling", "Scaling"),  # shown once a size sweep's law is fitted
     ]
     RUN_NAME = "An ablation"
 
@@ -112,6 +120,7 @@ class AblatePane(FollowingPane, can_focus=False):
         super().__init__(runs_root, **kwargs)
         self._rows: dict[str, VariantResult] = {}  # the table's: variant -> result shown
         self._highlighted: str | None = None  # the table's highlighted variant
+        self._sweep: Sweep | None = None  # a size sweep's fitted law, drawn
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ablate-top"):
@@ -146,17 +155,20 @@ class AblatePane(FollowingPane, can_focus=False):
                     yield Button("Run", variant="primary", id="ablate-start", compact=True)
                     yield Button("Cancel", id="ablate-cancel", compact=True)
             yield LossChart(id="ablate-chart")
+            yield ScalingChart(id="ablate-scaling")
         yield Static("Pick variants, then Run (ctrl+r).", id="ablate-status")
         with Vertical(id="ablate-bottom"):
             with Horizontal(id="ablate-results"):
-                yield VariantTable(id="ablate-table", cursor_type="row", zebra_stripes=True)
+                yield VariantTable(id="ablate-table", cursor_type="row", zebra_stripes=True,
+                                   fixed_columns=1)
                 yield Static("", id="ablate-grad", classes="grad-flow")
             with DetailBox(id="ablate-sample-box"):
                 yield Static("", id="ablate-evidence")
                 yield Static("", id="ablate-sample")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.query_one(DataTable).add_columns("variant", *(header for header, _ in COLUMNS))
+        self.query_one(ScalingChart).display = False
 
     # --- starting and following --------------------------------------------------------------------
 
@@ -209,6 +221,9 @@ class AblatePane(FollowingPane, can_focus=False):
         self._highlighted = None
         self.query_one(DataTable).clear()
         self.query_one(LossChart).clear()
+        self._sweep = None
+        self.query_one(ScalingChart).show(None)
+        self._show_scaling(False)
 
     def redraw(self) -> None:
         s = self.state
@@ -216,23 +231,53 @@ class AblatePane(FollowingPane, can_focus=False):
             return
         chart = self.query_one(LossChart)
         for name, (steps, losses) in s.variant_curves.items():
-            chart.set_series(name, steps, losses)
+            seeds = s.seed_curves.get(name, {})
+            if len(seeds) > 1:  # the mean over the seeds so far, their lowest and highest about it
+                spread = seed_spread(seeds)
+                chart.set_series(name, spread.steps, spread.mean, (spread.low, spread.high))
+            else:
+                chart.set_series(name, steps, losses)
         chart.redraw()
-        table = self.query_one(DataTable)
-        for name, result in s.results.items():
-            if self._rows.get(name) is result:
-                continue
-            if name in self._rows:  # a variant's result again: the newer one stands
-                table.remove_row(name)
-                del self._rows[name]
-            delta = "" if name == "baseline" else number(result.val_loss_delta, "+.3f")
-            cells = [name, number(result.train_loss, ".3f"), number(result.val_loss, ".3f"), delta,
-                     number(result.tokens_per_s, ",.0f"),
-                     "-" if result.seconds is None else f"{result.seconds:.0f}s"]
-            table.add_row(*map(plain, cells), key=name)
-            self._rows[name] = result
+        if self._rows != s.results:
+            self._fill_table(s)
+        sweep = Sweep.from_dict(s.scaling)
+        if sweep != self._sweep:
+            self._sweep = sweep
+            self.query_one(ScalingChart).show(sweep)
+            self._show_scaling(sweep is not None)  # the law, once fitted, in the chart's place
         self.query_one("#ablate-status", Static).update(self._status_line(s))
         self._show_detail()
+
+    def _fill_table(self, s: RunState) -> None:
+        """The results as the command line's table has them (runs/columns.py), a variant's row
+        in the order they came; the cursor stays on its variant."""
+        headers, rows = result_rows(list(s.results.values()), PLUS_MINUS,
+                                    timed=s.time_budget is not None)
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_column("variant", key="variant")
+        for header in headers:
+            table.add_column(Text(header, justify="right"), key=header)
+        for name, row in rows.items():
+            table.add_row(plain(name), *(Text(clean(row[h]), justify="right") for h in headers),
+                          key=name)
+        self._rows = dict(s.results)
+        if self._highlighted in rows:
+            table.move_cursor(row=list(rows).index(self._highlighted))
+
+    def _show_scaling(self, shown: bool) -> None:
+        """The scaling plot in the loss chart's place, or the curves again."""
+        self.query_one(ScalingChart).display = shown
+        self.query_one(LossChart).display = not shown
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "toggle_scaling":  # a key only where there is a law to draw
+            return self._sweep is not None
+        return True
+
+    def action_toggle_scaling(self) -> None:
+        self._show_scaling(not self.query_one(ScalingChart).display)
 
     def _status_line(self, s: RunState) -> Text:
         if s.status == "failed":
@@ -250,6 +295,8 @@ class AblatePane(FollowingPane, can_focus=False):
         current = s.variant + (f" ({s.variant_index + 1}/{s.variant_count})"
                                if s.variant_index is not None and s.variant_count is not None
                                else "")
+        if s.seeds > 1 and s.seed is not None:
+            current += f", seed {s.seed + 1}/{s.seeds}"
         if s.loss is None:
             return plain(f"training {current}")
         return plain(f"training {current}: step {s.step}/{s.max_steps}, loss {s.loss:.3f}, "
@@ -292,6 +339,7 @@ class AblatePane(FollowingPane, can_focus=False):
         grad = self.query_one("#ablate-grad", Static)
         grad.display = table is not None
         grad.update(table or "")
+        self.query_one("#ablate-results").set_class(table is None, "-alone")
 
     def action_toggle_results(self) -> None:
         """The results take the whole pane (the form and the chart hidden), and the keys go to

@@ -1,5 +1,7 @@
 """Loss curves over steps, drawn with plotext in braille dots; several named series overlay with a
-legend (train and validation in the Train pane, one per variant in the Ablate pane)."""
+legend (train and validation in the Train pane, one per variant in the Ablate pane). A series may
+carry a spread (an ablation's seeds: the mean drawn, the lowest and highest dotted about it in
+its colour)."""
 
 from __future__ import annotations
 
@@ -33,12 +35,20 @@ class LossChart(PlotextPlot):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.series: dict[str, tuple[list[float], list[float]]] = {}
+        self.spreads: dict[str, tuple[list[float], list[float]]] = {}  # name: (lowest, highest)
 
-    def set_series(self, name: str, steps: list[float], losses: list[float]) -> None:
+    def set_series(self, name: str, steps: list[float], losses: list[float],
+                   spread: tuple[list[float], list[float]] | None = None) -> None:
+        """A curve, and the lowest and highest loss at each of its steps where it has a spread."""
         self.series[name] = (steps, losses)
+        if spread is None:
+            self.spreads.pop(name, None)
+        else:
+            self.spreads[name] = spread
 
     def clear(self) -> None:
         self.series.clear()
+        self.spreads.clear()
         self.redraw()
 
     def redraw(self) -> None:
@@ -46,9 +56,12 @@ class LossChart(PlotextPlot):
         plt.clear_data()
         plt.xlabel("step")
         for i, (name, (steps, losses)) in enumerate(self.series.items()):
-            if steps:
-                plt.plot(steps, losses, label=clean(name), marker="braille",
-                         color=COLORS[i % len(COLORS)])
+            if not steps:
+                continue
+            color = COLORS[i % len(COLORS)]
+            for edge in self.spreads.get(name, ()):
+                plt.plot(steps, edge, marker="·", color=color)
+            plt.plot(steps, losses, label=clean(name), marker="braille", color=color)
         self.refresh()
 
     def render(self):

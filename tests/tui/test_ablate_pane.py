@@ -196,7 +196,8 @@ def finished_ablation(tmp_path):
     write_events(
         run_dir,
         {"type": "ablation_start", "variants": list(EVIDENCE), "max_steps": 150, "pid": None},
-        *[{"type": "result", "variant": name, "train_loss": 3.0, "val_loss": 3.1,
+        *[{"type": "result", "variant": name, "kind": "baseline" if name == "baseline" else "remove",
+           "train_loss": 3.0, "val_loss": 3.1,
            "val_loss_delta": 0.0 if name == "baseline" else 0.4, "tokens_per_s": 100.0,
            "seconds": 2.0, "sample": f"the {name} sample", "distinct_4grams": 0.9,
            "grad_norms": NORMS[name], "evidence": EVIDENCE[name]} for name in EVIDENCE],
@@ -264,3 +265,114 @@ async def test_the_gradient_flow_and_every_evidence_line_are_on_screen(tmp_path,
             assert first in screen and last in screen, name
         for name in ("baseline", "residual", "attention"):  # the table's rows
             assert any(line.lstrip().startswith(name) for line in lines), name
+
+
+# --- a size sweep at three seeds, fed by hand: the spread in the table and the chart, the law ---
+
+SIZES = {"baseline": 400_000, "size-1x32": 6_000, "size-2x64": 40_000, "size-3x96": 120_000}
+
+
+def size_sweep(tmp_path):
+    """A finished `ablate size --seeds 3`, its events as the command writes them: three seeds'
+    curves for each size, results with their spread and interval, and the law the engine fits."""
+    from minigpt.runs.results import VariantResult
+    from minigpt.train.ablation import scaling_laws
+
+    results = []
+    events = [{"type": "ablation_start", "variants": list(SIZES), "max_steps": 20, "seeds": 3,
+               "pid": None}]
+    for index, (name, n) in enumerate(SIZES.items()):
+        loss = 20 * n ** -0.25 + 1.1
+        events.append({"type": "variant", "variant": name, "index": index, "count": len(SIZES),
+                       "max_steps": 20})
+        for seed in range(3):
+            events += [{"type": "step", "variant": name, "seed": seed, "step": step,
+                        "max_steps": 20, "loss": loss + 1 / (step + 1) + 0.01 * seed}
+                       for step in (0, 10, 20)]
+        result = VariantResult(name, kind="baseline" if name == "baseline" else "size",
+                               val_loss=loss, val_loss_std=0.0123, body_params=n,
+                               params=n + 4000, steps=20, train_loss=loss - 0.1)
+        if name != "baseline":
+            result.val_loss_delta = loss - (20 * SIZES["baseline"] ** -0.25 + 1.1)
+            result.delta_half_width, result.within_noise = 0.0456, False
+        results.append(result)
+        events.append({"type": "result", **result.to_dict()})
+    events.append({"type": "ablation_done", "reason": "finished",
+                   "results": [r.to_dict() for r in results],
+                   "scaling": scaling_laws(results, tokens_per_step=64)})
+    run_dir = tmp_path / "ablate-sizes"
+    write_events(run_dir, *events)
+    return run_dir
+
+
+async def test_seeds_show_a_spread_and_a_size_sweep_its_scaling_law(tmp_path):
+    """Each variant's val loss with its spread (±) and its difference with its interval, the
+    chart's curve the seeds' mean with their lowest and highest; the sweep's fitted law drawn
+    in the chart's place at 80x24, and f3 goes back to the curves."""
+    from minigpt.runs.state import seed_spread
+    from minigpt_tui.widgets.loss_chart import LossChart
+    from minigpt_tui.widgets.scaling_chart import ScalingChart
+
+    app = MinigptApp(attach=size_sweep(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(AblatePane)
+        table = app.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4, what="the results")
+        rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)]
+                for i in range(4)}
+        headers = [str(c.label) for c in table.columns.values()]
+        val, delta = headers.index("val loss"), headers.index("vs baseline")
+        assert rows["baseline"][val].endswith(" ±0.012") and rows["baseline"][delta] == ""
+        assert rows["size-1x32"][delta].startswith("+") and rows["size-1x32"][delta].endswith(
+            " ±0.046")
+        assert rows["size-2x64"][headers.index("noise")] == "outside"
+
+        chart = app.query_one(LossChart)
+        spread = seed_spread(pane.state.seed_curves["size-2x64"])
+        assert chart.series["size-2x64"] == (spread.steps, spread.mean)
+        assert chart.spreads["size-2x64"] == (spread.low, spread.high)
+        assert spread.low[0] < spread.mean[0] < spread.high[0]
+
+        scaling = app.query_one(ScalingChart)
+        await wait_for(pilot, lambda: scaling.display and not chart.display,
+                       what="the scaling plot in the chart's place")
+        await wait_for(pilot, lambda: "α 0.25 " in " ".join(screen_lines(app)),
+                       what="the law on screen")
+        screen = " ".join(screen_lines(app))
+        assert "L(N) = a·N^-α + c" in screen and "parameters (log)" in screen
+        assert "10k" in screen and "100k" in screen  # the parameters' axis, in decades
+        assert "Scaling" in footer_keys(app)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: chart.display and not scaling.display,
+                       what="the curves again")
+
+
+async def test_a_run_without_a_sweep_has_no_scaling_key(tmp_path):
+    app = MinigptApp(attach=finished_ablation(tmp_path), runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3, what="the results")
+        assert "Scaling" not in footer_keys(app)
+        assert not app.query_one("#ablate-scaling").display
+
+
+@pytest.mark.parametrize("laws", [
+    {"a": 1e300, "alpha": -1e300, "c": 1.0},  # overflows at every size
+    {"a": -5.0, "alpha": 0.3, "c": 1.0},  # losses below zero: no log axis
+    {"a": 1.0, "alpha": 0.1, "c": "1.0"},  # not a law: no plot
+])
+async def test_a_law_read_from_a_file_never_breaks_the_pane(tmp_path, laws):
+    run_dir = tmp_path / "ablate-bad"
+    points = [{"variant": f"size-{i}", "params": 10.0 ** i, "val_loss": 3.0 - i / 10}
+              for i in (3, 4, 5)]
+    write_events(run_dir, {"type": "ablation_start", "variants": ["baseline"], "pid": None},
+                 {"type": "ablation_done", "reason": "finished",
+                  "scaling": {"parameters": laws, "points": points}})
+    app = MinigptApp(attach=run_dir, runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: shown(app, "#ablate-status").startswith("finished"),
+                       what="the ablation drawn")
+        shows_law = isinstance(laws["c"], float)
+        await wait_for(pilot, lambda: app.query_one("#ablate-scaling").display == shows_law
+                       and ("L(N)" in " ".join(screen_lines(app))) == shows_law,
+                       timeout=10, what="the plot, or none")
