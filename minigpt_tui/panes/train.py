@@ -18,7 +18,7 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.files import new_run_dir, run_files
-from minigpt.runs.state import LIVE, RunState, measured_at
+from minigpt.runs.state import LIVE, Preferences, RunState, measured_at
 from minigpt.units import clock, number, size
 from minigpt_tui import runs
 from minigpt_tui.messages import PickRun
@@ -57,6 +57,18 @@ def _compute(s: RunState) -> str:
     if s.flops_per_s >= 1e12:
         return f"{s.flops_per_s / 1e12:.2f} TFLOP/s"
     return f"{s.flops_per_s / 1e9:.0f} GFLOP/s"
+
+
+def _preferences(s: RunState) -> list[tuple]:
+    """A preference-tuning (DPO) run's line of fields: its latest logged step's reward margin,
+    preference accuracy (and its latest evaluation's, of the validation pairs) and KL from the
+    reference model (its mean log-ratio on the replies)."""
+    p, v = s.preferences or Preferences(), s.val_preferences
+    accuracy = ("accuracy ", (number(p.accuracy, ".0%"), "bold"))
+    if v is not None:
+        accuracy += (", val ", (number(v.accuracy, ".0%"), "bold"), measured_at(v.step, s.step))
+    return [("DPO reward margin ", (number(p.margin, ".3f"), "bold")), accuracy,
+            ("KL ", (number(p.kl, ".3f"), "bold"))]
 
 
 class TrainPane(FollowingPane, can_focus=True):
@@ -141,7 +153,7 @@ class TrainPane(FollowingPane, can_focus=True):
         else:  # a timed run: the clock is its length
             length = [("step ", (str(s.step), "bold")),
                       ("time ", (clock(s.progress), "bold"), f"/{clock(s.time_budget)}")]
-        self.query_one("#train-stats", Static).update(fields(
+        lines = [
             [*length,
              ("loss ", (number(s.loss, ".3f"), "bold")),
              ("val ", (number(s.val_loss, ".3f"), "bold"), measured_at(s.val_step, s.step)),
@@ -149,7 +161,13 @@ class TrainPane(FollowingPane, can_focus=True):
             [(f"{number(s.tokens_per_s, ',.0f')} tok/s",),
              (f"{number(s.steps_per_s, '.1f')} steps/s",), (_compute(s),),
              (f"lr {number(s.lr, '.2e')}",), (f"grad {number(s.grad_norm, '.2f')}",)],
-            [(f"{s.device} {s.precision}".strip(),), (params,), (s.data,)]))
+            [(f"{s.device} {s.precision}".strip(),), (params,), (s.data,)]]
+        tuned = s.preferences is not None or s.val_preferences is not None  # a DPO run
+        if tuned:
+            lines.append(_preferences(s))
+        stats = self.query_one("#train-stats", Static)
+        stats.set_class(tuned, "-preferences")
+        stats.update(fields(*lines))
         self.query_one(Sparkline).data = s.step_losses[-120:]  # finite only: see RunState
         chart = self.query_one(LossChart)
         chart.set_series("train", s.eval_xs, s.train_losses)
@@ -180,6 +198,7 @@ class TrainPane(FollowingPane, can_focus=True):
             title.append(f"  {self.follower.skipped} unreadable event(s) skipped", style="dim")
         self.query_one("#train-title", Static).update(title)
         self.query_one(ProgressBar).update(total=max(p.bytes_total, 1), progress=p.bytes_done)
+        self.query_one("#train-stats", Static).set_class(False, "-preferences")
         share = f" ({p.bytes_done / p.bytes_total:.0%})" if p.bytes_total else ""
         stats = fields(
             [(f"{size(p.bytes_done)} of {size(p.bytes_total)}{share}",),

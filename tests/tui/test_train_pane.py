@@ -74,8 +74,34 @@ async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
         stats = shown(app, "#train-stats")
         assert "MFU 47%" in stats and "FLOP/s" not in stats
         assert "NVIDIA H100 80GB HBM3 bf16" in stats
+        assert "DPO" not in stats  # not a preference-tuning run
         assert "torch.compile failed, training without it: [x]" in str(
             app.query_one("#train-title").render())
+
+
+async def test_a_dpo_run_shows_its_reward_margin_accuracy_and_kl(tmp_path):
+    """A preference-tuning run's events (as `minigpt train --dpo` writes them): the
+    latest step's measures on a line of their own, and the validation pairs' accuracy at the
+    evaluation's step."""
+    run_dir = tmp_path / "runs" / "dpo"
+    log = EventLog(run_dir)
+    log.write(event("start", step=0, max_steps=40, device="cpu", precision="fp32",
+                    params=1000, data="pairs.jsonl", pid=None))
+    log.write(event("step", step=10, max_steps=40, loss=0.6, accuracy=0.75, margin=0.3, kl=0.05))
+    log.write(event("eval", step=10, train_loss=0.6, val_loss=0.65, accuracy=0.7, margin=0.2,
+                    kl=0.04))
+    log.write(event("step", step=20, max_steps=40, loss=0.5, accuracy=0.83, margin=0.41,
+                    kl=0.12))
+    log.write(event("done", step=20, reason="stopped"))
+    log.close()
+    app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
+                       what="the run drawn")
+        lines = shown_lines(app.query_one("#train-stats"))
+        assert len(lines) == 4 and "step 20/40" in lines[0]
+        assert lines[3].strip() == ("DPO reward margin 0.410 · accuracy 83%, val 70% (step 10)"
+                                    " · KL 0.120")
 
 
 async def test_run_picker_lists_runs_and_attaches(finished_run):
