@@ -44,6 +44,16 @@ class CheckList(SelectionList):
     def _toggle(self, value) -> bool:
         return False if isinstance(value, Heading) else super()._toggle(value)
 
+    def scroll_to_highlight(self, top: bool = False) -> None:
+        """The highlighted option in view, and the heading above it where it is its group's
+        first: home, or up to a group's first, shows what the group is. (An option is a line,
+        as render_line reads them.)"""
+        super().scroll_to_highlight(top)
+        above = (self.highlighted or 0) - 1
+        if above >= 0 and isinstance(self.get_option_at_index(above).value, Heading) \
+                and self.scroll_offset.y > above:
+            self.scroll_to(y=above, animate=False, immediate=True)
+
     def render_line(self, y: int) -> Strip:
         _, scroll_y = self.scroll_offset
         try:

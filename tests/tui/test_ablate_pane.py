@@ -108,6 +108,11 @@ async def test_the_variants_are_listed_under_what_they_do(tmp_path):
         assert checks.selected == ["residual"]
         await pilot.press("down", "space")  # the cursor steps over the headings
         assert checks.selected == ["residual", "attention"]
+        await pilot.press("end")
+        await wait_for(pilot, lambda: checks.scroll_offset.y > 0, what="the list scrolled")
+        await pilot.press("home")  # back on the first variant, its heading in view above it
+        await wait_for(pilot, lambda: checks.scroll_offset.y == 0, what="the first heading")
+        assert checks.highlighted == 1
         checks.select_all()
         assert sorted(checks.selected) == sorted(VARIANTS)
 
