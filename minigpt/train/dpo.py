@@ -29,8 +29,7 @@ import torch.nn.functional as F
 
 from minigpt.data.chat import has_template
 from minigpt.errors import DataError, TokenizerError
-
-FIELDS = ("prompt", "chosen", "rejected")
+from minigpt.infer.preferences import FIELDS  # TRL's, as the Chat pane writes them
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
