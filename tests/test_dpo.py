@@ -92,7 +92,7 @@ def _write(path, lines):
 
 @pytest.mark.parametrize("line, fragment", [
     ("not json", "not JSON"),
-    ("[1, 2]", "not an object"),
+    ("[1, 2]", "not a JSON object"),
     ('{"prompt": "a", "chosen": "b"}', "no 'rejected' field"),
     ('{"prompt": "a", "chosen": "b", "rejected": 3}', "'rejected' is not a reply's text"),
     ('{"prompt": "", "chosen": "b", "rejected": "c"}', "'prompt' is not text"),

@@ -131,3 +131,10 @@ def test_generate_answers_in_the_template_and_says_so(tiny_checkpoint, tmp_path)
     assert "chat template" in ran.stderr
     refused = cli("generate", "--ckpt", tiny_checkpoint, "--prompt", "x", "--system", "Be brief.")
     assert refused.returncode != 0 and "no chat template" in refused.stderr
+
+
+def test_info_tells_a_base_model_from_its_tuned_child(tiny_checkpoint, tmp_path):
+    chat = _tuned_checkpoint(tiny_checkpoint, tmp_path)
+    base, tuned = cli("info", tiny_checkpoint).stdout, cli("info", chat).stdout
+    assert "chat template" not in base and "chat template" in tuned
+    assert "the next token of text" in base

@@ -141,8 +141,8 @@ def _variant_names() -> str:
     by_kind: dict[str, list[str]] = {}
     for name, variants in VARIANTS.items():
         by_kind.setdefault(variants[0].kind, []).append(name)
-    return "; ".join(f"{KINDS[kind].capitalize()}: {', '.join(names)}"
-                     for kind, names in by_kind.items())
+    said = "; ".join(f"{KINDS[kind]}: {', '.join(names)}" for kind, names in by_kind.items())
+    return said[:1].upper() + said[1:]
 
 
 VARIANT_NAMES = _variant_names()

@@ -109,7 +109,9 @@ def print_info(ckpt) -> None:
     cfg = ckpt.model_config
     import torch
 
+    from minigpt.data.chat import has_template
     from minigpt.model.gpt import GPT
+    from minigpt.train.config import OBJECTIVES
 
     with torch.device("meta"):  # counted, not allocated: no memory, no random initialization
         n_params = GPT(cfg).num_params()
@@ -128,7 +130,14 @@ def print_info(ckpt) -> None:
     switches = [s.said(getattr(cfg, s.name)) for s in changed(cfg, cfg.switches)]
     table.add_row("switches", "\n".join(switches) or "none (GPT-2 as designed)")
     table.add_row("dropout", str(cfg.dropout))
-    table.add_row("tokenizer", f"{ckpt.tokenizer.kind}, {ckpt.tokenizer.vocab_size} tokens")
+    template = " (4 of them the chat template's: <|system|> <|user|> <|assistant|> <|end|>)" \
+        if has_template(ckpt.tokenizer) else ""
+    table.add_row("tokenizer", f"{ckpt.tokenizer.kind}, {ckpt.tokenizer.vocab_size} tokens{template}")
+    if ckpt.train_config is not None:
+        tuning = ckpt.train_config
+        learned = OBJECTIVES[tuning.objective]
+        table.add_row("learned", learned + (f", beta {tuning.beta:g}" if tuning.objective == "dpo"
+                                            else ""))
     meta = ckpt.meta
     steps = f"{ckpt.step}"
     if ckpt.train_config and ckpt.train_config.time_budget is not None:

@@ -87,3 +87,37 @@ class Batches:
         for _ in range(count):
             yield get_batch(data, self.batch_size, self.block_size, generator, self.device)
 
+
+class ExampleBatches:
+    """Batches of whole examples drawn from a list (instruction tuning's conversations, DPO's
+    pairs), the targets -1 where nothing is learned: training draws from its own generator, an
+    evaluation reads the same ones every time. A subclass lays a batch's examples out in rows
+    (rows())."""
+
+    def __init__(self, data, batch_size: int, block_size: int, seed: int, device, rank: int = 0):
+        import torch
+
+        self.data, self.batch_size, self.block_size = data, batch_size, block_size
+        self.seed, self.device = seed, device
+        self.generator = torch.Generator().manual_seed(seed + rank)
+
+    def train(self):
+        return self._drawn(self.data.train, self.generator)
+
+    def evaluation(self, split: str, count: int):
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        examples = self.data.train if split == "train" else self.data.val
+        for _ in range(count):
+            yield self._drawn(examples, generator)
+
+    def _drawn(self, examples, generator):
+        import torch
+
+        picks = torch.randint(len(examples), (self.batch_size,), generator=generator).tolist()
+        x, y = self.rows([examples[i] for i in picks])
+        return x.to(self.device), y.to(self.device)
+
+    def rows(self, examples) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: F821
+        raise NotImplementedError

@@ -21,11 +21,12 @@ words and the role tokens, so the model learns to answer, not to write questions
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from minigpt.data.batches import ExampleBatches
+from minigpt.data.records import records
 from minigpt.errors import DataError, TokenizerError
 
 ROLES = ("system", "user", "assistant")
@@ -125,31 +126,12 @@ def read_conversations(path: str | Path) -> Iterator[Conversation]:
     """Each line's conversation, checked: an object with a "messages" list of
     {"role", "content"} (system first if at all, then users and assistants), at least one
     assistant turn; anything else is a DataError naming the file and line."""
-    path = Path(path)
-    try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    with f:
-        number = 0
-        while True:
-            try:
-                line = f.readline()
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{number + 1}: not valid UTF-8") from None
-            if not line:
-                return
-            number += 1
-            if line.strip():
-                yield Conversation(_messages(line, f"{path}:{number}"), f"{path}:{number}")
+    for record, where in records(path):
+        yield Conversation(_messages(record, where), where)
 
 
-def _messages(line: str, where: str) -> list[dict]:
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError) as e:
-        raise DataError(f"{where}: not JSON ({e})") from None
-    messages = record.get("messages") if isinstance(record, dict) else None
+def _messages(record: dict, where: str) -> list[dict]:
+    messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         raise DataError(f'{where}: no "messages" list (a conversation is {{"messages": '
                         '[{"role": ..., "content": ...}, ...]})')
@@ -226,44 +208,22 @@ def conversation_data(conversations, tokenizer: ChatTokenizer, block_size: int,
                             conversations=kept[-n_val:])
 
 
-class ConversationBatches:
+class ConversationBatches(ExampleBatches):
     """Batches of whole conversations, one a row, cut to the context and padded: the targets are
-    the next tokens where the assistant speaks, -1 (no loss) everywhere else. Training draws
-    conversations from its own generator; an evaluation reads the same ones every time."""
+    the next tokens where the assistant speaks, -1 (no loss) everywhere else."""
 
-    def __init__(self, data: ConversationData, batch_size: int, block_size: int, seed: int,
-                 device, rank: int = 0):
+    def rows(self, examples):
         import torch
 
-        self.data, self.batch_size, self.block_size = data, batch_size, block_size
-        self.seed, self.device = seed, device
-        self.generator = torch.Generator().manual_seed(seed + rank)
-
-    def train(self):
-        return self._batch(self.data.train, self.generator)
-
-    def evaluation(self, split: str, count: int):
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed + 1)
-        examples = self.data.train if split == "train" else self.data.val
-        for _ in range(count):
-            yield self._batch(examples, generator)
-
-    def _batch(self, examples, generator):
-        import torch
-
-        picks = torch.randint(len(examples), (self.batch_size,), generator=generator).tolist()
-        x = torch.zeros(self.batch_size, self.block_size, dtype=torch.long)
-        y = torch.full((self.batch_size, self.block_size), -1, dtype=torch.long)
-        for row, pick in enumerate(picks):
-            ids, taught = examples[pick]
+        x = torch.zeros(len(examples), self.block_size, dtype=torch.long)
+        y = torch.full((len(examples), self.block_size), -1, dtype=torch.long)
+        for row, (ids, taught) in enumerate(examples):
             ids, taught = ids[:self.block_size + 1], taught[:self.block_size + 1]
             n = len(ids) - 1
             x[row, :n] = torch.tensor(ids[:-1])
             targets = torch.tensor(ids[1:])
             y[row, :n] = torch.where(torch.tensor(taught[1:]), targets, -1)
-        return x.to(self.device), y.to(self.device)
+        return x, y
 
 
 TASKS_SOURCE = "tasks"  # --sft's name for the built-in instruction tasks (data/tasks.py)

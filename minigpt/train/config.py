@@ -10,6 +10,12 @@ from minigpt.errors import ConfigError
 from minigpt.model.config import GPTConfig
 from minigpt.rules import Maybe, OneOf, Real, Whole, settings_record
 
+# What a run can learn (TrainConfig.objective), as `minigpt info` says it
+OBJECTIVES = {"lm": "the next token of text",
+              "sft": "instruction tuning (SFT): the assistant's turns of conversations",
+              "dpo": "preference tuning (DPO): chosen over rejected replies, against the model it "
+                     "started from"}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -116,7 +122,7 @@ TRAIN_RULES = {
     "sample_tokens": Whole(0),
     "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
     "seed": Whole(0),
-    "objective": OneOf(("lm", "sft", "dpo")), "beta": Real(0, 100, low_open=True),
+    "objective": OneOf(tuple(OBJECTIVES)), "beta": Real(0, 100, low_open=True),
 }
 
 
@@ -135,13 +141,11 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=16, max_steps=300, lr=2e-3, warmup_steps=20, eval_interval=100,
         eval_iters=10, sample_tokens=100,
     ),
-    # The default on a CPU: about 110 s on 2 cores gives recognizable text. Tuned for the loss
-    # reached in 110 s on a 2-core AMD EPYC (AVX-512 BF16, bf16 autocast), where about 900 of
-    # these steps fit (Muon costs 10-20% of AdamW's tokens/s). In 900 steps Muon for the blocks'
-    # matrices and AdamW at 5e-3 for the rest, held at the peak and then decayed to 0 in a
-    # straight line over the last half (WSD), reach tinyshakespeare validation loss 1.616; the
-    # earlier recipe (AdamW 2e-3, cosine to 2e-4) reached 1.925 in 1000 steps, and AdamW 5e-3
-    # with WSD 1.761.
+    # The default on a CPU: about 110 s on 2 cores gives recognizable text. Muon for the blocks'
+    # matrices and AdamW for the rest, held at the peak and then decayed to 0 in a straight line
+    # over the last half (WSD), for the steps 110 s allows on a 2-core CPU: chosen by the loss
+    # it reaches there against AdamW alone and a cosine schedule (benchmarks/RESULTS.md,
+    # "Figures first written elsewhere": the cpu preset's recipe).
     "cpu": TrainConfig(
         model=GPTConfig(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128),
         batch_size=16, max_steps=900, optimizer="muon", muon_lr=0.02, lr=5e-3, min_lr=0.0,

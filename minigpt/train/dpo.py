@@ -20,14 +20,15 @@ prompt as text (or a messages list, for a model with the chat template), the rep
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from minigpt.data.batches import ExampleBatches
 from minigpt.data.chat import has_template
+from minigpt.data.records import records
 from minigpt.errors import DataError, TokenizerError
 from minigpt.infer.preferences import FIELDS  # TRL's, as the Chat pane writes them
 
@@ -104,30 +105,14 @@ class PreferenceData:
         return list(self.val[0][0])
 
 
-class PairBatches:
+class PairBatches(ExampleBatches):
     """Batches of pairs: the chosen replies after their prompts in the first half of the rows, the
     rejected ones in the second, cut to the context from the left (a reply is kept whole where
     it fits) and padded; the targets are the replies' tokens, -1 elsewhere."""
 
-    def __init__(self, data: PreferenceData, batch_size: int, block_size: int, seed: int,
-                 device, rank: int = 0):
-        self.data, self.batch_size, self.block_size = data, batch_size, block_size
-        self.seed, self.device = seed, device
-        self.generator = torch.Generator().manual_seed(seed + rank)
-
-    def train(self):
-        return self._batch(self.data.train, self.generator)
-
-    def evaluation(self, split: str, count: int):
-        generator = torch.Generator().manual_seed(self.seed + 1)
-        pairs = self.data.train if split == "train" else self.data.val
-        for _ in range(count):
-            yield self._batch(pairs, generator)
-
-    def _batch(self, pairs, generator):
-        picks = torch.randint(len(pairs), (self.batch_size,), generator=generator).tolist()
-        rows = [(pairs[i][0], pairs[i][1]) for i in picks] + [(pairs[i][0], pairs[i][2])
-                                                                for i in picks]
+    def rows(self, pairs):
+        rows = [(prompt, chosen) for prompt, chosen, _ in pairs] + \
+            [(prompt, rejected) for prompt, _, rejected in pairs]
         x = torch.zeros(len(rows), self.block_size, dtype=torch.long)
         y = torch.full((len(rows), self.block_size), -1, dtype=torch.long)
         for row, (prompt, reply) in enumerate(rows):
@@ -136,7 +121,7 @@ class PairBatches:
             n = len(ids) - 1
             x[row, :n] = torch.tensor(ids[:-1])
             y[row, reply_from - 1:n] = torch.tensor(ids[reply_from:])
-        return x.to(self.device), y.to(self.device)
+        return x, y
 
 
 def load_preferences(source: str, tokenizer, cfg) -> PreferenceData:
@@ -146,15 +131,7 @@ def load_preferences(source: str, tokenizer, cfg) -> PreferenceData:
     if not path.is_file():
         raise DataError(f"no such file: {source} (--dpo takes a JSON Lines file of "
                         '{"prompt", "chosen", "rejected"})')
-    pairs = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(enumerate(f, 1))
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not valid UTF-8") from None
-    for number, line in lines:
-        if line.strip():
-            pairs.append(_pair(line, tokenizer, f"{path}:{number}"))
+    pairs = [_pair(record, tokenizer, where) for record, where in records(path)]
     if len(pairs) < 2:
         raise DataError(f"{path}: {len(pairs)} preference(s): at least 2 are needed, one to "
                         "train on and one to validate")
@@ -163,13 +140,7 @@ def load_preferences(source: str, tokenizer, cfg) -> PreferenceData:
                           f"{source}, {len(pairs):,} preferences")
 
 
-def _pair(line: str, tokenizer, where: str) -> tuple[list[int], list[int], list[int]]:
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError) as e:
-        raise DataError(f"{where}: not JSON ({e})") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: not an object with {', '.join(FIELDS)}")
+def _pair(record: dict, tokenizer, where: str) -> tuple[list[int], list[int], list[int]]:
     missing = [name for name in FIELDS if name not in record]
     if missing:
         raise DataError(f"{where}: no {', '.join(repr(m) for m in missing)} field "

@@ -19,10 +19,9 @@ def orthogonalize(G: torch.Tensor, steps: int = 5,
     """About U V^T of G = U S V^T, by Jordan's quintic Newton-Schulz iteration: singular values
     between about 0.7 and 1.2 instead of exactly 1, which trains as well. G is one matrix or a
     stack of matrices of one shape ([k, rows, cols]), each orthogonalized on its own: a stack
-    takes a few large multiplies instead of many small ones (the cpu preset's 16 matrices: 12 ms
-    a step instead of 28 on a 2-core Intel Xeon with AMX). In bf16 where the device multiplies
-    bf16 natively (fast); in fp32 elsewhere, where emulated bf16 matmuls made it 7-12x slower (an
-    AVX2-only CPU: most of a training step)."""
+    takes a few large multiplies instead of many small ones (benchmarks/RESULTS.md, "Figures
+    first written elsewhere": Muon's stacks). In bf16 where the device multiplies bf16 natively
+    (fast); in fp32 elsewhere, where emulated bf16 matmuls are several times slower."""
     a, b, c = 3.4445, -4.7750, 2.0315
     X = G.to(dtype).reshape(-1, *G.shape[-2:])
     tall = X.size(-2) > X.size(-1)
