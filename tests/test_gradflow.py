@@ -7,6 +7,7 @@ import torch
 
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
+from minigpt.runs.results import VariantResult
 from minigpt.runs.state import replay
 from minigpt.train.ablation import evidence
 from minigpt.train.gradflow import GradientFlow, layer_groups
@@ -93,9 +94,9 @@ def test_a_step_without_layers_keeps_the_last_ones_and_bad_entries_are_dropped()
 
 
 def _result(variant, val_loss, delta, distinct, norms, description=None):
-    return {"variant": variant, "description": description or variant, "val_loss": val_loss,
-            "val_loss_delta": delta, "distinct_4grams": distinct, "grad_norms": norms,
-            "steps": 100, "diverged": None}
+    return VariantResult(variant=variant, description=description or variant, val_loss=val_loss,
+                         val_loss_delta=delta, distinct_4grams=distinct, grad_norms=norms,
+                         steps=100, diverged=None)
 
 
 def test_evidence_says_what_the_numbers_say_both_ways():
