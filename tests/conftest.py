@@ -76,9 +76,19 @@ def _private_cache(tmp_path_factory):
         os.environ["MINIGPT_CACHE"] = saved
 
 
+# The tests' models are tiny: a second thread makes each of their products wait on a barrier, and
+# on a shared 2-core machine for a thread that is not running (decoding 100 tokens in this
+# process: 0.1 s on one thread, 3 s on two, with other jobs beside). The session's fixtures and
+# each test run on one; the child processes the slow tests start (minigpt) get torch's default,
+# as a user's do.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
+    """Each test starts seeded, on one thread (whatever the test before it set)."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
