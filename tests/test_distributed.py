@@ -95,6 +95,7 @@ def _spawned(rank: int, port: int, out: str) -> None:
     train_losses(rank, 2, out)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     mp.spawn(_spawned, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -112,6 +113,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert single["losses"][-1] < single["losses"][0] - 0.3  # it really trained
 
 
+@pytest.mark.slow
 def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
     """`torchrun --nproc_per_node=2 -m minigpt train`: one events.jsonl, one checkpoint."""
     # this checkout's minigpt, whichever one is installed
