@@ -92,9 +92,16 @@ def _deterministic_threads():
 
 
 @pytest.fixture(scope="session")
-def english_text() -> str:
+def builtin_corpus() -> str:
+    """The built-in corpus, about 1.2 MB: parsed from the standard library once a session (about
+    2 s), not by each test that reads it."""
+    return builtin_text()
+
+
+@pytest.fixture(scope="session")
+def english_text(builtin_corpus) -> str:
     """60 kB of real English prose from the built-in corpus."""
-    return builtin_text()[:60_000]
+    return builtin_corpus[:60_000]
 
 
 @pytest.fixture
@@ -107,9 +114,9 @@ def tiny_model_config() -> GPTConfig:
     return GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_train_config():
-    """A training recipe that takes a second or two."""
+    """A training recipe that takes a second or two (a frozen TrainConfig: shared)."""
     return preset("tiny").with_overrides(
         block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=8, max_steps=40,
         warmup_steps=5, eval_interval=20, eval_iters=2, log_interval=5, sample_tokens=20,

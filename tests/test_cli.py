@@ -231,13 +231,15 @@ def test_hostile_and_broken_checkpoints_are_one_line(tmp_path, tiny_checkpoint):
     (["ablate", "attention", "--seed", "-1", "--data", "missing.txt"], "seed"),
     (["tui", "--steps", str(2**63), "--attach", "."], "max_steps (--steps) must be at most"),
     # a model too large for memory is refused before it is built
-    (["train", "--preset", "tiny", "--n-embd", str(2**40), "--n-head", "1", "--steps", "1"],
-     "parameters needs at least"),
+    (["train", "--preset", "tiny", "--n-embd", str(2**40), "--n-head", "1", "--steps", "1",
+      "--data", "corpus.txt"], "parameters needs at least"),
     # a batch that cannot be allocated: one line, not torch's RuntimeError
-    (["train", "--preset", "tiny", "--batch-size", str(2**62), "--steps", "1"], "out of memory"),
+    (["train", "--preset", "tiny", "--batch-size", str(2**62), "--steps", "1",
+      "--data", "corpus.txt"], "out of memory"),
 ])
-def test_bad_numbers_are_one_line(tmp_path, monkeypatch, args, fragment):
+def test_bad_numbers_are_one_line(tmp_path, monkeypatch, english_text, args, fragment):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(english_text[:5000], encoding="utf-8")
     assert_one_line_error(cli(*args), fragment)
 
 

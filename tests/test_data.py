@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from minigpt.data.batches import TokenData, get_batch
-from minigpt.data.builtin import builtin_text
 from minigpt.data.sources import open_source
 from minigpt.errors import DataError
 
@@ -22,12 +21,12 @@ def documents(name: str) -> list[str]:
     return docs
 
 
-def test_builtin_corpus_is_about_a_megabyte_of_prose():
+def test_builtin_corpus_is_about_a_megabyte_of_prose(builtin_corpus):
     source = open_source()
     assert source.name == "builtin"
     [text] = documents("builtin")
     assert len(text.encode("utf-8")) > 1_000_000
-    assert "statement" in text and text == builtin_text()
+    assert "statement" in text and text == builtin_corpus  # builtin_text(), parsed once
 
 
 def test_reads_a_file(tmp_path):

@@ -478,8 +478,8 @@ def test_fine_tuning_keeps_the_model_and_may_shorten_its_context(tmp_path, hf_fo
     reference, folder = hf_folder
     path, _ = import_gpt2(str(folder), tmp_path / "model.pt")
     start = load_checkpoint(path)
-    cfg = finetune_config(start, FINETUNE, {"block_size": 12, "max_steps": 20, "lr": 1e-3,
-                                            "eval_interval": 20, "batch_size": 4})
+    cfg = finetune_config(start, FINETUNE, {"block_size": 12, "max_steps": 10, "lr": 1e-3,
+                                            "eval_interval": 10, "batch_size": 4})
     assert cfg.model == GPTConfig(**{**start.model_config.to_dict(), "block_size": 12})
     with pytest.raises(ConfigError, match="exceeds the model's context"):
         finetune_config(start, FINETUNE, {"block_size": start.model_config.block_size + 1})

@@ -326,13 +326,11 @@ def test_nohup_keeps_a_run_going_through_a_hangup(tmp_path, english_text):
 
 
 @pytest.mark.slow
-def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir):
+def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir, builtin_corpus):
     """Stopped with `x` while preparing, the TUI showed the run 'failed (read-only)' with no
     reason; it was stopped, and its folder can be used again."""
-    from minigpt.data.builtin import builtin_text
-
     data = tmp_path / "corpus.txt"
-    data.write_text(builtin_text(), encoding="utf-8")  # a BPE of 8,000 takes a few seconds
+    data.write_text(builtin_corpus, encoding="utf-8")  # a BPE of 8,000 takes a few seconds
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "minigpt", "train", "--data", str(data), "--out", str(run_dir),
             "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "8000", "-q"]

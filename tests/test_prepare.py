@@ -226,11 +226,14 @@ def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
     assert summarize_run(run).status == "failed"
 
 
-def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch):
+def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch,
+                                                             builtin_corpus):
     """Building the built-in text parses the standard library (about 2 s): a second run that finds
     it prepared must not pay that, nor tokenize."""
     import minigpt.data.builtin
 
+    # the first preparation reads the text as builtin_text() gives it, parsed once a session
+    monkeypatch.setattr(minigpt.data.builtin, "builtin_text", lambda: builtin_corpus)
     first = prepare(open_source("builtin"), "char")
     assert not first.cached and first.manifest["tokens"] > 1_000_000
 
