@@ -79,9 +79,12 @@ def _private_cache(tmp_path_factory):
 # The tests' models are tiny: a second thread makes each of their products wait on a barrier, and
 # on a shared 2-core machine for a thread that is not running (decoding 100 tokens in this
 # process: 0.1 s on one thread, 3 s on two, with other jobs beside). The session's fixtures and
-# each test run on one; the child processes the slow tests start (minigpt) get torch's default,
-# as a user's do.
+# each test run on one, and so do the processes the slow tests start (minigpt, torchrun), through
+# OMP_NUM_THREADS, which torch reads as it starts (a 3-step `minigpt train`: 3.4 s on one, 12.9 s
+# on two, on the same loaded machine); what those tests check of a process (its exit status,
+# signals, output, imports) does not depend on its threads. A value set outside is kept.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -89,9 +89,12 @@ def local_server(tmp_path):
     (tmp_path / "corpus.txt").write_text("served over http ✓\n" * 50, encoding="utf-8")
     handler = partial(CountingHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next look at its flag: every 0.05 s, not 0.5
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_url_is_downloaded_once_into_the_cache(local_server, cache_dir):
