@@ -50,8 +50,12 @@ def test_train_reports_and_saves(trained):
     assert f"doneatstep{STEPS}" in shown
     assert f"data{data}" in shown and f"savedto{ckpt}" in shown  # the names, not their markup
     assert load_checkpoint(ckpt).step == STEPS
+    # the run's log: its data's preparation, then the run (that one process writes both: the
+    # slow test_a_real_train_reports_saves_and_logs_from_one_process)
     kinds = [json.loads(line)["type"] for line in (ckpt.parent / "events.jsonl").open()]
-    assert kinds[-1] == "done" and "start" in kinds
+    start = kinds.index("start")
+    assert set(kinds[:start]) <= {"prepare", "prepared"} and kinds[start - 1] == "prepared"
+    assert kinds[-1] == "done"
 
 
 def test_default_run_directory_is_under_checkpoints(tmp_path, trained, monkeypatch):
