@@ -233,6 +233,7 @@ def test_stop_strings_as_typed(typed, stop):
         assert parse_stop(show_stop(stop)) == stop
 
 
+@pytest.mark.slow  # 400 tokens decoded and drawn one by one
 async def test_a_long_reply_is_drawn_as_it_was_decoded(checkpoint):
     from textual.content import Content
 
@@ -274,6 +275,7 @@ async def test_markup_in_a_reply_is_drawn_as_it_is(checkpoint, monkeypatch):
         assert shown_lines(pane.reply) == ["go" + "".join(pieces)]
 
 
+@pytest.mark.slow  # 400 tokens decoded and drawn one by one
 async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monkeypatch):
     """A batch of pieces costs the same late in a long reply as early on: the reply wraps and
     draws its end only. A Static holding the whole reply wrapped all of it again at each batch,
