@@ -318,3 +318,14 @@ def test_prefill_sends_only_the_last_position_through_the_head(model):
         model.clear_kv_cache()
     assert seen == [1]  # one row through the LM head, not 10
     torch.testing.assert_close(last, full[0, -1])
+
+
+@pytest.mark.parametrize("special", ["<|end|>", "<|user|>", "<|system|>", "<|assistant|>"])
+def test_an_answer_ends_at_any_of_the_template_s_tokens(monkeypatch, special):
+    """A tuned model's answer ends at its <|end|>; one that starts another turn instead (an
+    untrained one may) has ended too: a role's token is never written into the reply's text."""
+    from minigpt.data.chat import chat_tokenizer
+
+    tok = chat_tokenizer(CharTokenizer("abc "))
+    fake_generation(monkeypatch, tok.encode("ab c") + [tok.specials[special]] + tok.encode("cab"))
+    assert "".join(stream_text(None, tok, "a", SamplingConfig(max_new_tokens=50))) == "ab c"
