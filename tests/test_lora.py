@@ -160,6 +160,32 @@ def test_a_preference_run_s_reference_is_the_base_with_its_adapters_off(tmp_path
         assert torch.equal(trainer.objective.reference(x)[0], base(x)[0])
 
 
+def test_instruction_tuning_trains_the_chat_tokens_rows_and_no_other_row(tiny_checkpoint,
+                                                                          tmp_path):
+    from minigpt.data.chat import load_conversations
+    from minigpt.train.finetune import SFT, finetune_config, with_chat_tokens
+
+    start = with_chat_tokens(load_checkpoint(tiny_checkpoint))  # 4 new rows, all the same
+    cfg = finetune_config(start, SFT, {"lora_r": 4, "max_steps": 3, "batch_size": 4,
+                                       "eval_interval": 3, "eval_iters": 1, "sample_tokens": 0})
+    talk = tmp_path / "talk.jsonl"
+    talk.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": w},
+                                                      {"role": "assistant", "content": w[::-1]}]})
+                              for w in ("one", "two", "three", "four", "five", "six")))
+    data = load_conversations(str(talk), start.tokenizer, cfg.model.block_size, cfg.val_fraction)
+    trainer = Trainer(cfg, data, device="cpu", dtype="fp32", weights=start.state_dict)
+    began = next(trainer.run())
+    list(trainer.run())
+    rows = sorted(start.tokenizer.specials.values())
+    before, after = start.state_dict["transformer.wte.weight"], trainer.model.transformer.wte.weight
+    assert cfg.model.tie_weights and not torch.equal(after[rows], before[rows])  # they learn
+    assert len({tuple(row.tolist()) for row in after[rows]}) == 4  # each its own now
+    others = [i for i in range(len(before)) if i not in rows]
+    assert torch.equal(after[others], before[others])  # bit for bit: no decay, no step
+    adapters = sum(t.numel() for t in split_state(trainer.model)[1].values())
+    assert began["trainable_params"] == adapters + 4 * cfg.model.n_embd
+
+
 def test_a_kept_run_resumes_exactly_and_a_merged_one_is_refused(start, corpus, tmp_path):
     cfg, weights, tokenizer = start
     cfg = cfg.with_overrides(lora_keep=True)

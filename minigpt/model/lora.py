@@ -32,6 +32,12 @@ adapts all three (k too, which the paper leaves alone: a few more parameters, on
 - Merging: W' = W + (alpha / r) B A is a plain matrix of W's shape, so a merged model is an
   ordinary GPT (merge_lora, merge_state): as fast as the base and read by every command.
 
+- New tokens: instruction tuning (--sft) adds the chat template's tokens, whose embedding rows
+  start as one mean row (train/finetune.py). Frozen, <|user|> and <|end|> would stay the same
+  vector, read in and written out alike, and a tuned model could not say when its answer ends.
+  So those rows train too (train_token_rows): those rows only, of the embedding (and of an
+  untied head), the rest of the matrix as frozen as before.
+
 The adapters keep PEFT's names: a layer's are <layer>.lora_A.weight and <layer>.lora_B.weight
 beside its own weight and bias, whose names do not change; hf/folder.py writes them as a PEFT
 adapter folder.
@@ -123,6 +129,21 @@ def add_lora(model: nn.Module, r: int, alpha: float, targets: str = "c_attn") ->
     return model
 
 
+def train_token_rows(model: nn.Module, rows: list[int]) -> nn.Module:
+    """Let the embedding rows of these tokens train beside the adapters, and an untied head's
+    rows for them: every other row of those matrices stays frozen, its gradient zeroed as it is
+    computed (a hook). Such a matrix is marked with its rows (trainable_rows): AdamW then moves
+    the others by exactly nothing (zero gradient, zero moments), and configure_optimizer leaves
+    it out of weight decay, which would shrink every row."""
+    mask = torch.zeros(model.config.vocab_size, 1, device=model.transformer.wte.weight.device)
+    mask[rows] = 1.0
+    for weight in {model.transformer.wte.weight, model.lm_head.weight}:  # one matrix when tied
+        weight.requires_grad_(True)
+        weight.trainable_rows = list(rows)
+        weight.register_hook(lambda grad: grad * mask.to(grad.dtype))
+    return model
+
+
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """The model's adapted layers by name (transformer.h.0.attn.c_attn, ...); empty without LoRA."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
@@ -151,8 +172,10 @@ def adapters_off(model: nn.Module):
 
 
 def trainable_params(model: nn.Module) -> int:
-    """The parameters the optimizer moves (each counted once): a LoRA model's adapters alone."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """The parameters the optimizer moves (each counted once): a LoRA model's adapters, and the
+    rows that train of a matrix marked by train_token_rows."""
+    return sum(len(p.trainable_rows) * p.size(1) if hasattr(p, "trainable_rows") else p.numel()
+               for p in model.parameters() if p.requires_grad)
 
 
 # --- state dicts: what a checkpoint saves ----------------------------------------------------------

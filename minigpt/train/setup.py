@@ -11,7 +11,7 @@ import torch
 from minigpt.backends.compiling import CompiledOrEager
 from minigpt.backends.hardware import autocast_for, resolve_precision
 from minigpt.model.gpt import GPT, check_fits_in_memory
-from minigpt.model.lora import add_lora, split_state
+from minigpt.model.lora import add_lora, split_state, train_token_rows
 from minigpt.train import distributed
 from minigpt.train.config import TrainConfig
 from minigpt.train.muon import muon_optimizer
@@ -26,11 +26,13 @@ class TrainedModel:
 
 
 def build_model(cfg: TrainConfig, device: torch.device, weights: dict | None, dtype: str,
-                compile: bool, adapters: dict | None = None) -> TrainedModel:
+                compile: bool, adapters: dict | None = None,
+                new_tokens: list[int] | None = None) -> TrainedModel:
     """A new model (random, seeded by cfg.seed) or one holding saved weights; refused up front
     when its training state cannot fit in the device's memory (a huge --n-layer). With
     cfg.lora_r, LoRA adapters beside the target layers, all else frozen (model/lora.py): new
-    ones, which change nothing yet, or a resumed run's `adapters`."""
+    ones, which change nothing yet, or a resumed run's `adapters`; on conversations (objective
+    sft) the embedding rows of new_tokens, the chat template's, train too."""
     torch.manual_seed(cfg.seed)
     check_fits_in_memory(cfg.model, device)
     model = GPT(cfg.model).to(device)
@@ -41,6 +43,8 @@ def build_model(cfg: TrainConfig, device: torch.device, weights: dict | None, dt
         if adapters is not None:
             base, _ = split_state(model)
             model.load_state_dict({**base, **adapters})
+        if cfg.objective == "sft" and new_tokens:
+            train_token_rows(model, new_tokens)
     # under DDP a wrapper that averages gradients over processes in backward
     step_model = distributed.wrap(model)
     if compile:

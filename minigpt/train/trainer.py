@@ -83,7 +83,9 @@ class Trainer:
                 run_files(self.run_dir).checkpoint if self.run_dir else None
         self.origin: str | None = None  # where the starting weights came from (`minigpt info`)
 
-        built = build_model(self.cfg, self.device, weights, dtype, compile, adapters)
+        chat_tokens = getattr(data.tokenizer, "specials", {}).values()  # data/chat.py's
+        built = build_model(self.cfg, self.device, weights, dtype, compile, adapters,
+                            new_tokens=sorted(chat_tokens))
         self.model, self.step_model = built.model, built.step_model
         self.precision, self.autocast = built.precision, built.autocast
         self.optimizer = build_optimizer(self.model, self.cfg, self.precision, self.device)
