@@ -106,6 +106,7 @@ def test_cached_greedy_equals_recomputing_even_past_the_context(model):
     assert cached == naive_greedy(model, prompt, 30)
 
 
+@pytest.mark.slow
 def test_compiled_decoding_equals_the_plain_model(model):
     from torch._dynamo.utils import counters
 
@@ -122,6 +123,7 @@ def test_compiled_decoding_equals_the_plain_model(model):
     assert not [k for k in model.state_dict() if "_orig_mod" in k]  # the model is untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_compiled_decoding_takes_weights_packed_for_onednn(model, weights):
     """generate --compile with the weights as generate holds them: packed for oneDNN on x86

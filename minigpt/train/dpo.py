@@ -30,9 +30,8 @@ from minigpt.data.batches import ExampleBatches
 from minigpt.data.chat import has_template
 from minigpt.data.records import records
 from minigpt.errors import DataError, TokenizerError
+from minigpt.infer.preferences import FIELDS  # TRL's, as the Chat pane writes them
 from minigpt.model.lora import adapters_off, lora_layers
-
-FIELDS = ("prompt", "chosen", "rejected")
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
