@@ -24,6 +24,7 @@ import torch
 from minigpt.data.tokenizer import Tokenizer, tokenizer_from_dict
 from minigpt.errors import CheckpointError, MinigptError
 from minigpt.model.config import GPTConfig
+from minigpt.model.lora import saved_state
 from minigpt.rules import Real, Whole
 from minigpt.runs import control
 from minigpt.runs.files import CHECKPOINT_NAME
@@ -42,19 +43,36 @@ class Checkpoint:
     train_state: dict | None = None  # optimizer, step, RNG states: present in training checkpoints
     meta: dict = field(default_factory=dict)  # data source, step, losses, ...
     path: Path | None = None
+    # a LoRA run's adapters kept apart from the base's weights in state_dict (train --lora-keep;
+    # model/lora.py): <layer>.lora_A.weight and .lora_B.weight; its settings are train_config's
+    adapters: dict | None = None
 
     @property
     def step(self) -> int:
         return int(self.meta.get("step", 0))
 
-    def build_model(self, device: str | torch.device = "cpu"):
+    def merged(self) -> Checkpoint:
+        """The checkpoint as an ordinary model: its adapters, if it keeps any, folded into the
+        weights (W + alpha / r B A), what every command that runs the model reads."""
+        if self.adapters is None:
+            return self
+        from dataclasses import replace
+
+        from minigpt.model.lora import merge_state
+
+        state = merge_state(self.state_dict, self.adapters, self.train_config.lora_alpha)
+        return replace(self, state_dict=state, adapters=None)
+
+    def build_model(self, device: str | torch.device = "cpu", adapters: bool = True):
         """The model, holding this checkpoint's tensors themselves (no copy) in float32 on
-        `device`: a model built on the meta device takes them over (load_state_dict's assign)."""
+        `device`: a model built on the meta device takes them over (load_state_dict's assign).
+        Adapters kept apart are merged into it; adapters=False: the base model alone."""
         from minigpt.model.gpt import empty_model
 
+        state = self.merged().state_dict if adapters else self.state_dict
         model = empty_model(self.model_config, "meta")
         try:
-            model.load_state_dict(self.state_dict, assign=True)
+            model.load_state_dict(state, assign=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{self.path}: weights do not match its configuration ({first})") from None
@@ -83,8 +101,9 @@ def save_checkpoint(path: str | os.PathLike, model, tokenizer: Tokenizer,
     path = Path(path)
     model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: save the original module
     model = getattr(model, "module", model)  # a DDP-wrapped model
-    weights = model.state_dict()
-    bad = first_non_finite(weights)
+    # a model with LoRA adapters: merged into the weights, or (--lora-keep) kept apart
+    weights, adapters = saved_state(model, keep=bool(train_config and train_config.lora_keep))
+    bad = first_non_finite({**weights, **(adapters or {})})
     if bad is not None:
         raise CheckpointError(f"refusing to save {path}: the weights hold NaN or infinite values "
                               f"(in {bad}); the previous checkpoint is kept")
@@ -93,6 +112,7 @@ def save_checkpoint(path: str | os.PathLike, model, tokenizer: Tokenizer,
         "version": VERSION,
         "model_config": model.config.to_dict(),
         "model": weights,
+        "adapters": adapters,
         "tokenizer": tokenizer.to_dict(),
         "train_config": train_config.to_dict() if train_config else None,
         "train_state": train_state,
@@ -226,6 +246,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state_dict = check_weights(payload["model"], model_config)
         train_state = check_train_state(payload.get("train_state"))
         meta = check_meta(payload.get("meta"))
+        adapters = check_adapters(payload.get("adapters"), model_config, train_config)
     except KeyError as e:
         raise CheckpointError(f"{path} is incomplete: it has no {e}") from None
     except MinigptError as e:
@@ -238,7 +259,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         # imported GPT-2's vocabulary may be padded past it) and generation keeps within it
         raise CheckpointError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens, more "
                               f"than the model's vocabulary of {model_config.vocab_size}")
-    return Checkpoint(model_config, state_dict, tokenizer, train_config, train_state, meta, p)
+    return Checkpoint(model_config, state_dict, tokenizer, train_config, train_state, meta, p,
+                      adapters)
 
 
 def check_weights(state, config: GPTConfig) -> dict:
@@ -268,25 +290,50 @@ def check_weights(state, config: GPTConfig) -> dict:
         expected = {name: t.shape for name, t in empty_model(config, "meta").state_dict().items()}
     except RuntimeError as e:
         raise CheckpointError(f"its configuration cannot be built ({e})") from None
+    return _as_expected(state, expected, "weights")
+
+
+def _as_expected(state: dict, expected: dict, what: str) -> dict:
+    """state, if it holds exactly the tensors named in expected, of their shapes, all finite."""
     missing = [name for name in expected if name not in state]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise CheckpointError(f"its weights lack {', '.join(missing[:3])}{more}, which its "
+        raise CheckpointError(f"its {what} lack {', '.join(missing[:3])}{more}, which its "
                               "configuration needs")
     unexpected = [name for name in state if name not in expected]
     if unexpected:
         more = f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else ""
-        raise CheckpointError(f"its weights have {', '.join(unexpected[:3])}{more}, which its "
+        raise CheckpointError(f"its {what} have {', '.join(unexpected[:3])}{more}, which its "
                               "configuration has no place for")
     for name, shape in expected.items():
         if state[name].shape != shape:
-            raise CheckpointError(f"its weight {name} has shape {list(state[name].shape)}, its "
+            raise CheckpointError(f"its {what[:-1]} {name} has shape {list(state[name].shape)}, its "
                                   f"configuration needs {list(shape)}")
     bad = first_non_finite(state)
     if bad is not None:  # written by an older minigpt, or by hand: it cannot compute anything
-        raise CheckpointError(f"its weights hold NaN or infinite values (in {bad}): the run that "
+        raise CheckpointError(f"its {what} hold NaN or infinite values (in {bad}): the run that "
                               "wrote it diverged; use an earlier checkpoint")
     return state
+
+
+def check_adapters(adapters, config: GPTConfig, train_config: TrainConfig | None) -> dict | None:
+    """A --lora-keep checkpoint's adapters, if they are exactly those its LoRA settings give the
+    model (rank, targets), finite; shapes compared on the meta device."""
+    if adapters is None:
+        return None
+    if not isinstance(adapters, dict) or not all(
+            isinstance(name, str) and isinstance(t, torch.Tensor) and t.is_floating_point()
+            for name, t in adapters.items()):
+        raise CheckpointError("its adapters are not a mapping of names to floating-point tensors")
+    if train_config is None or train_config.lora_r is None:
+        raise CheckpointError("it holds LoRA adapters but no LoRA settings (lora_r)")
+    from minigpt.model.gpt import empty_model
+    from minigpt.model.lora import add_lora, split_state
+
+    model = add_lora(empty_model(config, "meta"), train_config.lora_r, train_config.lora_alpha,
+                     train_config.lora_targets)
+    expected = {name: t.shape for name, t in split_state(model)[1].items()}
+    return _as_expected(adapters, expected, "adapters")
 
 
 def check_train_state(state) -> dict | None:

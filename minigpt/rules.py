@@ -82,6 +82,24 @@ class OneOf:
 
 
 @dataclass(frozen=True)
+class Names:
+    """One or more of choices, separated by commas, none twice: "c_attn,c_fc"."""
+
+    choices: tuple
+
+    def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
+        if not isinstance(value, str):
+            raise error(f"{name} must be names separated by commas, got {value!r}")
+        given = value.split(",")
+        for item in given:
+            if item not in self.choices:
+                raise error(f"{name}: {item!r} is not one of {', '.join(self.choices)}")
+        twice = next((item for i, item in enumerate(given) if item in given[:i]), None)
+        if twice is not None:
+            raise error(f"{name} names {twice} twice")
+
+
+@dataclass(frozen=True)
 class Flag:
     def check(self, name: str, value, error: type[Exception] = ConfigError) -> None:
         if not isinstance(value, bool):

@@ -72,7 +72,7 @@ class MinigptApp(App):
             with TabPane("Train [1]", id="train"):
                 yield TrainPane(self.runs_root)
             with TabPane("Chat [2]", id="chat"):
-                yield ChatPane(sampling=self.sampling, device=self.device)
+                yield ChatPane(sampling=self.sampling, device=self.device, system=self.system)
             with TabPane("Ablate [3]", id="ablate"):
                 yield AblatePane(self.runs_root)
             with TabPane("Inspect [4]", id="inspect"):

@@ -31,3 +31,11 @@ def assemble(*parts: str | tuple[str, str]) -> Text:
     characters made visible."""
     return Text.assemble(*(clean(p) if isinstance(p, str) else (clean(p[0]), p[1])
                            for p in parts))
+
+
+def sent_text(sent: str, templated: bool) -> Text:
+    """A prompt as the Chat pane's transcript shows it: a user's turn, with the assistant's
+    answer to follow it; or, for a model without the chat template, the text it continues."""
+    if not templated:
+        return plain(sent, "bold")
+    return assemble(("user: ", "bold cyan"), (sent, "bold"), "\n", ("assistant: ", "bold magenta"))

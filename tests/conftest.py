@@ -76,15 +76,35 @@ def _private_cache(tmp_path_factory):
         os.environ["MINIGPT_CACHE"] = saved
 
 
+# The tests' models are tiny: a second thread makes each of their products wait on a barrier, and
+# on a shared 2-core machine for a thread that is not running (decoding 100 tokens in this
+# process: 0.1 s on one thread, 3 s on two, with other jobs beside). The session's fixtures and
+# each test run on one, and so do the processes the slow tests start (minigpt, torchrun), through
+# OMP_NUM_THREADS, which torch reads as it starts (a 3-step `minigpt train`: 3.4 s on one, 12.9 s
+# on two, on the same loaded machine); what those tests check of a process (its exit status,
+# signals, output, imports) does not depend on its threads. A value set outside is kept.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
+    """Each test starts seeded, on one thread (whatever the test before it set)."""
     torch.manual_seed(0)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def english_text() -> str:
+def builtin_corpus() -> str:
+    """The built-in corpus, about 1.2 MB: parsed from the standard library once a session (about
+    2 s), not by each test that reads it."""
+    return builtin_text()
+
+
+@pytest.fixture(scope="session")
+def english_text(builtin_corpus) -> str:
     """60 kB of real English prose from the built-in corpus."""
-    return builtin_text()[:60_000]
+    return builtin_corpus[:60_000]
 
 
 @pytest.fixture
@@ -97,9 +117,9 @@ def tiny_model_config() -> GPTConfig:
     return GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_train_config():
-    """A training recipe that takes a second or two."""
+    """A training recipe that takes a second or two (a frozen TrainConfig: shared)."""
     return preset("tiny").with_overrides(
         block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=8, max_steps=40,
         warmup_steps=5, eval_interval=20, eval_iters=2, log_interval=5, sample_tokens=20,

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from minigpt.data.batches import TokenData, get_batch
-from minigpt.data.builtin import builtin_text
 from minigpt.data.sources import open_source
 from minigpt.errors import DataError
 
@@ -22,12 +21,12 @@ def documents(name: str) -> list[str]:
     return docs
 
 
-def test_builtin_corpus_is_about_a_megabyte_of_prose():
+def test_builtin_corpus_is_about_a_megabyte_of_prose(builtin_corpus):
     source = open_source()
     assert source.name == "builtin"
     [text] = documents("builtin")
     assert len(text.encode("utf-8")) > 1_000_000
-    assert "statement" in text and text == builtin_text()
+    assert "statement" in text and text == builtin_corpus  # builtin_text(), parsed once
 
 
 def test_reads_a_file(tmp_path):
@@ -90,9 +89,12 @@ def local_server(tmp_path):
     (tmp_path / "corpus.txt").write_text("served over http ✓\n" * 50, encoding="utf-8")
     handler = partial(CountingHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next look at its flag: every 0.05 s, not 0.5
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_url_is_downloaded_once_into_the_cache(local_server, cache_dir):

@@ -21,8 +21,6 @@ import torch
 import torch.multiprocessing as mp
 from conftest import Corpus, prepare_data
 
-from minigpt.data.builtin import builtin_text
-
 STEPS = 10
 B = 4
 TOLERANCE = 1e-4
@@ -42,14 +40,14 @@ def fixed_batch(data: torch.Tensor, block_size: int, step: int, rank: int):
     return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
 
-def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
-    """Train STEPS steps; world_size 1 takes both ranks' batches at once."""
+def train_losses(rank: int, world_size: int, text: str, out: str | None = None) -> dict:
+    """Train STEPS steps on text; world_size 1 takes both ranks' batches at once."""
     from minigpt.train import distributed
 
     torch.set_num_threads(1)
     device = distributed.setup(torch.device("cpu"))
     try:
-        result = _train(rank, world_size, device)
+        result = _train(rank, world_size, device, text)
         distributed.teardown(together=True)  # as minigpt train does after a run that ended well
     finally:
         distributed.teardown()
@@ -58,7 +56,7 @@ def train_losses(rank: int, world_size: int, out: str | None = None) -> dict:
     return result
 
 
-def _train(rank: int, world_size: int, device: torch.device) -> dict:
+def _train(rank: int, world_size: int, device: torch.device, text: str) -> dict:
     import minigpt.data.batches as batches_module
     import minigpt.train.trainer as train_module
     from minigpt.train.config import preset
@@ -67,7 +65,7 @@ def _train(rank: int, world_size: int, device: torch.device) -> dict:
         block_size=32, n_embd=32, n_head=2, n_layer=2, batch_size=B * (2 // world_size),
         max_steps=STEPS, warmup_steps=2, eval_interval=STEPS, eval_iters=2, log_interval=1,
         sample_tokens=0)
-    corpus = Corpus(builtin_text()[:60_000], "test", "test text")
+    corpus = Corpus(text, "test", "test text")
     trainer = train_module.Trainer(cfg, prepare_data(corpus, cfg), device=device,
                                    dtype="fp32")  # exact comparison: no bf16 rounding
     real_get_batch = batches_module.get_batch
@@ -90,16 +88,18 @@ def _train(rank: int, world_size: int, device: torch.device) -> dict:
             "tokens_seen": trainer.tokens_seen}
 
 
-def _spawned(rank: int, port: int, out: str) -> None:
+def _spawned(rank: int, port: int, out: str, text: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE="2")
-    train_losses(rank, 2, out)
+    train_losses(rank, 2, text, out)
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    mp.spawn(_spawned, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, english_text):
+    # the text travels with the processes: each would parse the standard library for it again
+    mp.spawn(_spawned, args=(free_port(), str(tmp_path), english_text), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    single = train_losses(0, 1)
+    single = train_losses(0, 1, english_text)
 
     assert len(single["losses"]) == STEPS
     assert ranks[0]["world_size"] == 2 and single["world_size"] == 1
@@ -113,15 +113,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert single["losses"][-1] < single["losses"][0] - 0.3  # it really trained
 
 
-def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path):
+@pytest.mark.slow
+def test_torchrun_writes_one_run_directory_from_rank_0(tmp_path, english_text):
     """`torchrun --nproc_per_node=2 -m minigpt train`: one events.jsonl, one checkpoint."""
+    (tmp_path / "corpus.txt").write_text(english_text[:40_000], encoding="utf-8")
     # this checkout's minigpt, whichever one is installed
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-           "-m", "minigpt", "train", "--preset", "tiny", "--steps", "10", "--eval-interval", "5",
+           "-m", "minigpt", "train", "--data", "corpus.txt", "--preset", "tiny", "--steps", "10",
+           "--eval-interval", "5",
            "--device", "cpu", "--out", str(tmp_path / "run"), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120,
                           cwd=tmp_path)

@@ -17,6 +17,7 @@ with run_lock(sys.argv[1]):
 """
 
 
+@pytest.mark.slow
 def test_a_run_directory_has_one_writer_and_a_killed_one_lets_go(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE,
                               text=True)

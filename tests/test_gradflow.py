@@ -7,6 +7,7 @@ import torch
 
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
+from minigpt.runs.results import VariantResult
 from minigpt.runs.state import replay
 from minigpt.train.ablation import evidence
 from minigpt.train.gradflow import GradientFlow, layer_groups
@@ -93,11 +94,9 @@ def test_a_step_without_layers_keeps_the_last_ones_and_bad_entries_are_dropped()
 
 
 def _result(variant, val_loss, delta, distinct, norms, description=None):
-    from minigpt.runs.results import VariantResult
-
-    return VariantResult(variant, description or variant, val_loss=val_loss,
+    return VariantResult(variant=variant, description=description or variant, val_loss=val_loss,
                          val_loss_delta=delta, distinct_4grams=distinct, grad_norms=norms,
-                         steps=100)
+                         steps=100, diverged=None)
 
 
 def test_evidence_says_what_the_numbers_say_both_ways():
@@ -106,10 +105,10 @@ def test_evidence_says_what_the_numbers_say_both_ways():
                       "no residual")
     assert evidence(starved, baseline) == ("no residual: layer 1 gradient norm 1/40 of the "
                                            "baseline's; distinct 4-grams in samples 70% against "
-                                           "78%; val loss +0.63")
+                                           "78%; val loss +0.63 (one seed: no noise measured)")
     louder = _result("attention", 1.40, -0.10, 0.12, {"embedding": 1.1, "1": 1.2, "2": 0.5},
                      "no attention")
     assert evidence(louder, baseline) == ("no attention: layer 1 gradient norm 3.0x the "
                                           "baseline's; distinct 4-grams in samples 12% against "
-                                          "78%; val loss -0.10")
+                                          "78%; val loss -0.10 (one seed: no noise measured)")
     assert evidence(baseline, None) == "baseline: val loss 1.50; distinct 4-grams in samples 78%"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error, minigpt
+from conftest import assert_one_line_error, cli
 
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
 from minigpt.data.tokenizer import (
@@ -478,8 +478,8 @@ def test_fine_tuning_keeps_the_model_and_may_shorten_its_context(tmp_path, hf_fo
     reference, folder = hf_folder
     path, _ = import_gpt2(str(folder), tmp_path / "model.pt")
     start = load_checkpoint(path)
-    cfg = finetune_config(start, FINETUNE, {"block_size": 12, "max_steps": 20, "lr": 1e-3,
-                                            "eval_interval": 20, "batch_size": 4})
+    cfg = finetune_config(start, FINETUNE, {"block_size": 12, "max_steps": 10, "lr": 1e-3,
+                                            "eval_interval": 10, "batch_size": 4})
     assert cfg.model == GPTConfig(**{**start.model_config.to_dict(), "block_size": 12})
     with pytest.raises(ConfigError, match="exceeds the model's context"):
         finetune_config(start, FINETUNE, {"block_size": start.model_config.block_size + 1})
@@ -501,7 +501,7 @@ def cli_model(tmp_path_factory, vocab_folder, reference_tokenizer):
     root = tmp_path_factory.mktemp("hf-cli")
     reference = random_hf_model(len(reference_tokenizer), "small", seed=5)
     save_hf_folder(reference, root / "hf", vocab_folder)
-    result = minigpt("import-gpt2", root / "hf", "--out", root / "model.pt")
+    result = cli("import-gpt2", root / "hf", "--out", root / "model.pt")
     assert result.returncode == 0, result.stderr
     return root, reference, result
 
@@ -509,18 +509,18 @@ def cli_model(tmp_path_factory, vocab_folder, reference_tokenizer):
 def test_cli_import_info_generate_export(cli_model, reference_tokenizer):
     root, reference, imported = cli_model
     assert "2 layers" in imported.stdout and "saved to" in imported.stdout
-    info = minigpt("info", root / "model.pt")
+    info = cli("info", root / "model.pt")
     assert info.returncode == 0 and "imported from" in info.stdout, info.stderr
 
     prompt = "The fox"
-    generated = minigpt("generate", "--ckpt", root / "model.pt", "-p", prompt, "-n", 20,
-                        "--strategy", "greedy")
+    generated = cli("generate", "--ckpt", root / "model.pt", "-p", prompt, "-n", 20,
+                    "--strategy", "greedy")
     assert generated.returncode == 0, generated.stderr
     ids = reference_tokenizer(prompt)["input_ids"]
     expected = reference_tokenizer.decode(ids + hf_greedy(reference, ids, 20))
     assert generated.stdout == expected + "\n"
 
-    exported = minigpt("export-hf", root / "model.pt", root / "exported")
+    exported = cli("export-hf", root / "model.pt", root / "exported")
     assert exported.returncode == 0, exported.stderr
     again = transformers.AutoModelForCausalLM.from_pretrained(root / "exported").eval()
     ids = torch.randint(0, reference.config.vocab_size, (1, 32))
@@ -532,21 +532,27 @@ def test_cli_train_init_fine_tunes(cli_model, tmp_path, english_text):
     root, _, _ = cli_model
     data = tmp_path / "corpus.txt"
     data.write_text(english_text[:30_000], encoding="utf-8")
-    result = minigpt("train", "--init", root / "model.pt", "--data", data, "--steps", 20,
-                     "--eval-interval", 20, "--lr", 1e-3, "--batch-size", 4,
-                     "--out", tmp_path / "run", "-q")
+    result = cli("train", "--init", root / "model.pt", "--data", data, "--steps", 6,
+                 "--eval-interval", 6, "--lr", 1e-3, "--batch-size", 4,
+                 "--out", tmp_path / "run", "-q")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     evals = [ev["val_loss"] for ev in events if ev["type"] == "eval"]
     assert evals[-1] < evals[0]
     tuned = load_checkpoint(tmp_path / "run")
+    assert tuned.step == 6
     assert tuned.tokenizer.to_dict() == load_checkpoint(root / "model.pt").tokenizer.to_dict()
     assert "fine-tuned from" in tuned.meta["source"]
 
 
-def test_cli_bad_inputs_are_one_line(cli_model, tmp_path):
+def test_cli_bad_inputs_are_one_line(cli_model, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     root, _, _ = cli_model
-    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
+    monkeypatch.chdir(tmp_path)
+    # HF_HUB_OFFLINE=1 and an empty HF_HOME, as huggingface_hub reads them when it is imported
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     (tmp_path / "llama").mkdir()
     not_gpt2 = folder_with_config(tmp_path / "llama", model_type="llama")
     ablated = tmp_path / "ablated.pt"
@@ -554,20 +560,20 @@ def test_cli_bad_inputs_are_one_line(cli_model, tmp_path):
                                            n_embd=16, residual=False)), CharTokenizer("abcd"))
     model = root / "model.pt"
     cases = [
-        (["import-gpt2", tmp_path / "missing" / "folder", "--out", "x.pt"], {}, "no such folder"),
-        (["import-gpt2", tmp_path, "--out", "x.pt"], {}, "no config.json"),
-        (["import-gpt2", "gpt2-medium", "--out", "x.pt"], offline, "cannot be reached"),
-        (["import-gpt2", not_gpt2, "--out", "x.pt"], {}, "model_type is 'llama'"),
-        (["export-hf", ablated, tmp_path / "out"], {}, "residual=False"),
-        (["export-hf", tmp_path / "missing.pt", tmp_path / "out"], {}, "no such checkpoint"),
-        (["train", "--init", model, "--n-layer", 3], {}, "--n-layer"),
-        (["train", "--init", model, "--block-size", 64], {}, "exceeds the model's context of 32"),
-        (["train", "--init", model, "--resume", model], {}, "give one of them"),
-        (["import-gpt2", root / "hf", "--out", model], {}, "already exists"),  # kept, not replaced
+        (["import-gpt2", tmp_path / "missing" / "folder", "--out", "x.pt"], "no such folder"),
+        (["import-gpt2", tmp_path, "--out", "x.pt"], "no config.json"),
+        (["import-gpt2", "gpt2-medium", "--out", "x.pt"], "cannot be reached"),
+        (["import-gpt2", not_gpt2, "--out", "x.pt"], "model_type is 'llama'"),
+        (["export-hf", ablated, tmp_path / "out"], "residual=False"),
+        (["export-hf", tmp_path / "missing.pt", tmp_path / "out"], "no such checkpoint"),
+        (["train", "--init", model, "--n-layer", 3], "--n-layer"),
+        (["train", "--init", model, "--block-size", 64], "exceeds the model's context of 32"),
+        (["train", "--init", model, "--resume", model], "give one of them"),
+        (["import-gpt2", root / "hf", "--out", model], "already exists"),  # kept, not replaced
     ]
     saved = model.read_bytes()
-    for args, env, fragment in cases:
-        assert_one_line_error(minigpt(*args, env=env or None, cwd=tmp_path), fragment)
+    for args, fragment in cases:
+        assert_one_line_error(cli(*args), fragment)
     assert not (tmp_path / "x.pt").exists()
     assert model.read_bytes() == saved
 

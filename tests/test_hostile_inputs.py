@@ -299,25 +299,29 @@ def test_a_closed_terminal_saves_and_exits_129(tmp_path, english_text):
 
 @pytest.mark.slow
 def test_nohup_keeps_a_run_going_through_a_hangup(tmp_path, english_text):
-    proc, run_dir = _start_training(tmp_path, english_text, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-    try:
-        proc.send_signal(signal.SIGHUP)  # the default kills it: this run was not under nohup
-        assert proc.wait(timeout=120) == 129
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    data = tmp_path / "corpus.txt"
-    nohup = subprocess.Popen([sys.executable, "-m", "minigpt", "train", "--data", str(data),
-                              "--out", str(tmp_path / "nohup"), *TINY_RUN],
+    """Two runs at once, one started as a shell starts it, the other under nohup (SIGHUP
+    ignored): a hangup ends the first (129), the second trains on until stopped (143)."""
+    other = tmp_path / "nohup"
+    other.mkdir()
+    (other / "corpus.txt").write_text(english_text[20_000:40_000], encoding="utf-8")
+    nohup = subprocess.Popen([sys.executable, "-m", "minigpt", "train", "--data",
+                              str(other / "corpus.txt"), "--out", str(other / "run"), *TINY_RUN],
                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: any(e["type"] == "step" for e in read_events(tmp_path / "nohup")),
+        proc, run_dir = _start_training(tmp_path, english_text, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        try:
+            proc.send_signal(signal.SIGHUP)  # the default kills it: this run was not under nohup
+            assert proc.wait(timeout=120) == 129
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        wait_until(lambda: any(e["type"] == "step" for e in read_events(other / "run")),
                    "a step", proc=nohup)
         nohup.send_signal(signal.SIGHUP)
-        steps = len(read_events(tmp_path / "nohup"))
-        wait_until(lambda: len(read_events(tmp_path / "nohup")) > steps + 2, "more steps",
+        steps = len(read_events(other / "run"))
+        wait_until(lambda: len(read_events(other / "run")) > steps + 2, "more steps",
                    proc=nohup)
     finally:
         nohup.send_signal(signal.SIGTERM)
@@ -326,13 +330,11 @@ def test_nohup_keeps_a_run_going_through_a_hangup(tmp_path, english_text):
 
 
 @pytest.mark.slow
-def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir):
+def test_a_stop_while_the_data_is_prepared_says_stopped(tmp_path, cache_dir, builtin_corpus):
     """Stopped with `x` while preparing, the TUI showed the run 'failed (read-only)' with no
     reason; it was stopped, and its folder can be used again."""
-    from minigpt.data.builtin import builtin_text
-
     data = tmp_path / "corpus.txt"
-    data.write_text(builtin_text(), encoding="utf-8")  # a BPE of 8,000 takes a few seconds
+    data.write_text(builtin_corpus, encoding="utf-8")  # a BPE of 8,000 takes a few seconds
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "minigpt", "train", "--data", str(data), "--out", str(run_dir),
             "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "8000", "-q"]

@@ -43,6 +43,7 @@ def test_weights_are_held_as_asked(run_dir):
         load_for_inference(run_dir, "cpu", "fp8")
 
 
+@pytest.mark.slow
 def test_loading_to_sample_never_imports_the_training_module(run_dir):
     code = ("import sys\nfrom minigpt.infer.load import load_for_inference\n"
             f"load_for_inference({str(run_dir)!r})\n"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_one_line_error, minigpt
+from conftest import assert_one_line_error, cli, minigpt
 from rich.console import Console
 
 from minigpt.checkpoint import save_checkpoint
@@ -281,23 +281,21 @@ def test_token_texts_are_never_markup():
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from minigpt.data.builtin import builtin_text
-
+def checkpoints(tmp_path_factory, english_text):
     root = tmp_path_factory.mktemp("inspect")
     torch.manual_seed(0)
     model, tok = char_model()
     save_checkpoint(root / "char.pt", model, tok)
-    bpe = BPETokenizer.train(builtin_text()[:20_000], 300)
+    bpe = BPETokenizer.train(english_text[:20_000], 300)
     cfg = GPTConfig(vocab_size=bpe.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=32)
     save_checkpoint(root / "bpe.pt", GPT(cfg), bpe)
     return root
 
 
 def test_cli_prints_heatmap_overview_and_lens_for_a_char_model(checkpoints, tmp_path):
-    result = minigpt("inspect", "--ckpt", checkpoints / "char.pt", "--prompt",
-                     "[bold]the[/] cat\x1b sat", "--layer", "1", "--head", "0",
-                     "--json", tmp_path / "out.json")
+    result = cli("inspect", "--ckpt", checkpoints / "char.pt", "--prompt",
+                 "[bold]the[/] cat\x1b sat", "--layer", "1", "--head", "0",
+                 "--json", tmp_path / "out.json")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "attention of layer 1 head 0" in out and "every head" in out and "logit lens" in out
@@ -311,7 +309,21 @@ def test_cli_prints_heatmap_overview_and_lens_for_a_char_model(checkpoints, tmp_
     assert len(numbers["logit_lens"][1]["top"]) == T and len(numbers["logit_lens"][1]["next_prob"]) == T - 1
 
 
+def test_cli_draws_a_bpe_model_in_characters(checkpoints, monkeypatch):
+    """What the heatmap and the overview show without colour (the colour itself, slow:
+    test_cli_with_a_bpe_model_and_no_color)."""
+    monkeypatch.setenv("COLUMNS", "80")  # Rich reads it at each print
+    result = cli("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
+                 "The old man said to the people")
+    assert result.returncode == 0, result.stderr
+    assert "·the" in result.stdout  # a BPE token with its space, visible
+    assert "@@" in result.stdout  # position 0 attends to itself: full intensity, as characters
+    assert "L1" in result.stdout and "H3" in result.stdout
+
+
+@pytest.mark.slow
 def test_cli_with_a_bpe_model_and_no_color(checkpoints):
+    """NO_COLOR wins over FORCE_COLOR, as Rich reads them when the process starts."""
     env = {**__import__("os").environ, "NO_COLOR": "1", "FORCE_COLOR": "1", "COLUMNS": "80"}
     result = minigpt("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
                      "The old man said to the people", env=env)
@@ -345,10 +357,10 @@ def test_the_overview_marks_the_head_the_heatmap_draws(width):
     assert SELECTED_MARK not in out.getvalue()
 
 
-def test_cli_marks_the_head_drawn_in_the_overview_without_colour(checkpoints):
-    env = {**__import__("os").environ, "NO_COLOR": "1", "COLUMNS": "80"}
-    result = minigpt("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
-                     "The old man said to the people", "--layer", "1", "--head", "2", env=env)
+def test_cli_marks_the_head_drawn_in_the_overview_without_colour(checkpoints, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("inspect", "--ckpt", checkpoints / "bpe.pt", "--prompt",
+                 "The old man said to the people", "--layer", "1", "--head", "2")
     assert result.returncode == 0, result.stderr
     grid = result.stdout.split("every head\n")[1].split("\nP F C")[0]
     assert marked_heads(grid) == [(1, 2)]
@@ -356,7 +368,7 @@ def test_cli_marks_the_head_drawn_in_the_overview_without_colour(checkpoints):
 
 
 def test_cli_says_what_it_cut_from_a_long_prompt(checkpoints):
-    result = minigpt("inspect", "--ckpt", checkpoints / "char.pt", "--prompt", "abcdefghij" * 4)
+    result = cli("inspect", "--ckpt", checkpoints / "char.pt", "--prompt", "abcdefghij" * 4)
     assert result.returncode == 0, result.stderr
     assert "the prompt is 40 tokens, more than the context of 32: inspecting its last 32" \
         in result.stderr
@@ -373,4 +385,4 @@ def test_cli_says_what_it_cut_from_a_long_prompt(checkpoints):
 def test_cli_bad_input_is_one_line(checkpoints, args, fragment):
     if "--ckpt" not in args:
         args = ["--ckpt", checkpoints / "char.pt", *args]
-    assert_one_line_error(minigpt("inspect", *args), fragment)
+    assert_one_line_error(cli("inspect", *args), fragment)

@@ -40,12 +40,13 @@ def test_gpt2_small_has_124m_parameters():
 def test_flops_per_token_is_palms_count():
     # GPT-2 small at context 1024: 6 x 123.65M weights + 12 x 12 layers x 768 x 1024 = 855M
     gpt2 = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
-    model = GPT(gpt2)
+    with torch.device("meta"):  # shapes alone: no 124M weights to fill with random numbers
+        model = GPT(gpt2)
+        no_attention = GPT(replace(gpt2, n_layer=1, attention=False))
+        untied = GPT(replace(gpt2, tie_weights=False))
     assert model.flops_per_token() == 6 * 123_653_376 + 12 * 12 * 768 * 1024
-    no_attention = GPT(replace(gpt2, n_layer=1, attention=False))
     assert no_attention.flops_per_token() == 6 * no_attention.num_params(non_embedding=True)
     # an untied head is a second vocab x n_embd matrix, but the embedding lookup costs nothing
-    untied = GPT(replace(gpt2, tie_weights=False))
     assert untied.flops_per_token() == model.flops_per_token()
 
 

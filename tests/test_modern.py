@@ -33,14 +33,14 @@ def test_rope_scores_depend_only_on_the_distance():
     q, k = torch.randn(head_dim), torch.randn(head_dim)
 
     def score(i: int, j: int) -> float:
-        cos, sin = rope_angles(head_dim, 0, 32, q.device)
+        cos, sin = rope_angles(head_dim, 0, 32, q.device, theta=10000.0)
         at = lambda x, p: rotate(x.view(1, 1, 1, -1), (cos[p:p + 1], sin[p:p + 1])).flatten()  # noqa: E731
         return float(at(q, i) @ at(k, j))
 
     for shift in (1, 5, 13):
         assert score(7, 3) == pytest.approx(score(7 + shift, 3 + shift), abs=1e-5)
     assert score(7, 3) != pytest.approx(score(7, 5), abs=1e-3)  # another distance: another score
-    cos, sin = rope_angles(head_dim, 0, 1, q.device)  # position 0: no turn at all
+    cos, sin = rope_angles(head_dim, 0, 1, q.device, theta=10000.0)  # position 0: no turn at all
     torch.testing.assert_close(rotate(q.view(1, 1, 1, -1), (cos, sin)).flatten(), q)
 
 

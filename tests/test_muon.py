@@ -51,19 +51,21 @@ def test_a_muon_run_moves_block_matrices_orthogonally_and_the_rest_by_adamw(
 
 
 def test_a_muon_run_resumes_exactly_where_it_stopped(tiny_train_config, corpus, tmp_path):
-    cfg = tiny_train_config.with_overrides(optimizer="muon", max_steps=20, eval_interval=10)
+    cfg = tiny_train_config.with_overrides(optimizer="muon", max_steps=4, eval_interval=2,
+                                           log_interval=1)
     whole = Trainer(cfg, prepare_data(corpus, cfg), device="cpu")
     whole_losses = {e["step"]: e["loss"] for e in whole.run() if e["type"] == "step"}
 
     interrupted = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", run_dir=tmp_path)
     for ev in interrupted.run():
-        if ev["type"] == "step" and ev["step"] == 10:
+        if ev["type"] == "step" and ev["step"] == 2:
             interrupted.request_stop("interrupted")
     ckpt = load_checkpoint(tmp_path / "model.pt")
     resumed = Trainer.resume(ckpt, prepare_data(corpus, ckpt.train_config, ckpt.tokenizer),
                              device="cpu")
     later = {e["step"]: e["loss"] for e in resumed.run() if e["type"] == "step"}
-    assert later and all(later[s] == pytest.approx(whole_losses[s], abs=1e-6) for s in later)
+    assert list(later) == [3, 4]  # every step after the stop, each as the whole run took it
+    assert all(later[s] == pytest.approx(whole_losses[s], abs=1e-6) for s in later)
 
 
 @pytest.mark.parametrize("dtype, expected", [("bf16", torch.bfloat16), ("fp32", torch.float32)])

@@ -20,6 +20,7 @@ def step_losses(cfg, corpus, dtype):
     return [e["loss"] for e in trainer.run() if e["type"] == "step"], trainer
 
 
+@pytest.mark.slow
 def test_bf16_losses_match_fp32_within_noise(tiny_train_config, corpus):
     cfg = tiny_train_config.with_overrides(max_steps=30, eval_interval=30, sample_tokens=0)
     fp32, _ = step_losses(cfg, corpus, "fp32")

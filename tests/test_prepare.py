@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, minigpt
+from conftest import assert_one_line_error, cli
 
 from minigpt.data import prepare as prepare_module
 from minigpt.data import sources
@@ -196,41 +196,44 @@ def test_prepare_command_then_train_finds_it_and_resume_refuses_other_data(tmp_p
                                                                            english_text):
     data = tmp_path / "a.jsonl"
     write_jsonl(data, [{"text": english_text[i:i + 5000]} for i in range(0, 30_000, 5000)])
-    first = minigpt("prepare", "--data", data)
+    first = cli("prepare", "--data", data)
     assert first.returncode == 0, first.stderr
     assert "prepared in" in first.stdout and str(cache_dir) in first.stdout
-    again = minigpt("prepare", "--data", data)
+    again = cli("prepare", "--data", data)
     assert "already prepared" in again.stdout
     tiny = ["--preset", "tiny", "--steps", "4", "--eval-interval", "2", "--quiet"]
-    run = minigpt("train", "--data", data, "--out", tmp_path / "run", *tiny)
+    run = cli("train", "--data", data, "--out", tmp_path / "run", *tiny)
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").open()]
     assert [e["cached"] for e in events if e["type"] == "prepared"] == [True]
     other = tmp_path / "b.txt"
     other.write_text(english_text[:20_000], encoding="utf-8")
-    refused = minigpt("train", "--resume", tmp_path / "run", "--data", other, "--steps", "6")
+    refused = cli("train", "--resume", tmp_path / "run", "--data", other, "--steps", "6")
     assert_one_line_error(refused, "--resume", "on its own data")
 
 
 def test_bad_input_is_one_line_on_the_command_line(tmp_path, cache_dir):
     write_jsonl(tmp_path / "c.jsonl", ['{"text": "fine"}', "not json"])
-    assert_one_line_error(minigpt("prepare", "--data", tmp_path / "c.jsonl"), "c.jsonl:2: not JSON")
+    assert_one_line_error(cli("prepare", "--data", tmp_path / "c.jsonl"), "c.jsonl:2: not JSON")
     (tmp_path / "empty.txt").write_text("")
-    assert_one_line_error(minigpt("prepare", "--data", tmp_path / "empty.txt"), "has no text")
+    assert_one_line_error(cli("prepare", "--data", tmp_path / "empty.txt"), "has no text")
     # train says it in the run's events too, so the TUI's run shows it: failed, not vanished
     run = tmp_path / "run"
-    assert_one_line_error(minigpt("train", "--data", tmp_path / "c.jsonl", "--out", run,
-                                  "--preset", "tiny", "--steps", "2"), "c.jsonl:2: not JSON")
+    assert_one_line_error(cli("train", "--data", tmp_path / "c.jsonl", "--out", run,
+                              "--preset", "tiny", "--steps", "2"), "c.jsonl:2: not JSON")
     last = read_events(run)[-1]
     assert last["type"] == "error" and "c.jsonl:2: not JSON" in last["message"]
     assert summarize_run(run).status == "failed"
 
 
-def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch):
+def test_the_builtin_corpus_found_prepared_is_not_built_again(cache_dir, monkeypatch,
+                                                             builtin_corpus):
     """Building the built-in text parses the standard library (about 2 s): a second run that finds
     it prepared must not pay that, nor tokenize."""
     import minigpt.data.builtin
 
+    # the first preparation reads the text as builtin_text() gives it, parsed once a session
+    monkeypatch.setattr(minigpt.data.builtin, "builtin_text", lambda: builtin_corpus)
     first = prepare(open_source("builtin"), "char")
     assert not first.cached and first.manifest["tokens"] > 1_000_000
 

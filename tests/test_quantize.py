@@ -14,14 +14,17 @@ from minigpt.infer.sampling import SamplingConfig, generate
 from minigpt.model.gpt import GPT
 
 
-def trained_model(tiny_train_config, corpus) -> tuple[GPT, object]:
-    """int8's error depends on how the weights are spread: use weights that learned something."""
-    from conftest import prepare_data
+@pytest.fixture(scope="module")
+def trained_model(tiny_train_config, english_text) -> tuple[GPT, object]:
+    """int8's error depends on how the weights are spread: use weights that learned something
+    (60 steps, trained once for the module's tests)."""
+    from conftest import Corpus, prepare_data
 
     from minigpt.train.trainer import Trainer
 
     cfg = tiny_train_config.with_overrides(max_steps=60, sample_tokens=0)
-    trainer = Trainer(cfg, prepare_data(corpus, cfg), device="cpu", dtype="fp32")
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, prepare_data(Corpus(english_text), cfg), device="cpu", dtype="fp32")
     for _ in trainer.run():
         pass
     return trainer.model.eval(), trainer
@@ -51,9 +54,10 @@ def test_int8_linear_is_right_for_any_width(in_features):
         assert (Int8Linear(linear)(x).float() - expected).abs().max() < 0.05 * expected.abs().max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["bf16", "int8"])
-def test_converted_models_predict_like_fp32(tiny_train_config, corpus, weights):
-    model, trainer = trained_model(tiny_train_config, corpus)
+def test_converted_models_predict_like_fp32(trained_model, weights):
+    model, trainer = trained_model
     converted = convert_weights(copy.deepcopy(model), weights)
     x, y = trainer.data.tokens.val[:33][:-1][None], trainer.data.tokens.val[1:33][None]
     with torch.no_grad():

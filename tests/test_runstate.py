@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import minigpt
+from conftest import cli
 
 from minigpt.runs.events import SCHEMA, always_written, event, field_names
 from minigpt.runs.files import EVENTS_NAME
@@ -12,15 +12,14 @@ from minigpt.runs.state import HANDLERS, RunState, replay, summarize_run
 
 
 @pytest.fixture(scope="module")
-def ablation_events(tmp_path_factory) -> list[dict]:
-    """Every event of a real `minigpt ablate`: its data's preparation, its variants' training."""
-    from minigpt.data.builtin import builtin_text
-
+def ablation_events(tmp_path_factory, english_text) -> list[dict]:
+    """Every event of a real `minigpt ablate` (run in this process): its data's preparation, its
+    variants' training."""
     root = tmp_path_factory.mktemp("ablation")
     data = root / "corpus.txt"
-    data.write_text(builtin_text()[:20_000], encoding="utf-8")
-    result = minigpt("ablate", "attention", "--data", data, "--steps", 4, "--preset", "tiny",
-                     "--out", root / "run", "-q", cwd=root)
+    data.write_text(english_text[:20_000], encoding="utf-8")
+    result = cli("ablate", "attention", "--data", data, "--steps", 4, "--preset", "tiny",
+                 "--out", root / "run", "-q")
     assert result.returncode == 0, result.stderr
     return read_events(root / "run")
 

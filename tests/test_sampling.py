@@ -106,6 +106,7 @@ def test_cached_greedy_equals_recomputing_even_past_the_context(model):
     assert cached == naive_greedy(model, prompt, 30)
 
 
+@pytest.mark.slow
 def test_compiled_decoding_equals_the_plain_model(model):
     from torch._dynamo.utils import counters
 
@@ -122,6 +123,7 @@ def test_compiled_decoding_equals_the_plain_model(model):
     assert not [k for k in model.state_dict() if "_orig_mod" in k]  # the model is untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_compiled_decoding_takes_weights_packed_for_onednn(model, weights):
     """generate --compile with the weights as generate holds them: packed for oneDNN on x86
@@ -316,3 +318,14 @@ def test_prefill_sends_only_the_last_position_through_the_head(model):
         model.clear_kv_cache()
     assert seen == [1]  # one row through the LM head, not 10
     torch.testing.assert_close(last, full[0, -1])
+
+
+@pytest.mark.parametrize("special", ["<|end|>", "<|user|>", "<|system|>", "<|assistant|>"])
+def test_an_answer_ends_at_any_of_the_template_s_tokens(monkeypatch, special):
+    """A tuned model's answer ends at its <|end|>; one that starts another turn instead (an
+    untrained one may) has ended too: a role's token is never written into the reply's text."""
+    from minigpt.data.chat import chat_tokenizer
+
+    tok = chat_tokenizer(CharTokenizer("abc "))
+    fake_generation(monkeypatch, tok.encode("ab c") + [tok.specials[special]] + tok.encode("cab"))
+    assert "".join(stream_text(None, tok, "a", SamplingConfig(max_new_tokens=50))) == "ab c"

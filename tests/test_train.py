@@ -24,6 +24,7 @@ def of(events, kind):
     return [e for e in events if e["type"] == kind]
 
 
+@pytest.mark.slow
 def test_loss_falls_and_events_tell_the_story(tiny_train_config, corpus):
     cfg = tiny_train_config.with_overrides(max_steps=120, eval_interval=60)
     _, events = run(cfg, corpus)
@@ -41,6 +42,7 @@ def test_loss_falls_and_events_tell_the_story(tiny_train_config, corpus):
     assert done["reason"] == "finished" and done["val_loss"] == evals[-1]["val_loss"]
 
 
+@pytest.mark.slow
 def test_events_are_appended_to_the_run_directory(tiny_train_config, corpus, tmp_path):
     _, events = run(tiny_train_config, corpus, run_dir=tmp_path)
     assert read_events(tmp_path) == json.loads(json.dumps(events))
@@ -75,6 +77,7 @@ def test_wsd_holds_the_peak_then_decays_in_a_straight_line_over_the_last_fractio
     assert decay_shape(0.5, cfg) == 1.0 and decay_shape(0.875, cfg) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses(tiny_train_config, corpus):
     losses = lambda evs: [e["loss"] for e in of(evs, "step")]  # noqa: E731
     _, a = run(tiny_train_config, corpus)
@@ -83,6 +86,7 @@ def test_same_seed_same_losses(tiny_train_config, corpus):
     assert losses(a) == losses(b) != losses(c)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_the_run_stopped(tiny_train_config, corpus, tmp_path):
     cfg = tiny_train_config.with_overrides(max_steps=40, eval_interval=20, dropout=0.1)
     _, whole = run(cfg, corpus)
@@ -149,6 +153,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_train_config, corpus, 
     torch.testing.assert_close(weights[0], weights[1], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_and_saves_gpt2_names(tiny_train_config, corpus, tmp_path):
     cfg = tiny_train_config.with_overrides(max_steps=3, log_interval=1, eval_interval=3,
                                            sample_tokens=0)
@@ -190,6 +195,7 @@ def test_a_real_error_is_not_taken_for_a_compile_failure(tiny_model_config):
         model(too_long)  # raised by the model itself, compiled or not
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tiny_train_config, corpus,
                                                                    tmp_path):
     good_cfg = tiny_train_config.with_overrides(max_steps=20, eval_interval=20)
@@ -215,6 +221,7 @@ def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tiny_train_conf
     assert error["type"] == "error" and error["message"].startswith("training diverged by step")
 
 
+@pytest.mark.slow
 def test_a_stop_at_an_evaluation_step_saves_once(tiny_train_config, corpus, tmp_path):
     """Stopped as step 20 ends: its evaluation is cut short, its checkpoint written, and the
     stop does not write the same checkpoint a second time."""
@@ -370,6 +377,7 @@ def timed_config(tiny_train_config):
         eval_interval=10_000, sample_tokens=0)
 
 
+@pytest.mark.slow
 def test_tokens_per_second_leave_out_evaluations_and_saves(timed_config, corpus, tmp_path):
     """Each step takes a second, each evaluation and each save ten: every logged step's speed is
     a step's tokens a second, the first after an evaluation or a requested save too."""
@@ -387,6 +395,7 @@ def test_tokens_per_second_leave_out_evaluations_and_saves(timed_config, corpus,
     assert {e["tokens_per_s"] for e in of(events, "step")} == {trainer.tokens_per_step}
 
 
+@pytest.mark.slow
 def test_a_timed_runs_learning_rate_follows_the_clock(timed_config, corpus):
     """Each step takes a second: step k starts at k-1 s of 100, where the 1000-step schedule is
     at step 10(k-1). The run ends when the time is spent, not at max_steps, at min_lr."""
@@ -402,6 +411,7 @@ def test_a_timed_runs_learning_rate_follows_the_clock(timed_config, corpus):
     assert done["type"] == "done" and done["reason"] == "finished" and done["step"] == 100
 
 
+@pytest.mark.slow
 def test_a_timed_run_counts_evaluations_keeps_time_for_the_last_and_not_pauses(
         timed_config, corpus, tmp_path):
     """Evaluations take 10 s: the first is in the budget, the final one is kept 10 s for, so the
@@ -428,6 +438,7 @@ def test_a_timed_run_counts_evaluations_keeps_time_for_the_last_and_not_pauses(
     assert saved.meta["val_loss"] == done["val_loss"]
 
 
+@pytest.mark.slow
 def test_a_resumed_timed_run_goes_on_with_its_remaining_time(timed_config, corpus, tmp_path):
     """Stopped at step 30, 32 s into 60, a resumed run trains the other 28 s on the same
     schedule: the same learning rates and losses as the run that was never stopped."""

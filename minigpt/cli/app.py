@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from minigpt.backends.cpu import limit_for_decoding
 from minigpt.errors import MinigptError
 from minigpt.infer.config import STRATEGIES, SamplingConfig
+from minigpt.model.config import LORA_TARGETS
 from minigpt.runs import control
 from minigpt.runs.control import Stopped, exit_status
 from minigpt.train.ablation import STEPS as ABLATION_STEPS
@@ -246,6 +247,20 @@ def train(
     beta: Annotated[float | None, typer.Option(
         "--beta", help="DPO's strength: how far the tuned model may move from the starting "
                        "one (default 0.1).")] = None,
+    lora: Annotated[int | None, typer.Option(
+        "--lora", help="Tune the --init model (plain, --sft or --dpo) through LoRA adapters of "
+                       "this rank R (8 is usual): only they train. Saved merged into the "
+                       "weights unless --lora-keep.")] = None,
+    lora_alpha: Annotated[float | None, typer.Option(
+        "--lora-alpha", help="LoRA's scale: the adapters' product is multiplied by alpha / R "
+                             "(default 16, whatever R).")] = None,
+    lora_targets: Annotated[str | None, typer.Option(
+        "--lora-targets", help=f"The layers of every block LoRA adapts, comma-separated: "
+                               f"{spelled_out(LORA_TARGETS)} (default c_attn: attention's q, "
+                               "k and v).")] = None,
+    lora_keep: Annotated[bool, typer.Option(
+        "--lora-keep", help="Save the adapters apart from the base's weights (resumable; "
+                            "export-hf writes them as a PEFT adapter folder), not merged.")] = False,
     variant: Annotated[str | None, typer.Option(
         "--variant", help="Apply an ablate variant's switches (rope, llama, modern, ...; see "
                           "'minigpt ablate --help'); a switch's own option overrides it.",
@@ -268,7 +283,8 @@ def train(
         seed=seed, tokenizer=tokenizer, bpe_vocab_size=vocab_size,
         n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-        eval_interval=eval_interval, beta=beta,
+        eval_interval=eval_interval, beta=beta, lora_r=lora, lora_alpha=lora_alpha,
+        lora_targets=lora_targets, lora_keep=True if lora_keep else None,
         **_switches(variant, switches or {}, preset_name),
     )
     from minigpt.cli.console import console, run_training, say
@@ -793,6 +809,7 @@ def export_hf(
 ) -> None:
     """Write a model as a Hugging Face GPT-2 or Llama folder that transformers loads."""
     from minigpt.checkpoint import load_checkpoint
+    from minigpt.hf.folder import ADAPTER_DIR
     from minigpt.hf.formats import ARCHITECTURES
     from minigpt.hf.formats import export_hf as convert
 
@@ -803,6 +820,10 @@ def export_hf(
     fmt, written = convert(load_checkpoint(ckpt), outdir, fmt)
     print(f"wrote {', '.join(written)} to {outdir}, a Hugging Face {ARCHITECTURES[fmt].NAME} folder")
     print(f"load it with transformers.AutoModelForCausalLM.from_pretrained({str(outdir)!r})")
+    if any(name.startswith(ADAPTER_DIR + "/") for name in written):
+        adapter = str(Path(outdir) / ADAPTER_DIR)
+        print(f"and its LoRA adapters with peft.PeftModel.from_pretrained(model, {adapter!r}); "
+              "the folder's own weights are the base model's")
 
 
 # --- info and tui ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 
 from minigpt.errors import TokenizerError
+from minigpt.model.config import lora_summary
 from minigpt.runs.events import PREPARE_STAGES
 from minigpt.runs.state import RunState
 from minigpt.units import format_duration, number
@@ -111,7 +112,7 @@ def run_training(trainer, quiet: bool = False) -> str:
                     f"  data    {ev['data']}: {ev['train_tokens']:,} train / "
                     f"{ev['val_tokens']:,} val tokens\n"
                     f"  device  {ev['device']}, {ev.get('precision', 'fp32')}\n"
-                    f"  run     {ev['run_dir']}, {length}"))
+                    f"  run     {ev['run_dir']}, {length}" + _lora_line(ev)))
                 task = progress.add_task("train", total=state.length, completed=state.progress,
                                          loss="-", speed="", step=f"step {state.step}")
             elif kind == "step":
@@ -152,6 +153,19 @@ def say(message: str) -> None:
 
 def _note(message: str) -> Text:
     return Text.assemble(("note:", "yellow"), " ", message)
+
+
+def _lora_line(start: dict) -> str:
+    """A LoRA run's line under the start: its adapters, and the share of the parameters that
+    trains ('' for any other run)."""
+    cfg = start["config"]
+    if cfg.get("lora_r") is None:
+        return ""
+    trainable, params = start["trainable_params"], start["params"]
+    saved = "kept apart" if cfg["lora_keep"] else "merged into the weights"
+    adapters = lora_summary(cfg["lora_r"], cfg["lora_alpha"], cfg["lora_targets"])
+    return (f"\n  lora    {adapters}: {trainable:,} of {params:,} parameters train "
+            f"({trainable / params:.2%}); saved {saved}")
 
 
 def _evaluation_line(ev: dict) -> str:

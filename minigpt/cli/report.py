@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from minigpt.cli.console import console
+from minigpt.model.config import lora_summary
 from minigpt.model.switches import changed
 from minigpt.runs.columns import column_width, pack, result_rows
 from minigpt.runs.files import run_files, run_of_checkpoint
@@ -123,6 +124,15 @@ def print_info(ckpt) -> None:
             table.add_row(label, f"{meta[key]:.4f}")
     if meta.get("data"):
         table.add_row("data", meta["data"])
+    tuned = ckpt.train_config
+    if tuned and tuned.lora_r:
+        if ckpt.adapters is not None:
+            n = sum(t.numel() for t in ckpt.adapters.values())
+            kept = f"adapters kept apart ({n:,} parameters), merged when the model runs"
+        else:
+            kept = "merged into the weights"
+        table.add_row("LoRA", f"{lora_summary(tuned.lora_r, tuned.lora_alpha, tuned.lora_targets)}"
+                              f": {kept}")
     table.add_row("resumable", "yes" if ckpt.train_state else "no (weights only)")
     console.print(table)
 

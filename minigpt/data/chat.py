@@ -59,6 +59,11 @@ class ChatTokenizer:
     def end(self) -> int:
         return self.specials[END]
 
+    def ends_answer(self, token_id: int) -> bool:
+        """Whether a generated token ends the assistant's answer: its <|end|>, or any other of
+        the template's tokens (a model that starts another turn has ended this one)."""
+        return token_id >= self.first_special
+
     def encode(self, text: str) -> list[int]:
         return self.base.encode(text)
 

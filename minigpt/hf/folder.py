@@ -272,7 +272,8 @@ def save_import(src: str, out: str | os.PathLike,
 EXPORTED_BY = "exported_by"  # a key of config.json that transformers keeps and ignores
 # every name an export may write (BPE adds GPT-2's vocab.json and merges.txt)
 EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                "vocab.json", "merges.txt")
+                "vocab.json", "merges.txt", "adapter")
+ADAPTER_DIR = "adapter"  # a --lora-keep checkpoint's adapters, as a PEFT adapter folder
 
 
 def end_of_text_id(tokenizer: Tokenizer) -> int | None:
@@ -285,14 +286,15 @@ def write_export(checkpoint, outdir: str | os.PathLike, hf_config: dict,
                  places: dict[str, Place]) -> list[str]:
     """Write a checkpoint as a Hugging Face folder: config.json (hf_config, marked as this
     command's), model.safetensors (each tensor from its place) and the tokenizer files; the names
-    of the files written."""
+    of the files written. A checkpoint that keeps LoRA adapters apart (train --lora-keep) goes
+    out as its base model, and its adapters as a PEFT adapter folder inside, adapter/."""
     from safetensors.torch import save_file
 
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ConversionError(f"{outdir} exists and is not a folder")
     _check_export_folder(outdir)
-    state = checkpoint.build_model("cpu").state_dict()
+    state = checkpoint.build_model("cpu", adapters=False).state_dict()
     # Every file is written into a folder inside outdir (on its disk, and writable where outdir
     # is: "." has no name to put one beside), then moved into place: a full disk or an error
     # half-way leaves outdir as it was (a previous export in it stays whole; a folder this
@@ -309,8 +311,16 @@ def write_export(checkpoint, outdir: str | os.PathLike, hf_config: dict,
         written += write_tokenizer_files(checkpoint.tokenizer, staging,
                                          checkpoint.model_config.block_size)
         give_new_file_modes(staging, written)
+        if checkpoint.adapters is not None:
+            adapter = write_adapter(checkpoint, staging / ADAPTER_DIR, places, outdir)
+            give_new_file_modes(staging / ADAPTER_DIR, adapter)
         for name in written:
             os.replace(staging / name, outdir / name)
+        # an earlier export's adapter, replaced by this one's, or left out: it adapted another model
+        shutil.rmtree(outdir / ADAPTER_DIR, ignore_errors=True)
+        if checkpoint.adapters is not None:
+            os.replace(staging / ADAPTER_DIR, outdir / ADAPTER_DIR)
+            written += [f"{ADAPTER_DIR}/{name}" for name in adapter]
     except Exception as e:  # OSError, or safetensors' own error for the same I/O failures
         shutil.rmtree(staging, ignore_errors=True)
         if made:
@@ -321,6 +331,50 @@ def write_export(checkpoint, outdir: str | os.PathLike, hf_config: dict,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def write_adapter(checkpoint, folder: Path, places: dict[str, Place], base: Path) -> list[str]:
+    """A checkpoint's LoRA adapters as a PEFT adapter folder for the model exported beside it:
+    adapter_config.json and adapter_model.safetensors, which peft.PeftModel.from_pretrained
+    loads onto that model. Each adapted weight's place gives its module's name in the folder;
+    where a place is some rows of our matrix (Llama's q, k and v in c_attn), its adapter is A
+    whole and those rows of B, which is exact: rows of B A are those rows of B times A. PEFT
+    keeps A and B as linear layers, [r, in] and [out, r], as ours, even where the folder stores
+    the weight transposed (GPT-2's Conv1D): fan_in_fan_out says so, for merging."""
+    from safetensors.torch import save_file
+
+    cfg, adapters = checkpoint.train_config, checkpoint.adapters
+    tensors, modules, transposed = {}, set(), set()
+    for hf_name, place in places.items():
+        layer = place.name.removesuffix(".weight")
+        if not hf_name.endswith(".weight") or layer + ".lora_A.weight" not in adapters:
+            continue
+        module = hf_name.removesuffix(".weight")
+        A, B = adapters[layer + ".lora_A.weight"], adapters[layer + ".lora_B.weight"]
+        B = B if place.rows is None else B[place.rows]
+        # each its own copy: Llama's q, k and v share our one A, which safetensors refuses
+        for factor, t in (("lora_A", A), ("lora_B", B)):
+            tensors[f"base_model.model.{module}.{factor}.weight"] = t.detach().float().clone(
+                memory_format=torch.contiguous_format)
+        modules.add(".".join(module.split(".")[-2:]))  # attn.c_attn, self_attn.q_proj, ...
+        transposed.add(place.transposed)
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(base.resolve()),
+        "r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": sorted(modules),
+        "fan_in_fan_out": transposed == {True},
+        "inference_mode": True,
+    }
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n",
+                                                encoding="utf-8")
+    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return ["adapter_config.json", "adapter_model.safetensors"]
 
 
 def char_tokenizer_json(tokenizer: CharTokenizer) -> str:

@@ -177,7 +177,8 @@ def stream_pieces(model, tokenizer, prompt: str | list[int], cfg: SamplingConfig
                   stats: GenerationStats | None = None, generator: torch.Generator | None = None,
                   compile: bool = False) -> Iterator[tuple[str, NextToken]]:
     """Yield (text piece, token) for each new token, stopping before any stop string, and at
-    the chat template's <|end|> (a model with one says so when its answer is done).
+    the chat template's <|end|> or any other of its tokens (a model with one says so when its
+    answer is done: data/chat.py ChatTokenizer.ends_answer).
 
     prompt: the text, or its token ids where the caller has encoded it already.
     A piece is only text that is final: a byte-level token that ends halfway through a UTF-8
@@ -191,14 +192,14 @@ def stream_pieces(model, tokenizer, prompt: str | list[int], cfg: SamplingConfig
     longest_stop = max((len(s) for s in cfg.stop), default=0)
     start = time.perf_counter()
     text = ""
-    end = getattr(tokenizer, "end", None)  # the chat template's (data/chat.py)
+    ends_answer = getattr(tokenizer, "ends_answer", None)  # a tokenizer with the chat template
     for step in generate(model, prompt_ids, cfg, generator, compile=compile,
                          vocab_size=tokenizer.vocab_size):
         if stats is not None:
             stats.new_tokens += 1
             stats.seconds = time.perf_counter() - start
             stats.token_seconds.append(stats.seconds)
-        if step.id == end:
+        if ends_answer is not None and ends_answer(step.id):
             break
         pending.append(step.id)
         piece = tokenizer.decode(pending)

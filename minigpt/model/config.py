@@ -18,6 +18,15 @@ from minigpt.model.switches import SWITCHES, Switch
 from minigpt.rules import Flag, OneOf, Real, Whole, settings_record
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "explicit")
+# The matrices LoRA may adapt (model/lora.py), by the names --lora-targets takes, and where each
+# sits in a block: attention's qkv and output projections, the MLP's up and down projections.
+LORA_TARGETS = {"c_attn": "attn.c_attn", "attn.c_proj": "attn.c_proj", "c_fc": "mlp.c_fc",
+                "mlp.c_proj": "mlp.c_proj"}
+
+
+def lora_summary(r: int, alpha: float, targets: str) -> str:
+    """A LoRA run's adapters as train's start line and info say them: "r=8, alpha 16, on c_attn"."""
+    return f"r={r}, alpha {alpha:g}, on {targets.replace(',', ', ')}"
 
 
 @dataclass(frozen=True)

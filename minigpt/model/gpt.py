@@ -377,10 +377,11 @@ class GPT(nn.Module):
 
     def configure_optimizer(self, weight_decay: float, lr: float, betas: tuple[float, float],
                             device_type: str) -> torch.optim.AdamW:
-        """AdamW that decays matrices (2-D weights) only: not biases, LayerNorms or gains."""
+        """AdamW that decays matrices (2-D weights) only: not biases, LayerNorms or gains, nor a
+        matrix of which only some rows train (LoRA's new tokens, model/lora.py)."""
         params = {name: p for name, p in self.named_parameters() if p.requires_grad}
-        decay = [p for p in params.values() if p.dim() >= 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
+        decay = [p for p in params.values() if p.dim() >= 2 and not hasattr(p, "trainable_rows")]
+        no_decay = [p for p in params.values() if p.dim() < 2 or hasattr(p, "trainable_rows")]
         groups = [
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},

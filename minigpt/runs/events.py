@@ -61,6 +61,7 @@ class Start(_Event, _OfVariant):
     peak_flops: float | None  # of all processes' devices; None where unknown, as on CPUs
     compiled: bool  # --compile
     params: int
+    trainable_params: int  # those the optimizer moves: all of them, or a LoRA run's adapters
     data: str  # the corpus, as the user would name it
     data_source: str | None
     data_key: str  # the prepared data's cache key

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from minigpt.errors import ConfigError
-from minigpt.model.config import GPTConfig
-from minigpt.rules import Maybe, OneOf, Real, Whole, settings_record
+from minigpt.model.config import LORA_TARGETS, GPTConfig
+from minigpt.rules import Flag, Maybe, Names, OneOf, Real, Whole, settings_record
 
 # What a run can learn (TrainConfig.objective), as `minigpt info` says it
 OBJECTIVES = {"lm": "the next token of text",
@@ -56,12 +56,27 @@ class TrainConfig:
     # between two replies (train/dpo.py), against the starting model, beta its strength
     objective: str = "lm"
     beta: float = 0.1
+    # LoRA (model/lora.py): lora_r, the adapters' rank (None: every weight trains), on the block
+    # layers lora_targets names ("c_attn,c_fc"), their product scaled by lora_alpha / lora_r;
+    # lora_keep: checkpoints hold the adapters apart from the base's weights, not merged into them
+    lora_r: int | None = None
+    lora_alpha: float = 16.0
+    lora_targets: str = "c_attn"
+    lora_keep: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, GPTConfig):
             raise ConfigError(f"model must be a GPTConfig, got {type(self.model).__name__}")
         for name, rule in TRAIN_RULES.items():
             rule.check(LABELS.get(name, name), getattr(self, name))
+        if self.lora_r is not None:
+            if self.lora_r > self.model.n_embd:  # every target has a side of n_embd
+                raise ConfigError(f"{LABELS['lora_r']} is {self.lora_r}, more than n_embd "
+                                  f"({self.model.n_embd}): B A would have no more rank, only "
+                                  "more parameters")
+            if self.optimizer != "adamw":
+                raise ConfigError("LoRA trains its adapters with AdamW (setup.build_optimizer), "
+                                  f"not {self.optimizer}")
 
     @staticmethod
     def check_setting(name: str, value) -> None:
@@ -101,7 +116,8 @@ class TrainConfig:
 
 # settings whose command-line option has another name: errors name both
 LABELS = {"max_steps": "max_steps (--steps)", "bpe_vocab_size": "bpe_vocab_size (--vocab-size)",
-          "time_budget": "time_budget (--time)"}
+          "time_budget": "time_budget (--time)", "lora_r": "lora_r (--lora, the adapters' rank)",
+          "lora_alpha": "lora_alpha (--lora-alpha)", "lora_targets": "lora_targets (--lora-targets)"}
 
 TRAIN_RULES = {
     "tokenizer": OneOf(("char", "bpe")),
@@ -123,6 +139,8 @@ TRAIN_RULES = {
     "val_fraction": Real(0, 0.5, low_open=True, high_open=True),
     "seed": Whole(0),
     "objective": OneOf(tuple(OBJECTIVES)), "beta": Real(0, 100, low_open=True),
+    "lora_r": Maybe(Whole(1)), "lora_alpha": Real(0, low_open=True),
+    "lora_targets": Names(tuple(LORA_TARGETS)), "lora_keep": Flag(),
 }
 
 

@@ -30,8 +30,8 @@ from minigpt.data.batches import ExampleBatches
 from minigpt.data.chat import has_template
 from minigpt.data.records import records
 from minigpt.errors import DataError, TokenizerError
-
-FIELDS = ("prompt", "chosen", "rejected")
+from minigpt.infer.preferences import FIELDS  # TRL's, as the Chat pane writes them
+from minigpt.model.lora import adapters_off, lora_layers
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
@@ -65,7 +65,11 @@ class DPO:
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, beta: float) -> DPO:
-        """The reference is the starting model, frozen: a copy of it before any step."""
+        """The reference is the starting model, frozen: a copy of it before any step; for a
+        model with LoRA adapters, the model itself with its adapters off, which is the starting
+        model exactly (its own weights are frozen, and new adapters changed nothing), no copy."""
+        if lora_layers(model):
+            return cls(WithoutAdapters(model), beta)
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
@@ -78,6 +82,23 @@ class DPO:
         with torch.no_grad():
             ref = reply_logps(self.reference, x, y)
         return dpo_loss(policy[:half], policy[half:], ref[:half], ref[half:], self.beta)
+
+
+class WithoutAdapters:
+    """A LoRA model as its base computes it, in eval mode (no dropout), adapters off: called as
+    the model is."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def __call__(self, x: torch.Tensor):
+        training = self.model.training
+        self.model.eval()
+        try:
+            with adapters_off(self.model):
+                return self.model(x)
+        finally:
+            self.model.train(training)
 
 
 # --- preference pairs --------------------------------------------------------------------------

@@ -59,6 +59,8 @@ def finetune_config(start: Checkpoint, recipe: TrainConfig, overrides: dict) -> 
                     dropout=model.dropout if dropout is None else dropout)
     recipe_changes = {k: v for k, v in overrides.items()
                       if k not in (*FIXED_BY_THE_MODEL, "block_size", "dropout")}
+    if overrides.get("lora_r") is not None:  # a preset's Muon: LoRA's adapters train with AdamW
+        recipe_changes["optimizer"] = "adamw"
     kind = start.tokenizer.kind if start.tokenizer.kind in ("char", "bpe") else "bpe"
     return replace(recipe, model=model, tokenizer=kind).with_overrides(**recipe_changes)
 

@@ -105,6 +105,8 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
     objective = _objective(init, resume, data, sft, dpo)
     if overrides.get("beta") is not None and objective != "dpo":
         raise ConfigError("--beta is DPO's strength: give it with --dpo")
+    if resume is None:
+        _check_lora(overrides, init)
     checkpoint = start = None
     if resume is not None and init is not None:
         raise ConfigError("--resume continues a run, --init starts a new one from a model: "
@@ -115,7 +117,7 @@ def plan_training(device: torch.device, data: str | None = None, preset_name: st
     elif init is not None:
         from minigpt.train import finetune
 
-        start = load_checkpoint(init)
+        start = load_checkpoint(init).merged()  # adapters kept apart: folded in, to tune on
         if objective == "sft":  # the chat template's tokens, and rows for them
             start = finetune.with_chat_tokens(start)
         recipe = {"sft": finetune.SFT, "dpo": finetune.DPO}.get(objective, finetune.FINETUNE)
@@ -159,11 +161,40 @@ def _objective(init, resume, data, sft, dpo) -> str:
     return "sft" if sft is not None else "dpo"
 
 
+LORA_OPTIONS = {"lora_alpha": "--lora-alpha", "lora_targets": "--lora-targets",
+                "lora_keep": "--lora-keep"}
+
+
+def _check_lora(overrides: dict, init: Path | None) -> None:
+    """LoRA's options for a new run: a rank that can be (before anything else is said of
+    them), the others only with it, and a model to adapt."""
+    r = overrides.get("lora_r")
+    if r is not None:
+        TrainConfig.check_setting("lora_r", r)
+    else:
+        given = [option for name, option in LORA_OPTIONS.items()
+                 if overrides.get(name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} LoRA's: "
+                              "give the adapters' rank too, --lora R")
+        return
+    if init is None:
+        raise ConfigError("--lora trains low-rank adapters beside a trained model's weights: "
+                          "name the model with --init MODEL (a checkpoint of minigpt train, or "
+                          "of import-hf)")
+
+
 def _resumed(checkpoint: Checkpoint, given: Path, data: str | None, preset_name: str | None,
              overrides: dict) -> tuple[TrainConfig, str | None]:
     """The settings and the data of a resumed run: its own, with only a longer run (--steps, or
     --time for a timed run: either counts the whole run, the part already done included) or
     another --eval-interval; refused when it has nothing to resume or is done."""
+    lora = checkpoint.train_config and checkpoint.train_config.lora_r
+    if lora and checkpoint.adapters is None:
+        raise ConfigError(f"{given} is a LoRA run saved with its adapters merged into the "
+                          "weights, which is not resumed: the adapters are no longer apart to "
+                          "train on (a run with --lora-keep is). Tune it further: --init "
+                          f"{given} --lora {lora}")
     if checkpoint.train_config is None or checkpoint.train_state is None:
         raise CheckpointError(f"{given} has no training state to resume from")
     if checkpoint.train_config.objective == "dpo":  # its reference is not in the checkpoint

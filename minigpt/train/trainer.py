@@ -40,6 +40,7 @@ from minigpt.checkpoint import Checkpoint, save_checkpoint
 from minigpt.data.prepare import PreparedData
 from minigpt.errors import ConfigError, TrainingDiverged
 from minigpt.infer.sampling import SamplingConfig, generate
+from minigpt.model.lora import trainable_params
 from minigpt.runs.events import event
 from minigpt.runs.files import run_files
 from minigpt.runs.log import logged
@@ -61,9 +62,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: PreparedData, device: str | torch.device | None = None,
                  run_dir: str | os.PathLike | None = None,
                  checkpoint_path: str | os.PathLike | None = None,
-                 dtype: str = "auto", compile: bool = False, *, weights: dict | None = None):
+                 dtype: str = "auto", compile: bool = False, *, weights: dict | None = None,
+                 adapters: dict | None = None):
         """weights: a saved model's state dict to start from (Trainer.resume and Trainer.finetune
-        pass it); without it the model starts from random weights. run_dir: the run (a run
+        pass it); without it the model starts from random weights. adapters: a resumed LoRA
+        run's (cfg.lora_r; without them its adapters start new). run_dir: the run (a run
         directory or a named run's events file, runs/files.py) its events go to; the checkpoint
         goes to checkpoint_path, else the run's own."""
         self.device = device if isinstance(device, torch.device) else pick_device(device)
@@ -80,7 +83,9 @@ class Trainer:
                 run_files(self.run_dir).checkpoint if self.run_dir else None
         self.origin: str | None = None  # where the starting weights came from (`minigpt info`)
 
-        built = build_model(self.cfg, self.device, weights, dtype, compile)
+        chat_tokens = getattr(data.tokenizer, "specials", {}).values()  # data/chat.py's
+        built = build_model(self.cfg, self.device, weights, dtype, compile, adapters,
+                            new_tokens=sorted(chat_tokens))
         self.model, self.step_model = built.model, built.step_model
         self.precision, self.autocast = built.precision, built.autocast
         self.optimizer = build_optimizer(self.model, self.cfg, self.precision, self.device)
@@ -122,7 +127,8 @@ class Trainer:
         step and random generators, so the losses are the uninterrupted run's. cfg: the run's own
         settings (the checkpoint's, by default; with another max_steps or eval_interval)."""
         state.check_resume_data(checkpoint, data)
-        trainer = cls(cfg or checkpoint.train_config, data, weights=checkpoint.state_dict, **options)
+        trainer = cls(cfg or checkpoint.train_config, data, weights=checkpoint.state_dict,
+                      adapters=checkpoint.adapters, **options)
         trainer.origin = checkpoint.meta.get("source")
         state.restore(trainer, checkpoint.train_state or {}, checkpoint.path)
         return trainer
@@ -265,6 +271,7 @@ class Trainer:
                      config=cfg.to_dict(),
                      device=describe_device(self.device), precision=self.precision,
                      peak_flops=self.peak_flops, params=self.model.num_params(),
+                     trainable_params=trainable_params(self.model),
                      data=data.description, data_source=data.source, data_key=data.key,
                      tokenizer=data.tokenizer.kind, vocab_size=data.tokenizer.vocab_size,
                      train_tokens=data.sizes()[0], val_tokens=data.sizes()[1],
@@ -476,8 +483,10 @@ class Trainer:
                 **self.losses_now()}
         if self.origin:
             meta["source"] = self.origin
+        # a LoRA run saved merged has no adapters left to resume: its checkpoint is weights only
+        resumable = self.cfg.lora_r is None or self.cfg.lora_keep
         saved = save_checkpoint(path, self.model, self.data.tokenizer, self.cfg,
-                                self.train_state(), meta)
+                                self.train_state() if resumable else None, meta)
         if path == self.checkpoint_path:
             self.saved_step = self.step
         return saved

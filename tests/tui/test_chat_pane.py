@@ -1,4 +1,5 @@
 import os
+import threading
 import time
 
 import pytest
@@ -222,7 +223,7 @@ def test_chat_command_hands_its_options_to_the_tui(checkpoint, monkeypatch):
 @pytest.mark.parametrize("typed, stop", [("", ()), ("END", ("END",)), ("[x", None),
                                          ('["\\n\\n", "[b]"]', ("\n\n", "[b]"))])
 def test_stop_strings_as_typed(typed, stop):
-    from minigpt_tui.panes.chat import parse_stop, show_stop
+    from minigpt_tui.widgets.sampling_settings import parse_stop, show_stop
 
     if stop is None:
         with pytest.raises(ValueError):
@@ -232,6 +233,7 @@ def test_stop_strings_as_typed(typed, stop):
         assert parse_stop(show_stop(stop)) == stop
 
 
+@pytest.mark.slow  # 400 tokens decoded and drawn one by one
 async def test_a_long_reply_is_drawn_as_it_was_decoded(checkpoint):
     from textual.content import Content
 
@@ -273,20 +275,31 @@ async def test_markup_in_a_reply_is_drawn_as_it_is(checkpoint, monkeypatch):
         assert shown_lines(pane.reply) == ["go" + "".join(pieces)]
 
 
+@pytest.mark.slow  # 400 tokens decoded and drawn one by one
 async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monkeypatch):
     """A batch of pieces costs the same late in a long reply as early on: the reply wraps and
     draws its end only. A Static holding the whole reply wrapped all of it again at each batch,
     so the second 200 batches cost about three times the first 200."""
     from textual import content
 
-    fake_stream([], monkeypatch)  # a reply of the prompt alone; the batches come below
+    release = threading.Event()
+
+    def stream(*args, **kwargs):  # a reply that stays open; its batches come below
+        release.wait(120)
+        yield from ()
+
+    monkeypatch.setattr(sampling, "stream_pieces", stream)
     wrapped = [0, 0]  # characters wrapped in the first 200 batches, and in the next 200
     real = content.divide_line
 
     app = MinigptApp(ckpt=checkpoint, autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         pane = await open_chat(app, pilot)
-        await ask(pilot, pane, "go")
+        box = pane.query_one("#chat-prompt")
+        box.focus()
+        box.value = "go"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.reply is not None, what="the reply to start")
         for i in range(400):
             def counting(text, width, fold=True, half=i // 200):
                 wrapped[half] += len(text)
@@ -296,6 +309,8 @@ async def test_streaming_draws_the_new_text_not_the_whole_reply(checkpoint, monk
             pane.post_message(ChatPane.Generated(" word" if i % 50 else "\nword", [], 10.0))
             await pilot.pause()
         assert len(shown_lines(pane.reply)) > 40  # most of them scrolled out of view
+        release.set()
+        await wait_for(pilot, lambda: not pane.generating, what="the reply to end")
     assert wrapped[1] < 1.5 * wrapped[0], wrapped
 
 

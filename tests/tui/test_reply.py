@@ -53,6 +53,7 @@ async def test_a_reply_is_drawn_as_a_static_with_its_whole_text(seed):
         assert shown_lines(reply) == shown_lines(static)
 
 
+@pytest.mark.slow  # 300 appends, each drawn
 async def test_an_append_costs_the_same_late_in_a_long_reply(monkeypatch):
     """Each append wraps the last line and the piece again, and draws the lines they become:
     the second 150 appends wrap about as much as the first 150 (for a Static holding the whole
