@@ -55,18 +55,25 @@ async def test_attaching_to_a_finished_run_shows_its_curves(finished_run):
         assert pane.state.status == "finished"
 
 
+def logged_run(run_dir, *events):
+    """A run directory whose events.jsonl holds these events, as a run's EventLog writes them."""
+    log = EventLog(run_dir)
+    for ev in events:
+        log.write(ev)
+    log.close()
+    return run_dir
+
+
 async def test_a_gpu_run_shows_its_mfu_precision_and_notes(tmp_path):
     """A run from a GPU box (events written as its trainer writes them) shows MFU, not FLOP/s."""
-    run_dir = tmp_path / "runs" / "h100"
-    run_dir.mkdir(parents=True)
-    log = EventLog(run_dir)
-    log.write(event("start", step=0, max_steps=100, device="cuda: NVIDIA H100 80GB HBM3",
-                    precision="bf16", peak_flops=989e12, params=124_000_000, data="owt", pid=None))
-    log.write(event("step", step=10, max_steps=100, loss=6.5, lr=6e-4, grad_norm=1.0,
-                    tokens_per_s=540_000.0, flops_per_s=4.6e14, mfu=0.4651, elapsed=9.0))
-    log.write(event("note", step=10, message="torch.compile failed, training without it: [x]"))
-    log.write(event("done", step=10, reason="stopped"))
-    log.close()
+    run_dir = logged_run(
+        tmp_path / "runs" / "h100",
+        event("start", step=0, max_steps=100, device="cuda: NVIDIA H100 80GB HBM3",
+              precision="bf16", peak_flops=989e12, params=124_000_000, data="owt", pid=None),
+        event("step", step=10, max_steps=100, loss=6.5, lr=6e-4, grad_norm=1.0,
+              tokens_per_s=540_000.0, flops_per_s=4.6e14, mfu=0.4651, elapsed=9.0),
+        event("note", step=10, message="torch.compile failed, training without it: [x]"),
+        event("done", step=10, reason="stopped"))
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
@@ -83,17 +90,15 @@ async def test_a_dpo_run_shows_its_reward_margin_accuracy_and_kl(tmp_path):
     """A preference-tuning run's events (as `minigpt train --dpo` writes them): the
     latest step's measures on a line of their own, and the validation pairs' accuracy at the
     evaluation's step."""
-    run_dir = tmp_path / "runs" / "dpo"
-    log = EventLog(run_dir)
-    log.write(event("start", step=0, max_steps=40, device="cpu", precision="fp32",
-                    params=1000, data="pairs.jsonl", pid=None))
-    log.write(event("step", step=10, max_steps=40, loss=0.6, accuracy=0.75, margin=0.3, kl=0.05))
-    log.write(event("eval", step=10, train_loss=0.6, val_loss=0.65, accuracy=0.7, margin=0.2,
-                    kl=0.04))
-    log.write(event("step", step=20, max_steps=40, loss=0.5, accuracy=0.83, margin=0.41,
-                    kl=0.12))
-    log.write(event("done", step=20, reason="stopped"))
-    log.close()
+    run_dir = logged_run(
+        tmp_path / "runs" / "dpo",
+        event("start", step=0, max_steps=40, device="cpu", precision="fp32", params=1000,
+              data="pairs.jsonl", pid=None),
+        event("step", step=10, max_steps=40, loss=0.6, accuracy=0.75, margin=0.3, kl=0.05),
+        event("eval", step=10, train_loss=0.6, val_loss=0.65, accuracy=0.7, margin=0.2,
+              kl=0.04),
+        event("step", step=20, max_steps=40, loss=0.5, accuracy=0.83, margin=0.41, kl=0.12),
+        event("done", step=20, reason="stopped"))
     app = MinigptApp(attach=run_dir, runs_root=run_dir.parent)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "stopped" in shown(app, "#train-title"),
