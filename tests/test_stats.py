@@ -51,6 +51,14 @@ def test_noisy_points_fit_closely_and_too_few_do_not_fit():
     assert fit([1e4, 1e5, 0.0, 1e6], [3.0, 2.0, 1.0, float("nan")]) is None  # two usable points
 
 
+def test_the_floor_of_a_fitted_loss_is_never_below_zero():
+    """c is the loss no size gets under, and a cross-entropy is never negative: points that a
+    curve with c < 0 would fit best (a few short runs) get c = 0, a pure power law."""
+    sizes = [1e4, 3e4, 1e5, 3e5, 1e6]
+    law = fit(sizes, [10 * n ** -0.05 - 2.0 for n in sizes])
+    assert 0.0 <= law.c < 1e-3 and law.r2 > 0.99
+
+
 def test_a_sweep_is_read_back_as_ablate_wrote_it_and_a_bad_one_is_none():
     """The "scaling" entry of ablate's --json and ablation_done event: the law and its points
     back; what a file may hold instead is None, or the points that can be drawn."""

@@ -69,8 +69,9 @@ class Sweep:
 def fit(sizes: list[float], losses: list[float], against: str = "parameters",
         steps: int = 200) -> PowerLaw | None:
     """The power law through (size, loss) points; None for fewer than three usable points (a
-    positive size and a finite loss). c is searched on a grid, then narrowed by golden-section
-    search around the best grid point."""
+    positive size and a finite loss). c is searched on a grid between 0 (a cross-entropy is
+    never below it) and just under the lowest loss, then narrowed by golden-section search
+    around the best grid point."""
     points = sorted((n, loss) for n, loss in zip(sizes, losses, strict=True)
                     if n > 0 and math.isfinite(loss))
     if len(points) < 3:
@@ -78,7 +79,8 @@ def fit(sizes: list[float], losses: list[float], against: str = "parameters",
     xs = [math.log(n) for n, _ in points]
     ls = [loss for _, loss in points]
     lowest, span = min(ls), (max(ls) - min(ls)) or 1.0
-    grid = [lowest - span * 4 * (1 - i / steps) for i in range(steps)]  # up to just under it
+    floor = max(0.0, lowest - span * 4)
+    grid = [floor + (lowest - floor) * i / steps for i in range(steps)]  # up to just under it
     errors = [_error(xs, ls, c)[0] for c in grid]
     i = min(range(steps), key=errors.__getitem__)
     low, high = grid[max(i - 1, 0)], grid[i + 1] if i + 1 < steps else lowest - span * 1e-6
