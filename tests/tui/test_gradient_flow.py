@@ -9,7 +9,7 @@ from minigpt.runs.files import EVENTS_NAME
 from minigpt_tui.app import MinigptApp
 
 from .screen import shown, shown_lines
-from .waiting import wait_for
+from .waiting import focus, wait_for
 
 SIZE = (80, 24)
 NORMS = {"embedding": 1.2, "1": 0.6, "2": 0.004, "head": 0.09}
@@ -79,8 +79,7 @@ async def test_the_ablate_pane_shows_variants_side_by_side_and_the_evidence(tmp_
     async with app.run_test(size=SIZE) as pilot:
         table = app.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2, what="the results")
-        table.focus()
-        await wait_for(pilot, lambda: app.focused is table, what="the table's focus")
+        await focus(pilot, table, what="the table's focus")
         await pilot.press("down")  # the residual variant
         await wait_for(pilot, lambda: "residual" in shown(app, "#ablate-sample"),
                        what="the residual variant's detail")

@@ -24,3 +24,16 @@ def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+async def focus(pilot, widget, what: str = "the focus") -> None:
+    """Give widget the focus and wait until it has it. A widget not shown yet (its pane still
+    opening) takes no focus, and a pane that opens may move it once more: it is given again
+    until it holds."""
+    def held() -> bool:
+        if pilot.app.focused is widget:
+            return True
+        widget.focus()
+        return False
+
+    await wait_for(pilot, held, what=what)
