@@ -144,7 +144,9 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 
 def minigpt(*args, input=None, env=None, cwd=None, timeout=240) -> subprocess.CompletedProcess:
-    """Run the real command line, as a user would."""
+    """Run the real command line, as a user would, on a wide terminal unless env says otherwise:
+    Rich wraps a pipe's output at 80 columns, which would break a long temporary path in two."""
+    env = os.environ | {"COLUMNS": "1000"} if env is None else env
     return subprocess.run([sys.executable, "-m", "minigpt", *map(str, args)], input=input,
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 

@@ -228,6 +228,31 @@ def test_the_tables_never_cut_a_variant_s_name(capsys):
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
 
 
+def test_the_gradient_tables_never_cut_a_variant_s_name():
+    """The gradient norms by layer, one column a variant: at 80 columns the names whole
+    ('baseli...', 'mlp-ra...' before), the variants that do not fit in a further table."""
+    from rich.console import Console
+
+    from minigpt.cli.report import gradient_tables
+    from minigpt.runs.results import VariantResult
+
+    names = ["baseline", "rope", "rmsnorm", "swiglu", "qk-norm", "no-mask", "mlp-ratio-1",
+             "mlp-ratio-2", "mlp-ratio-8"]
+    norms = {"embedding": 0.515, "1": 0.492, "2": 0.233, "head": 0.0306}
+    results = [VariantResult(name, grad_norms={k: v * (1 + i / 10) for k, v in norms.items()})
+               for i, name in enumerate(names)]
+    tables = gradient_tables(results, 80)
+    assert len(tables) >= 2 and len(gradient_tables(results, 400)) == 1
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    assert all(f" {name} " in text for name in names) and "embedding" in text
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "0.567 (1.1x)" in text  # rope's embedding, against the baseline's
+    assert gradient_tables([VariantResult("baseline")]) == []
+
+
 def test_the_variants_are_listed_by_what_they_do_each_once():
     """ablate --help and the TUI's Ablate pane list the names under the same headings, in the
     order of KINDS, every name once."""

@@ -514,7 +514,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, english_text):
     proc = subprocess.Popen(
         [sys.executable, "-m", "minigpt", "train", "--data", str(data), "--steps", "100000",
          "--out", str(run_dir), *TINY, "--eval-interval", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"COLUMNS": "1000"})  # a long path unwrapped, as conftest.minigpt
     try:
         events = run_dir / "events.jsonl"
         deadline = time.monotonic() + 120

@@ -212,13 +212,12 @@ def run_ablation(runner, quiet: bool = False) -> list:
 
 
 def _print_results(results: list, scaling: dict | None, timed: bool = False) -> None:
-    from minigpt.cli.report import gradient_table, results_tables, scaling_line
+    from minigpt.cli.report import gradient_tables, results_tables, scaling_line
 
     for table in results_tables(results, console.width, timed):
         console.print(table)
-    gradients = gradient_table(results)
-    if gradients is not None:
-        console.print(gradients)
+    for table in gradient_tables(results, console.width):
+        console.print(table)
     for r in results:  # what was measured, in words (ablation.evidence)
         if r.evidence:
             console.print(r.evidence)

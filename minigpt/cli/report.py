@@ -52,27 +52,41 @@ def scaling_line(scaling: dict | None) -> str | None:
     return said
 
 
-def gradient_table(results: list[VariantResult]) -> Table | None:
+def gradient_tables(results: list[VariantResult], width: int = 80) -> list[Table]:
     """Each variant's mean gradient norm by layer (rows), against the baseline's where it has
-    that layer; None when no variant measured any."""
+    that layer, in tables that fit `width` columns, each variant's name whole: the variants that
+    do not fit in the first go to a second. None measured any: no table."""
     norms = {r.variant: r.grad_norms for r in results}
     if not any(norms.values()):
-        return None
+        return []
     baseline = norms.get("baseline", {})
-    table = Table(title="gradient norm by layer (mean over the logged steps; x the baseline's)")
-    table.add_column("layer")
-    for name in norms:
-        table.add_column(name, justify="right")
-    for layer in layer_order(norms.values()):
-        cells = []
-        for name, by_layer in norms.items():
-            value = by_layer.get(layer)
-            cell = "-" if value is None else f"{value:.3g}"
-            if value is not None and name != "baseline" and baseline.get(layer):
-                cell += f" ({value / baseline[layer]:.2g}x)"
-            cells.append(cell)
-        table.add_row(layer, *cells)
-    return table
+    layers = layer_order(norms.values())
+    cells = {name: {layer: _norm_cell(by_layer.get(layer), baseline.get(layer),
+                                      name == "baseline") for layer in layers}
+             for name, by_layer in norms.items()}
+    layer_width = max(len("layer"), *(len(layer) for layer in layers))
+    costs = {name: max(len(name), *(len(c) for c in column.values())) + 3
+             for name, column in cells.items()}
+    tables = []
+    for chosen in pack(costs, width - layer_width - 4):
+        title = None if tables else "gradient norm by layer (mean over the logged steps; x the " \
+                                    "baseline's)"
+        table = Table(title=title)
+        table.add_column("layer", no_wrap=True, min_width=layer_width)
+        for name in chosen:
+            table.add_column(name, justify="right", no_wrap=True)
+        for layer in layers:
+            table.add_row(layer, *(cells[name][layer] for name in chosen))
+        tables.append(table)
+    return tables
+
+
+def _norm_cell(value: float | None, baseline: float | None, is_baseline: bool) -> str:
+    if value is None:
+        return "-"
+    if is_baseline or not baseline:
+        return f"{value:.3g}"
+    return f"{value:.3g} ({value / baseline:.2g}x)"
 
 
 def print_info(ckpt) -> None:
