@@ -64,6 +64,22 @@ def test_rmsnorm_is_x_over_its_root_mean_square_times_the_weight():
     assert not hasattr(norm, "bias") or norm.bias is None  # no mean subtracted, no bias
 
 
+def test_rmsnorm_under_bf16_autocast_is_computed_in_float32_like_layernorm():
+    """Autocast gives it bf16 activations and a float32 weight, which PyTorch's fused kernel
+    refuses with a warning in every run; it takes float32 as autocast gives LayerNorm, and
+    returns the input's dtype."""
+    import warnings
+
+    norm = make_norm(replace(TINY, norm="rmsnorm"))
+    x = torch.randn(3, TINY.n_embd).bfloat16()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = norm(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, norm(x.float()).bfloat16())
+
+
 def test_qk_norm_makes_attention_blind_to_the_input_s_scale():
     """Queries and keys normalized per head: scaling the input (no biases) changes no attention
     weight; without QK-norm the scores grow with its square."""

@@ -60,11 +60,19 @@ def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Te
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
+class RMSNorm(nn.RMSNorm):
+    """x / rms(x) * w, in float32 as autocast computes LayerNorm: under bf16 autocast x comes
+    in bf16 and w is float32, which PyTorch's fused kernel refuses (with a warning)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).type_as(x)
+
+
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
     """GPT-2's LayerNorm (x - mean) / std * w + b, or RMSNorm x / rms * w (switch "norm")."""
     dim = dim or config.n_embd
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(dim, eps=config.layer_norm_epsilon)
+        return RMSNorm(dim, eps=config.layer_norm_epsilon)
     return nn.LayerNorm(dim, eps=config.layer_norm_epsilon, bias=config.bias)
 
 
