@@ -27,7 +27,7 @@ from minigpt.train.scaling import fit
 # The scaling sweep: the same recipe at other depths and widths (the cpu preset's 4 x 128 is the
 # baseline among them), enough points for a power law to mean something.
 SIZES = tuple(
-    Variant(f"size-{layers}x{dims}", f"{layers} layers, {heads} heads, {dims} dims",
+    Variant(f"size-{layers}x{dims}", f"{layers} layer{'s' * (layers > 1)}, {heads} heads, {dims} dims",
             {"n_layer": layers, "n_head": heads, "n_embd": dims}, kind="size", group="size")
     for layers, heads, dims in ((1, 2, 32), (2, 2, 64), (3, 3, 96), (6, 6, 192), (8, 8, 256)))
 
