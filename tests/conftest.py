@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -85,6 +86,13 @@ def _private_cache(tmp_path_factory):
 # signals, output, imports) does not depend on its threads. A value set outside is kept.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The tests of stopping a run send signals, and read what minigpt makes of them. A suite started
+# in the background (`nohup .ci/run &`) inherits SIGHUP and SIGINT ignored, which minigpt rightly
+# leaves alone: the tests start from the dispositions a terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+if hasattr(signal, "SIGHUP"):
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
