@@ -27,7 +27,8 @@ from minigpt.data.tokenizer import (
     tokenizer_from_dict,
 )
 from minigpt.errors import ConfigError, ConversionError, TokenizerError
-from minigpt.hf.gpt2 import export_hf, import_gpt2, load_gpt2
+from minigpt.hf import formats
+from minigpt.hf.gpt2 import import_gpt2, load_gpt2
 from minigpt.infer.sampling import SamplingConfig, decode_one_token, generate, prefill
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import GPT
@@ -53,6 +54,11 @@ SHAPES = {
 VARIANTS = [("small", "safetensors"), ("odd", "safetensors"), ("untied", "safetensors"),
             ("small", "bin")]
 
+
+
+def export_hf(checkpoint, outdir) -> list[str]:
+    """export-hf as a GPT-2 folder: the names of the files written."""
+    return formats.export_hf(checkpoint, outdir, "gpt2")[1]
 
 @pytest.fixture(scope="session")
 def vocab_folder(tmp_path_factory, english_text) -> Path:

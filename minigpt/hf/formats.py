@@ -13,7 +13,13 @@ from pathlib import Path
 
 from minigpt.errors import ConversionError
 from minigpt.hf import gpt2, llama
-from minigpt.hf.folder import ImportedModel, read_hf_config, resolve_source, save_import
+from minigpt.hf.folder import (
+    ImportedModel,
+    read_hf_config,
+    resolve_source,
+    save_import,
+    write_export,
+)
 from minigpt.model.config import GPTConfig
 
 ARCHITECTURES = {"gpt2": gpt2, "llama": llama}  # config.json's model_type, and its module
@@ -39,7 +45,14 @@ def export_hf(checkpoint, outdir: str | os.PathLike, fmt: str = "auto") -> tuple
     switches choose ("auto"); the format, and the names of the files written."""
     if fmt == "auto":
         fmt = choose_format(checkpoint.model_config, checkpoint.path)
-    return fmt, ARCHITECTURES[fmt].export_hf(checkpoint, outdir)
+    arch, config = ARCHITECTURES[fmt], checkpoint.model_config
+    problems = arch.export_problems(config)
+    if problems:
+        raise ConversionError(f"{checkpoint.path} cannot be exported as {arch.NAME}: it was built "
+                              f"with {'; '.join(problems)}, which {arch.NAME}'s architecture "
+                              f"cannot express")
+    return fmt, write_export(checkpoint, outdir, arch.hf_config(config, checkpoint.tokenizer),
+                             arch.places(config))
 
 
 def load_hf(src: str) -> ImportedModel:

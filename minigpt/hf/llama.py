@@ -39,7 +39,6 @@ from minigpt.hf.folder import (
     read_hf_config,
     resolve_source,
     save_import,
-    write_export,
 )
 from minigpt.model.config import GPTConfig
 from minigpt.model.gpt import empty_model, mlp_width
@@ -228,13 +227,3 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer) -> dict:
         "torch_dtype": "float32",
     }
 
-
-def export_hf(checkpoint, outdir: str | os.PathLike) -> list[str]:
-    """Write a checkpoint as a Hugging Face Llama folder; the names of the files written."""
-    config = checkpoint.model_config
-    problems = export_problems(config)
-    if problems:
-        raise ConversionError(f"{checkpoint.path} cannot be exported as Llama: it was built with "
-                              f"{'; '.join(problems)}, which Llama's architecture cannot express")
-    return write_export(checkpoint, outdir, hf_config(config, checkpoint.tokenizer),
-                        places(config))
